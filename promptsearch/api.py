@@ -1,0 +1,54 @@
+"""The Python API: `search()` and `evaluate()`, taking names, paths or objects."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from promptsearch.budget import Budget
+from promptsearch.candidates import Candidate
+from promptsearch.evaluation.evaluator import EvalResult
+from promptsearch.evaluation.scorers import Scorer
+from promptsearch.tasks.base import Task
+
+
+def search(
+    task: Task | str,
+    *,
+    model: Any = None,
+    searcher: str = "baseline",
+    budget: Budget | None = None,
+    seed: int = 0,
+    scorer: str | Scorer | None = None,
+    db: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Find the best prompt for `task` on its dev split and report it on test against baselines.
+
+    `task`: a Task, a built-in name, or a path. `model`: "embedded" (default), "hf:<id or path>",
+    or a backend object. `scorer`: a registered name or any `(prediction, example) -> float`.
+    Searcher options go as keyword arguments (e.g. `shots=8`). Returns the run document
+    (schema `promptsearch.run/1`); the run is stored in the database.
+    """
+    from promptsearch.runner import run_search
+
+    return run_search(task, model=model, searcher=searcher, options={k: str(v) for k, v in options.items()},
+                      budget=budget, seed=seed, scorer=scorer, db=db)
+
+
+def evaluate(
+    task: Task | str,
+    prompt: str | Candidate = "",
+    *,
+    model: Any = None,
+    split: str = "test",
+    scorer: str | Scorer | None = None,
+    db: str | None = None,
+    limit: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> EvalResult:
+    """Score one prompt (instruction text or a Candidate) on one split of `task`."""
+    from promptsearch.runner import run_eval
+
+    cand = prompt if isinstance(prompt, Candidate) else Candidate(instruction=prompt, name="prompt")
+    result, _ = run_eval(task, cand, model=model, split=split, scorer=scorer, db=db, limit=limit, progress=progress)
+    return result

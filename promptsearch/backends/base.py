@@ -1,0 +1,94 @@
+"""Backend contract: batches of requests in, results out.
+
+A prompt is a string or a tuple of segments, each a string or `TokenIds` (token ids placed
+verbatim, e.g. an AutoPrompt trigger), so gradient searchers can put tokens that have no
+stable text form into a template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, Union, runtime_checkable
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    ids: tuple[int, ...]
+
+
+Segment = Union[str, TokenIds]
+Prompt = Union[str, tuple[Segment, ...]]
+
+
+def prompt_segments(prompt: Prompt) -> tuple[Segment, ...]:
+    return (prompt,) if isinstance(prompt, str) else tuple(prompt)
+
+
+def prompt_key(prompt: Prompt) -> list:
+    """JSON-able form of a prompt for cache keys and records."""
+    return [s if isinstance(s, str) else {"ids": list(s.ids)} for s in prompt_segments(prompt)]
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    """log P(continuation | context)."""
+
+    context: Prompt
+    continuation: str
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    prompt: Prompt
+    max_new_tokens: int = 32
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ("\n",)
+    sample_index: int = 0  # k self-consistency samples are k distinct requests
+    seed: int = 0
+
+
+@dataclass
+class LoglikResult:
+    logprob: float
+    is_greedy: bool
+    n_tokens: int  # context + continuation tokens
+
+
+@dataclass
+class GenResult:
+    text: str
+    n_tokens: int  # prompt + generated tokens
+
+
+@dataclass(frozen=True)
+class SoftPrompt:
+    """Continuous prompt vectors prepended to the input embeddings: shape [n_virtual, hidden]."""
+
+    vectors: Any  # numpy array or torch tensor
+    name: str = "soft"
+    digest: str = field(default="", compare=False)
+
+    def fingerprint(self) -> str:
+        if self.digest:
+            return self.digest
+        import numpy as np
+
+        arr = self.vectors.detach().cpu().float().numpy() if hasattr(self.vectors, "detach") else np.asarray(self.vectors, dtype="float32")
+        return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:16]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    kind: str  # "hf", "embedded", "openai", ...
+    model_id: str
+    can_loglikelihood: bool
+    can_generate: bool
+
+    def identity(self) -> dict[str, str]:
+        """What makes this model's outputs what they are: kind, model id, revision."""
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]: ...
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]: ...

@@ -1,0 +1,348 @@
+"""Local causal LMs through transformers.
+
+Scoring is batched and length-sorted; within a batch the longest token prefix shared by
+every row (usually the instruction and demos) is run once and its KV cache reused, and the
+LM head runs only at the positions whose log-probabilities are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Sequence
+
+from promptsearch.backends.base import (
+    GenRequest,
+    GenResult,
+    LoglikRequest,
+    LoglikResult,
+    Prompt,
+    SoftPrompt,
+    prompt_segments,
+)
+from promptsearch.errors import PromptSearchError
+
+MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
+
+
+class HFBackend:
+    kind = "hf"
+    can_loglikelihood = True
+    can_generate = True
+
+    def __init__(self, name_or_path: str, model_id: str | None = None, revision: str | None = None,
+                 device: str = "auto", batch_tokens: int = 4096, max_batch: int = 64):
+        self.name_or_path = name_or_path
+        self.model_id = model_id or name_or_path
+        self._revision = revision
+        self.device_pref = device
+        self.batch_tokens = batch_tokens
+        self.max_batch = max_batch
+        self._model = None
+        self._tok = None
+        self._prefix_cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._enc_cache: dict[str, list[int]] = {}
+
+    # --- loading (lazy: a fully cached run never loads the model) -----------------------
+    def identity(self) -> dict[str, str]:
+        return {"kind": self.kind, "model": self.model_id, "revision": self.revision}
+
+    @property
+    def revision(self) -> str:
+        if self._revision is None:
+            self._revision = _fingerprint(self.name_or_path)
+        return self._revision
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._load()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        if self._tok is None:
+            self._load()
+        return self._tok
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bar is the one the user watches
+        device = self.device_pref
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            tok = AutoTokenizer.from_pretrained(self.name_or_path)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.name_or_path, dtype=torch.float32 if device == "cpu" else "auto"
+            )
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PromptSearchError(f"Cannot load model '{self.name_or_path}': {first}") from None
+        model.to(device).eval()
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self._tok, self._model = tok, model
+
+    # --- tokenisation ----------------------------------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        ids = self._enc_cache.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            if len(self._enc_cache) > 50_000:
+                self._enc_cache.clear()
+            self._enc_cache[text] = ids
+        return ids
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        ids: list[int] = []
+        for seg in prompt_segments(prompt):
+            ids.extend(self._encode(seg) if isinstance(seg, str) else seg.ids)
+        return ids
+
+    def _split_context(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
+        """Token ids of context and continuation, tokenised the way lm-evaluation-harness does:
+        trailing context whitespace moves into the continuation, and the continuation's ids
+        are what the whole string adds beyond the context's."""
+        segs = list(prompt_segments(req.context))
+        cont = req.continuation
+        last = segs[-1] if segs and isinstance(segs[-1], str) else ""
+        if last:
+            n_sp = len(last) - len(last.rstrip())
+            if n_sp:
+                cont = last[-n_sp:] + cont
+                last = last[:-n_sp]
+            head = self.encode_prompt(tuple(segs[:-1]))
+            ctx_tail = self._encode(last) if last else []
+            whole = self._encode(last + cont)
+            cont_ids = whole[len(ctx_tail):]
+            ctx = head + ctx_tail
+        else:
+            ctx = self.encode_prompt(tuple(segs))
+            cont_ids = self._encode(cont)
+        if not ctx:
+            ctx = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
+        return ctx, cont_ids
+
+    # --- scoring ---------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
+        import torch
+
+        # Rows: one token sequence each, with (position, target) reads. Continuations of
+        # one context that are a single token each share one row (one forward pass).
+        by_ctx: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        for i, req in enumerate(requests):
+            ctx, cont = self._split_context(req)
+            by_ctx.setdefault(tuple(ctx), []).append((i, cont))
+        rows: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # ids, [(req, pos, target)]
+        for ctx, items in by_ctx.items():
+            if all(len(c) == 1 for _, c in items):
+                rows.append((list(ctx), [(i, len(ctx) - 1, c[0]) for i, c in items]))
+            else:
+                for i, c in items:
+                    ids = list(ctx) + c[:-1]
+                    rows.append((ids, [(i, len(ctx) - 1 + j, t) for j, t in enumerate(c)]))
+        max_len = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        n_soft = 0 if soft_prompt is None else int(soft_prompt.vectors.shape[0])
+        logp = [0.0] * len(requests)
+        greedy = [True] * len(requests)
+        ntok = [0] * len(requests)
+        for i, req in enumerate(requests):
+            ctx, cont = self._split_context(req)
+            ntok[i] = len(ctx) + len(cont) + n_soft
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
+        with torch.inference_mode():
+            for batch in self._batches([rows[r] for r in order]):
+                results = self._score_batch(batch, soft_prompt, max_len)
+                for (req_i, lp, is_g) in results:
+                    logp[req_i] += lp
+                    greedy[req_i] = greedy[req_i] and is_g
+        return [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
+
+    def _batches(self, rows):
+        batch: list = []
+        width = 0
+        for row in rows:
+            w = max(width, len(row[0]))
+            if batch and (w * (len(batch) + 1) > self.batch_tokens or len(batch) >= self.max_batch):
+                yield batch
+                batch, w = [], len(row[0])
+            batch.append(row)
+            width = w
+        if batch:
+            yield batch
+
+    def _score_batch(self, batch, soft_prompt, max_len):
+        import torch
+
+        model = self.model
+        base = getattr(model, model.base_model_prefix)
+        head = model.get_output_embeddings()
+        # Left-truncate rows that exceed the context window; reads shift with them.
+        trimmed = []
+        for ids, reads in batch:
+            cut = max(0, len(ids) - max_len + (0 if soft_prompt is None else soft_prompt.vectors.shape[0]))
+            trimmed.append((ids[cut:], [(r, p - cut, t) for r, p, t in reads if p - cut >= 0]))
+        batch = trimmed
+        shared = 0
+        if soft_prompt is None and len(batch) > 1:
+            shared = _common_prefix_len([ids for ids, _ in batch])
+            shared = min(shared, min(len(ids) for ids, _ in batch) - 1)
+            if shared < MIN_SHARED_PREFIX:
+                shared = 0
+        dev = model.device
+        pad = self.tokenizer.pad_token_id
+        L = max(len(ids) for ids, _ in batch) - shared
+        input_ids = torch.full((len(batch), L), pad, dtype=torch.long, device=dev)  # [B, L] right-padded
+        for b, (ids, _) in enumerate(batch):
+            input_ids[b, : len(ids) - shared] = torch.tensor(ids[shared:], device=dev)
+        # Right padding needs no attention mask: causal attention never lets a real token
+        # see the pads after it, and pads are never read.
+        if soft_prompt is not None:
+            vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=dev)  # [V, H]
+            emb = model.get_input_embeddings()(input_ids)  # [B, L, H]
+            emb = torch.cat([vec.unsqueeze(0).expand(len(batch), -1, -1), emb], dim=1)
+            hidden = base(inputs_embeds=emb).last_hidden_state[:, vec.shape[0]:]  # [B, L, H]
+        elif shared:
+            cache = self._prefix_kv(tuple(batch[0][0][:shared]), len(batch))
+            hidden = base(input_ids=input_ids, past_key_values=cache, use_cache=True).last_hidden_state
+        else:
+            hidden = base(input_ids=input_ids).last_hidden_state
+        rows_i, pos_i, targets, owners = [], [], [], []
+        for b, (_, reads) in enumerate(batch):
+            for req_i, pos, tgt in reads:
+                rows_i.append(b)
+                pos_i.append(pos - shared)
+                targets.append(tgt)
+                owners.append(req_i)
+        h = hidden[torch.tensor(rows_i, device=dev), torch.tensor(pos_i, device=dev)]  # [R, H]
+        logits = head(h).float()  # [R, V]: only the positions we read
+        lsm = torch.log_softmax(logits, dim=-1)
+        tgt = torch.tensor(targets, device=dev)
+        lp = lsm.gather(1, tgt[:, None]).squeeze(1).tolist()
+        is_g = (lsm.argmax(-1) == tgt).tolist()
+        return list(zip(owners, lp, is_g))
+
+    def _prefix_kv(self, prefix: tuple[int, ...], batch_size: int):
+        """KV cache of the shared prefix, computed once and expanded (a view) to the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        kv = self._prefix_cache.get(prefix)
+        if kv is None:
+            base = getattr(self.model, self.model.base_model_prefix)
+            out = base(input_ids=torch.tensor([prefix], device=self.model.device), use_cache=True)
+            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            self._prefix_cache[prefix] = kv
+            while len(self._prefix_cache) > 4:
+                self._prefix_cache.popitem(last=False)
+        else:
+            self._prefix_cache.move_to_end(prefix)
+        # The forward pass concatenates onto these, never writes in place, so views are safe.
+        data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in kv]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
+    # --- generation ------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        out: list[GenResult | None] = [None] * len(requests)
+        # Group by decoding settings; sort by length so left padding stays small.
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_new_tokens, r.temperature, r.top_p, r.stop), []).append(i)
+        for (max_new, temp, top_p, stop), idxs in groups.items():
+            encoded = {i: self.encode_prompt(requests[i].prompt) or [tok.eos_token_id] for i in idxs}
+            idxs = sorted(idxs, key=lambda i: -len(encoded[i]))
+            bs = max(1, min(self.max_batch, self.batch_tokens // max(1, len(encoded[idxs[0]]) + max_new)))
+            for s in range(0, len(idxs), bs):
+                chunk = idxs[s : s + bs]
+                L = max(len(encoded[i]) for i in chunk)
+                ids = torch.full((len(chunk), L), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((len(chunk), L), dtype=torch.long)
+                for b, i in enumerate(chunk):  # left padding for generation
+                    e = encoded[i]
+                    ids[b, L - len(e):] = torch.tensor(e)
+                    mask[b, L - len(e):] = 1
+                kwargs: dict[str, Any] = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+                if temp > 0:
+                    seed = requests[chunk[0]].seed * 1_000_003 + requests[chunk[0]].sample_index
+                    torch.manual_seed(seed)
+                    kwargs.update(do_sample=True, temperature=temp, top_p=top_p)
+                else:
+                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                if stop:
+                    kwargs.update(stop_strings=list(stop), tokenizer=tok)
+                with torch.inference_mode():
+                    gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **kwargs)
+                for b, i in enumerate(chunk):
+                    new = gen[b, L:].tolist()
+                    new = [t for t in new if t != tok.pad_token_id]
+                    text = tok.decode(new, skip_special_tokens=True)
+                    for st in stop:
+                        cut = text.find(st)
+                        if cut >= 0:
+                            text = text[:cut]
+                    out[i] = GenResult(text, len(encoded[i]) + len(new))
+        return out  # type: ignore[return-value]
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return n
+
+
+def _fingerprint(name_or_path: str) -> str:
+    """A revision for cache keys: local folders hash their config and weight file sizes and
+    mtimes; hub ids use the pinned commit if one is in the local HF cache, else 'hub'."""
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+                if f.name == "config.json":
+                    h.update(f.read_bytes())
+        return h.hexdigest()[:12]
+    return "hub"
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).expanduser().exists()
+
+
+def load_hf(spec: str, settings) -> HFBackend:
+    """`hf:<hub id or local path>`."""
+    if not spec:
+        raise PromptSearchError("Model 'hf:' needs a hub id or a local folder, e.g. hf:HuggingFaceTB/SmolLM2-135M.")
+    path = Path(spec).expanduser()
+    if path.exists() or spec.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise PromptSearchError(f"Model path '{spec}' is not a folder; give a transformers model folder with config.json.")
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise PromptSearchError(f"Model path '{spec}' is not a model: no config.json in it.")
+        try:
+            json.loads(cfg.read_text())
+        except json.JSONDecodeError:
+            raise PromptSearchError(f"Model path '{spec}' is not a model: its config.json is not valid JSON.") from None
+        spec = str(path.resolve())
+    return HFBackend(spec, model_id=f"hf:{spec}", device=settings.device, batch_tokens=settings.batch_tokens)

@@ -1,0 +1,48 @@
+"""What a searcher proposes: instruction text, demos, a token-id trigger, or a soft prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from promptsearch.backends.base import SoftPrompt
+
+
+@dataclass(frozen=True)
+class Candidate:
+    instruction: str = ""
+    demos: tuple[str, ...] = ()  # ids of train examples shown before the query, in order
+    trigger: tuple[int, ...] | None = None  # token ids placed at the template's {trigger} slot
+    soft_prompt: SoftPrompt | None = None  # vectors prepended to the input embeddings
+    name: str = ""  # display name, e.g. "manual-1", "4-shot", "ape-r2-07"
+    origin: str = ""  # the searcher and step that made it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instruction": self.instruction,
+            "demos": list(self.demos),
+            "trigger": list(self.trigger) if self.trigger is not None else None,
+            "soft_prompt": self.soft_prompt.fingerprint() if self.soft_prompt is not None else None,
+            "name": self.name,
+            "origin": self.origin,
+        }
+
+    def key(self) -> str:
+        """Content identity (name and origin excluded): equal keys score equally."""
+        d = self.to_dict()
+        d.pop("name"), d.pop("origin")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        parts = []
+        if self.instruction:
+            parts.append(self.instruction)
+        if self.demos:
+            parts.append(f"[{len(self.demos)} demos]")
+        if self.trigger is not None:
+            parts.append(f"[trigger {len(self.trigger)} tokens]")
+        if self.soft_prompt is not None:
+            parts.append(f"[soft prompt {self.soft_prompt.name}]")
+        return " ".join(parts) or "(empty prompt)"

@@ -1,0 +1,351 @@
+"""The `promptsearch` command. Nothing heavy is imported at module level: `--help` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Automatic prompt search: find the prompt that makes a model do your task best, "
+    "and prove it on held-out data against baselines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cache_app = typer.Typer(help="Inspect or clear the model-request cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+TaskOpt = typer.Option("sentiment", "--task", "-t", help="Built-in task name, a .jsonl/.csv/.json/.tsv file or folder, or hf:NAME.")
+ModelOpt = typer.Option(None, "--model", "-m", help="embedded (default) or hf:<hub id or local folder>. Env: PROMPTSEARCH_MODEL.")
+DbOpt = typer.Option(None, "--db", help="SQLite database file. Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).")
+ScorerOpt = typer.Option(None, "--scorer", help="Scorer name (default: the task's metric): accuracy, exact_match, contains, f1, exact_set, or a plug-in.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (schema in the README).")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class _Bar:
+    """Adapts the evaluator's (label, done, total) callback to one rich progress bar."""
+
+    def __init__(self, enabled: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=_console(stderr=True), transient=True,
+                                 disable=not enabled)
+        self.task_id = None
+        self.label = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label != self.label or self.task_id is None:
+            if self.task_id is not None:
+                self.progress.remove_task(self.task_id)
+            self.task_id = self.progress.add_task(label[:42], total=total)
+            self.label = label
+        self.progress.update(self.task_id, completed=done, total=total)
+
+    def phase(self, message: str) -> None:
+        self.progress.console.print(f"[bold]›[/bold] {message}")
+
+
+def _parse_options(options: list[str]) -> dict[str, str]:
+    from promptsearch.errors import PromptSearchError
+
+    out = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PromptSearchError(f"Option '{item}' must look like key=value (e.g. -o shots=8).")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _fmt(score: Optional[dict]) -> str:
+    if not score:
+        return "–"
+    se = f" ± {score['stderr']:.3f}" if score.get("stderr") is not None else ""
+    return f"{score['mean']:.3f}{se}"
+
+
+def _cost_line(cost: dict) -> str:
+    return (f"{cost['calls']} model calls, {cost['tokens']:,} tokens, {cost['cache_hits']} cache hits, "
+            f"{cost['seconds']:.1f} s in the model")
+
+
+@app.command()
+def run(
+    task: str = TaskOpt,
+    searcher: str = typer.Option("baseline", "--searcher", "-s", help="Searcher name; see `promptsearch searchers`."),
+    model: Optional[str] = ModelOpt,
+    option: list[str] = typer.Option([], "--option", "-o", help="Searcher option key=value (repeatable); see `promptsearch searchers`."),
+    seed: int = typer.Option(0, help="Seed for everything random in the run."),
+    max_evals: Optional[int] = typer.Option(None, help="Budget: example-level scorings on dev."),
+    max_calls: Optional[int] = typer.Option(None, help="Budget: model calls (cache hits are free)."),
+    max_seconds: Optional[float] = typer.Option(None, help="Budget: seconds of search."),
+    shots: int = typer.Option(4, help="Demos in the k-shot baseline reported on test."),
+    scorer: Optional[str] = ScorerOpt,
+    db: Optional[Path] = DbOpt,
+    as_json: bool = JsonOpt,
+):
+    """Search for the best prompt on dev, then score it and the baselines on test."""
+    from promptsearch.budget import Budget
+    from promptsearch.runner import run_search
+
+    opts = _parse_options(option)
+    con = _console()
+    with _Bar(enabled=sys.stderr.isatty()) as bar:
+        phase = bar.phase if not as_json else (lambda m: None)
+        doc = run_search(task, model=model, searcher=searcher, options=opts,
+                         budget=Budget(max_evals, max_calls, max_seconds), seed=seed, scorer=scorer,
+                         db=str(db) if db else None, baseline_shots=shots, progress=bar, phase=phase)
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    _print_run(con, doc)
+
+
+def _print_run(con, doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = doc["task"]
+    con.print(f"[bold]{t['name']}[/bold] ({t['sizes']['train']}/{t['sizes']['dev']}/{t['sizes']['test']} "
+              f"train/dev/test, {t['metric']}) · model {doc['model']['model']} · searcher {doc['searcher']['name']}")
+    cands = sorted(doc["candidates"], key=lambda c: -c["dev_mean"])
+    table = Table(title=f"Dev candidates (top {min(10, len(cands))} of {len(cands)})", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("candidate")
+    table.add_column("prompt", overflow="fold", max_width=70)
+    table.add_column("dev", justify="right")
+    for i, c in enumerate(cands[:10], 1):
+        table.add_row(str(i), escape(c["name"]), escape(c["prompt"]), f"{c['dev_mean']:.3f}")
+    con.print(table)
+    best = doc["best"]
+    con.print(f"[bold green]Best prompt[/bold green] ({escape(best['name'])}): {escape(best['prompt'])}")
+    tt = Table(title=f"Held-out test ({t['sizes']['test']} examples): best vs baselines", title_justify="left")
+    for col, just in (("prompt", "left"), ("dev", "right"), ("test", "right"), ("best − it [95% CI]", "right")):
+        tt.add_column(col, justify=just)  # type: ignore[arg-type]
+    tt.add_row(f"[bold]best: {escape(best['name'])}[/bold]", f"{best['dev']['mean']:.3f}", _fmt(best["test"]), "")
+    for b in doc["baselines"]:
+        d = b["best_minus_baseline"]
+        same = b["candidate"] == best["candidate"] or b["name"] == best["name"]
+        diff = "(the best)" if same else f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+        tt.add_row(escape(b["name"]), f"{b['dev']['mean']:.3f}" if b["dev"] else "–", _fmt(b["test"]), diff)
+    con.print(tt)
+    cost = doc["cost"]
+    con.print(f"Cost: {_cost_line(cost['total'])}; {cost['wall_seconds']:.1f} s wall")
+    if doc["from_cache"]:
+        con.print(f"[cyan]Everything came from the cache: 0 model calls ({cost['total']['cache_hits']} cached answers).[/cyan]")
+    if doc["stopped_by"]:
+        con.print(f"[yellow]Search stopped early: {escape(doc['stopped_by'])}[/yellow]")
+    con.print(f"Stored as run [bold]{doc['run_id']}[/bold] in {doc['db']}  (promptsearch show {doc['run_id']})")
+
+
+@app.command("eval")
+def eval_(
+    task: str = TaskOpt,
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Instruction text to score."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", "-f", help="Read the instruction from a file."),
+    shots: int = typer.Option(0, help="Prepend this many class-balanced train demos."),
+    split: str = typer.Option("test", help="train, dev or test."),
+    limit: Optional[int] = typer.Option(None, help="Score only the first N examples."),
+    seed: int = typer.Option(0, help="Seed for demo selection."),
+    model: Optional[str] = ModelOpt,
+    scorer: Optional[str] = ScorerOpt,
+    db: Optional[Path] = DbOpt,
+    as_json: bool = JsonOpt,
+):
+    """Score a given prompt on one split of a task."""
+    from promptsearch.candidates import Candidate
+    from promptsearch.errors import PromptSearchError
+    from promptsearch.runner import run_eval
+    from promptsearch.searchers.baseline import pick_demos
+    from promptsearch.tasks.loaders import load_task
+
+    if prompt is not None and prompt_file is not None:
+        raise PromptSearchError("Give either --prompt or --prompt-file, not both.")
+    if prompt_file is not None:
+        try:
+            prompt = prompt_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise PromptSearchError(f"Cannot read prompt file '{prompt_file}': {e}.") from None
+    t = load_task(task)
+    cand = Candidate(instruction=prompt or "", demos=pick_demos(t, shots, seed), name="prompt")
+    with _Bar(enabled=sys.stderr.isatty()) as bar:
+        _, doc = run_eval(t, cand, model=model, split=split, scorer=scorer, db=str(db) if db else None,
+                          limit=limit, progress=bar)
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    from rich.markup import escape
+
+    con = _console()
+    con.print(f"[bold]{doc['task']['name']}[/bold] {split} · model {doc['model']['model']} · prompt: {escape(doc['prompt'])}")
+    con.print(f"{doc['task']['metric']}: [bold]{_fmt(doc['score'])}[/bold] on {doc['score']['n']} examples")
+    con.print(f"Cost: {_cost_line(doc['cost'])}" + ("  [cyan](all from the cache)[/cyan]" if doc["from_cache"] else ""))
+
+
+@app.command()
+def tasks():
+    """List built-in and plug-in tasks, and the file formats `--task` accepts."""
+    from rich.table import Table
+
+    from promptsearch import registry
+    from promptsearch.errors import PromptSearchError
+
+    table = Table(title="Tasks", title_justify="left")
+    table.add_column("name")
+    table.add_column("splits and labels")
+    for name in registry.tasks.names():
+        try:
+            summary = registry.tasks.get(name)().summary()
+        except PromptSearchError as e:
+            summary = f"(unavailable: {e})"
+        table.add_row(name, summary)
+    con = _console()
+    con.print(table)
+    con.print("Also: --task FILE.jsonl | FILE.csv | FILE.json (list or Instruction Induction) | RLPrompt folder | hf:NAME[:CONFIG]")
+
+
+@app.command()
+def searchers():
+    """List searchers and their options (set with -o key=value)."""
+    from rich.table import Table
+
+    from promptsearch import registry
+
+    con = _console()
+    for name in registry.searchers.names():
+        cls = registry.searchers.get(name)
+        table = Table(title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}", title_justify="left")
+        table.add_column("option")
+        table.add_column("type")
+        table.add_column("default")
+        table.add_column("help")
+        for opt, typ, default, help_ in cls.config_help():
+            table.add_row(opt, typ, repr(default), help_)
+        con.print(table)
+
+
+@app.command()
+def runs(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only runs of this task."),
+    limit: int = typer.Option(20, help="How many of the newest runs."),
+    db: Optional[Path] = DbOpt,
+):
+    """List stored runs, newest first."""
+    from datetime import datetime
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    store = _store(db)
+    rows = store.runs(task, limit)
+    con = _console()
+    if not rows:
+        con.print(f"No runs in {store.path} yet. Start one with `promptsearch run`.")
+        return
+    table = Table(title=f"Runs in {store.path}", title_justify="left")
+    for col in ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt"):
+        table.add_column(col, overflow="fold", max_width=50 if col == "best prompt" else None)
+    for r in rows:
+        table.add_row(r.id, datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), r.task, r.searcher, r.model,
+                      f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
+                      f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(r.best_text))
+    con.print(table)
+
+
+@app.command()
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    db: Optional[Path] = DbOpt,
+    as_json: bool = JsonOpt,
+):
+    """Show one stored run: candidates, test comparison, cost and reproducibility record."""
+    store = _store(db)
+    doc = json.loads(store.get_run(run_id).result)
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    con = _console()
+    _print_run(con, doc)
+    rec = doc["record"]
+    con.print(f"Task hash {doc['task']['hash']} · template {rec['task_template']!r} · seed {doc['seed']} · "
+              f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}")
+
+
+@cache_app.command("stats")
+def cache_stats(db: Optional[Path] = DbOpt):
+    """Cached answers per model and request kind."""
+    from rich.table import Table
+
+    store = _store(db)
+    rows = store.cache_stats()
+    table = Table(title=f"Cache in {store.path}", title_justify="left")
+    for col in ("model", "kind", "entries", "tokens"):
+        table.add_column(col, justify="right" if col in ("entries", "tokens") else "left")
+    for r in rows:
+        table.add_row(r["backend"], r["kind"], str(r["entries"]), f"{r['tokens']:,}")
+    size = store.path.stat().st_size if store.path.exists() else 0
+    con = _console()
+    con.print(table)
+    con.print(f"{sum(r['entries'] for r in rows)} entries; database file {size / 1e6:.1f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's entries (as shown by `cache stats`)."),
+    db: Optional[Path] = DbOpt,
+):
+    """Delete cached answers (runs are kept)."""
+    n = _store(db).cache_clear(model)
+    _console().print(f"Deleted {n} cached answers.")
+
+
+def _store(db: Optional[Path]):
+    from promptsearch.settings import get_settings
+    from promptsearch.store.db import Store
+
+    return Store(db or get_settings().db_path)
+
+
+def main() -> None:
+    from promptsearch.errors import PromptSearchError
+
+    try:
+        app(standalone_mode=False)
+    except PromptSearchError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("Interrupted. Answers received so far are in the cache; run the same command again to resume.",
+              file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click's usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""A run: search on dev, then score the best candidate and the baselines once on test,
+compare them pairwise, and store everything that reproduces the run."""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Callable
+
+from promptsearch import registry
+from promptsearch.budget import Budget
+from promptsearch.candidates import Candidate
+from promptsearch.errors import BudgetExhausted, PromptSearchError
+from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.evaluation.scorers import Scorer, resolve_scorer
+from promptsearch.evaluation.stats import paired_bootstrap
+from promptsearch.searchers.base import Searcher, build_config
+from promptsearch.searchers.baseline import baseline_candidates
+from promptsearch.settings import get_settings
+from promptsearch.cost import Usage
+from promptsearch.store.cache import CachedBackend
+from promptsearch.store.db import Store
+from promptsearch.store.models import CandidateRow, Run, TestResult
+from promptsearch.tasks.base import Task
+from promptsearch.tasks.loaders import load_task
+
+RUN_SCHEMA = "promptsearch.run/1"
+EVAL_SCHEMA = "promptsearch.eval/1"
+PACKAGES = ("promptsearch", "torch", "transformers", "trl", "peft", "numpy", "sqlmodel", "openai", "tenacity")
+
+
+@dataclass
+class Setup:
+    task: Task
+    backend: CachedBackend
+    store: Store
+    metric: str
+
+
+def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = None, db: str | None = None) -> Setup:
+    """Resolve and validate everything a run needs before anything runs or is written."""
+    from promptsearch.backends import resolve_backend
+
+    settings = get_settings()
+    task = load_task(task) if isinstance(task, str) else task.validate()
+    metric, _ = resolve_scorer(scorer or task.metric)
+    inner = resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
+    store = Store(db or settings.db_path)
+    backend = inner if isinstance(inner, CachedBackend) else CachedBackend(inner, store)
+    return Setup(task, backend, store, metric)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _scores(r: EvalResult | None) -> dict | None:
+    if r is None:
+        return None
+    return {"mean": round(r.mean, 4), "stderr": None if r.stderr != r.stderr else round(r.stderr, 4), "n": r.n}
+
+
+def run_search(
+    task: Task | str,
+    model: Any = None,
+    searcher: str | Searcher = "baseline",
+    options: dict[str, str] | None = None,
+    budget: Budget | None = None,
+    seed: int = 0,
+    scorer: str | Scorer | None = None,
+    db: str | None = None,
+    baseline_shots: int = 4,
+    progress: Callable[[str, int, int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run a search and return its result document (schema `promptsearch.run/1`, README)."""
+    if isinstance(searcher, str):
+        cls = registry.searchers.get(searcher)
+        searcher_obj = cls(build_config(cls, options or {}))
+    else:
+        searcher_obj = searcher
+    setup = prepare(task, model, scorer, db)
+    task = setup.task
+    budget = budget or Budget()
+    say = phase or (lambda _m: None)
+    started = time.time()
+    evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress)
+
+    say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
+    try:
+        result = searcher_obj.search(task, evaluator, budget, seed)
+    except BudgetExhausted as e:
+        raise PromptSearchError(f"The budget was spent before any candidate was scored ({e}); raise it.") from None
+    search_cost = evaluator.cost
+
+    say(f"Scoring the best prompt and the baselines on {len(task.test)} test examples")
+    baselines = baseline_candidates(task, shots=baseline_shots, seed=seed)
+    finalists: list[Candidate] = [result.best] + [b for b in baselines if b.key() != result.best.key()]
+    test_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress)
+    tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
+    test_cost = test_eval.cost
+
+    dev_by_key: dict[str, EvalResult] = {}
+    for r in result.history:
+        dev_by_key.setdefault(r.candidate.key(), r)
+    best_test = tests[result.best.key()]
+    baseline_docs = []
+    for b in baselines:
+        t = tests[b.key()]
+        diff = paired_bootstrap(best_test.scores, t.scores, seed=seed)
+        baseline_docs.append({
+            "name": b.name,
+            "prompt": b.describe(),
+            "candidate": b.to_dict(),
+            "dev": _scores(dev_by_key.get(b.key())),
+            "test": _scores(t),
+            "best_minus_baseline": diff.to_dict(),
+        })
+    total = search_cost + test_cost
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    doc: dict[str, Any] = {
+        "schema": RUN_SCHEMA,
+        "run_id": run_id,
+        "created": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "task": {"name": task.name, "hash": task.hash(), "source": task.source, "metric": setup.metric,
+                 "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
+        "model": setup.backend.identity(),
+        "searcher": {"name": searcher_obj.name, "config": asdict(searcher_obj.config)},
+        "harness": evaluator.harness,
+        "seed": seed,
+        "best": {"name": result.best.name, "prompt": result.best.describe(), "candidate": result.best.to_dict(),
+                 "dev": {"mean": round(result.best_score, 4), "n": len(task.dev)}, "test": _scores(best_test)},
+        "baselines": baseline_docs,
+        "candidates": [{"step": r.step, "name": r.candidate.name, "prompt": r.candidate.describe(),
+                        "dev_mean": round(r.mean, 4), "dev_n": r.n} for r in result.history],
+        "stopped_by": result.stopped_by,
+        "cost": {"search": search_cost.to_dict(), "test": test_cost.to_dict(), "total": total.to_dict(),
+                 "wall_seconds": round(time.time() - started, 2)},
+        "from_cache": total.calls == 0,
+        "db": str(setup.store.path),
+        "record": {
+            "task_template": task.template,
+            "labels": task.labels,
+            "instructions": task.instructions,
+            "budget": budget.to_dict(),
+            "baseline_shots": baseline_shots,
+            "searcher_notes": result.notes,
+            "versions": package_versions(),
+            "platform": platform.platform(),
+            "argv": sys.argv[1:] if sys.argv and sys.argv[0].endswith("promptsearch") else [],
+        },
+    }
+    _store(setup.store, doc, result.history, tests, started)
+    return doc
+
+
+def _store(store: Store, doc: dict, history: list[EvalResult], tests: dict[str, EvalResult], started: float) -> None:
+    import json
+
+    run = Run(id=doc["run_id"], created=started, task=doc["task"]["name"], task_hash=doc["task"]["hash"],
+              searcher=doc["searcher"]["name"], model=doc["model"]["model"], harness=doc["harness"], seed=doc["seed"],
+              best_name=doc["best"]["name"], best_text=doc["best"]["prompt"], dev_score=doc["best"]["dev"]["mean"],
+              test_score=doc["best"]["test"]["mean"], result=json.dumps(doc, ensure_ascii=False))
+    cands = [CandidateRow(run_id=run.id, step=r.step, name=r.candidate.name, text=r.candidate.describe(),
+                          candidate=json.dumps(r.candidate.to_dict()), dev_score=r.mean, dev_n=r.n) for r in history]
+    rows = [TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
+            for r in tests.values() for eid, s, p in zip(r.example_ids, r.scores, r.predictions)]
+    store.save_run(run, cands, rows)
+
+
+def run_eval(
+    task: Task | str,
+    candidate: Candidate,
+    model: Any = None,
+    split: str = "test",
+    scorer: str | Scorer | None = None,
+    db: str | None = None,
+    limit: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[EvalResult, dict[str, Any]]:
+    """Score one candidate on one split; returns the result and its document (`promptsearch.eval/1`)."""
+    setup = prepare(task, model, scorer, db)
+    examples = setup.task.split(split)[: limit or None]
+    if not examples:
+        raise PromptSearchError(f"Task '{setup.task.name}' has no examples in the {split} split.")
+    ev = Evaluator(setup.task, setup.backend, scorer or setup.task.metric, progress=progress)
+    res = ev.score(candidate, examples, split="eval")
+    doc = {
+        "schema": EVAL_SCHEMA,
+        "task": {"name": setup.task.name, "hash": setup.task.hash(), "metric": setup.metric},
+        "model": setup.backend.identity(),
+        "split": split,
+        "prompt": candidate.describe(),
+        "candidate": candidate.to_dict(),
+        "score": _scores(res),
+        "examples": [{"id": i, "prediction": p, "score": s} for i, p, s in zip(res.example_ids, res.predictions, res.scores)],
+        "cost": res.cost.to_dict(),
+        "from_cache": res.cost.calls == 0,
+    }
+    return res, doc
+
+
+__all__ = ["run_search", "run_eval", "prepare", "Usage"]

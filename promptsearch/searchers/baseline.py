@@ -1,0 +1,73 @@
+"""Plain baselines, scored the same way as any searched prompt: the empty prompt, the
+task's manual instruction(s), and k-shot demos drawn from the train split."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from promptsearch.budget import Budget
+from promptsearch.candidates import Candidate
+from promptsearch.errors import BudgetExhausted
+from promptsearch.evaluation.evaluator import Evaluator
+from promptsearch.searchers.base import SearchResult, Searcher
+from promptsearch.tasks.base import Example, Task
+
+
+def pick_demos(task: Task, k: int, seed: int, balanced: bool = True) -> tuple[str, ...]:
+    """k train examples, class-balanced round-robin where the task has labels, then shuffled."""
+    rng = random.Random(seed)
+    pool = list(task.train)
+    if k <= 0 or not pool:
+        return ()
+    if balanced and task.labels:
+        by_label: dict[str, list[Example]] = {}
+        for ex in pool:
+            by_label.setdefault(ex.label, []).append(ex)
+        for group in by_label.values():
+            rng.shuffle(group)
+        chosen: list[Example] = []
+        labels = sorted(by_label)
+        while len(chosen) < min(k, len(pool)):
+            for lab in labels:
+                if by_label[lab] and len(chosen) < k:
+                    chosen.append(by_label[lab].pop())
+        rng.shuffle(chosen)
+    else:
+        chosen = rng.sample(pool, min(k, len(pool)))
+    return tuple(e.id for e in chosen)
+
+
+def baseline_candidates(task: Task, shots: int = 4, seed: int = 0, balanced: bool = True, max_manual: int = 5) -> list[Candidate]:
+    cands = [Candidate(name="empty", origin="baseline")]
+    for i, text in enumerate(task.instructions[:max_manual], 1):
+        cands.append(Candidate(instruction=text, name=f"manual-{i}", origin="baseline"))
+    if shots > 0 and task.train:
+        demos = pick_demos(task, shots, seed, balanced)
+        cands.append(Candidate(demos=demos, name=f"{len(demos)}-shot", origin="baseline"))
+    return cands
+
+
+class BaselineSearcher(Searcher):
+    name = "baseline"
+
+    @dataclass
+    class Config:
+        shots: int = field(default=4, metadata={"help": "demos in the k-shot baseline (0 to leave it out)"})
+        balanced: bool = field(default=True, metadata={"help": "draw k-shot demos class-balanced"})
+        max_manual: int = field(default=5, metadata={"help": "how many of the task's manual instructions to try"})
+
+    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+        cands = baseline_candidates(task, self.config.shots, seed, self.config.balanced, self.config.max_manual)
+        stopped = ""
+        for cand in cands:
+            try:
+                evaluator.score(cand, task.dev)
+            except BudgetExhausted as e:
+                stopped = str(e)
+                break
+        scored = evaluator.history
+        if not scored:
+            raise BudgetExhausted(stopped or "no candidate could be scored within the budget")
+        best = max(scored, key=lambda r: r.mean)  # first wins ties: the simplest prompt
+        return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped)

@@ -1,0 +1,56 @@
+"""Settings from the environment and an optional `.env` file in the working directory.
+
+Every setting is documented in `.env.example`. API keys are read here and never stored,
+logged or written into run records.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_path: Path
+    model_dir: Path
+    default_model: str
+    device: str
+    batch_tokens: int
+    openai_api_key: str | None
+    openai_base_url: str | None
+
+    def __repr__(self) -> str:  # never show the key
+        key = "set" if self.openai_api_key else "unset"
+        return f"Settings(home={self.home}, db_path={self.db_path}, model_dir={self.model_dir}, openai_api_key={key})"
+
+
+def get_settings() -> Settings:
+    """Environment variables win over `.env`; `.env` wins over defaults."""
+    env = {**_read_dotenv(Path.cwd() / ".env"), **os.environ}
+    home = Path(env.get("PROMPTSEARCH_HOME") or Path.home() / ".promptsearch").expanduser()
+    return Settings(
+        home=home,
+        db_path=Path(env.get("PROMPTSEARCH_DB") or home / "promptsearch.db").expanduser(),
+        model_dir=Path(env.get("PROMPTSEARCH_MODEL_DIR") or home / "models").expanduser(),
+        default_model=env.get("PROMPTSEARCH_MODEL") or "embedded",
+        device=env.get("PROMPTSEARCH_DEVICE") or "auto",
+        batch_tokens=int(env.get("PROMPTSEARCH_BATCH_TOKENS") or 4096),
+        openai_api_key=env.get("OPENAI_API_KEY") or None,
+        openai_base_url=env.get("OPENAI_BASE_URL") or None,
+    )

@@ -1,0 +1,5 @@
+from promptsearch.cost import Usage
+from promptsearch.store.cache import CachedBackend
+from promptsearch.store.db import Store
+
+__all__ = ["CachedBackend", "Store", "Usage"]

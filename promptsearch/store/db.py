@@ -1,0 +1,138 @@
+"""The SQLite store: WAL mode and a busy timeout, so two processes can write one DB."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from promptsearch.errors import PromptSearchError
+from promptsearch.store.models import CacheEntry, CandidateRow, Run, TestResult
+
+BUSY_TIMEOUT_S = 60
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.exc import DatabaseError, OperationalError
+        from sqlmodel import SQLModel
+
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise PromptSearchError(f"Database path '{self.path}' is a folder; give a file path (e.g. {self.path / 'promptsearch.db'}).")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PromptSearchError(f"Cannot create the folder for database '{self.path}': {e.strerror}; set PROMPTSEARCH_DB or --db.") from None
+        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_S})
+
+        @event.listens_for(self.engine, "connect")
+        def _pragmas(conn, _):
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except (OperationalError, DatabaseError) as e:
+            msg = str(getattr(e, "orig", e))
+            raise PromptSearchError(f"Cannot use database '{self.path}': {msg}; check the path and its permissions, or use --db.") from None
+
+    # --- cache ---------------------------------------------------------------------
+    def cache_get(self, keys: list[str]) -> dict[str, Any]:
+        from sqlmodel import Session, col, select
+
+        found: dict[str, Any] = {}
+        with Session(self.engine) as s:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                for key, resp in s.exec(select(CacheEntry.key, CacheEntry.response).where(col(CacheEntry.key).in_(chunk))):
+                    found[key] = json.loads(resp)
+        return found
+
+    def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Insert answers in one transaction; a concurrent writer's identical entry wins quietly."""
+        from sqlalchemy.dialects.sqlite import insert
+
+        rows = list(rows)
+        if not rows:
+            return
+        now = time.time()
+        for r in rows:
+            r.setdefault("created", now)
+        with self.engine.begin() as conn:
+            conn.execute(insert(CacheEntry).prefix_with("OR IGNORE"), rows)
+
+    def cache_stats(self) -> list[dict[str, Any]]:
+        from sqlalchemy import func
+        from sqlmodel import Session, select
+
+        with Session(self.engine) as s:
+            q = select(CacheEntry.backend, CacheEntry.kind, func.count(), func.sum(CacheEntry.n_tokens)).group_by(
+                CacheEntry.backend, CacheEntry.kind
+            )
+            return [dict(backend=b, kind=k, entries=n, tokens=t or 0) for b, k, n, t in s.exec(q)]
+
+    def cache_clear(self, backend: str | None = None) -> int:
+        from sqlalchemy import delete
+
+        stmt = delete(CacheEntry)
+        if backend:
+            stmt = stmt.where(CacheEntry.backend == backend)
+        with self.engine.begin() as conn:
+            n = conn.execute(stmt).rowcount
+        with sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return n
+
+    # --- runs ----------------------------------------------------------------------
+    def save_run(self, run: Run, candidates: list[CandidateRow], tests: list[TestResult]) -> None:
+        """All of a run's rows in one transaction: a run is stored whole or not at all."""
+        from sqlmodel import Session
+
+        with Session(self.engine) as s:
+            s.add(run)
+            s.flush()
+            s.add_all(candidates)
+            s.add_all(tests)
+            s.commit()
+
+    def runs(self, task: str | None = None, limit: int = 50) -> list[Run]:
+        from sqlmodel import Session, col, select
+
+        with Session(self.engine) as s:
+            q = select(Run).order_by(col(Run.created).desc()).limit(limit)
+            if task:
+                q = q.where(Run.task == task)
+            return list(s.exec(q))
+
+    def get_run(self, run_id: str) -> Run:
+        from sqlmodel import Session, col, select
+
+        with Session(self.engine) as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                matches = list(s.exec(select(Run).where(col(Run.id).startswith(run_id)).limit(3)))
+                if len(matches) == 1:
+                    return matches[0]
+                hint = "ambiguous prefix" if matches else "no such run"
+                raise PromptSearchError(f"Run '{run_id}': {hint} in {self.path}; list runs with `promptsearch runs`.")
+            return run
+
+    def run_candidates(self, run_id: str) -> list[CandidateRow]:
+        from sqlmodel import Session, select
+
+        with Session(self.engine) as s:
+            return list(s.exec(select(CandidateRow).where(CandidateRow.run_id == run_id).order_by(CandidateRow.step)))
+
+    def run_tests(self, run_id: str) -> list[TestResult]:
+        from sqlmodel import Session, select
+
+        with Session(self.engine) as s:
+            return list(s.exec(select(TestResult).where(TestResult.run_id == run_id)))

@@ -1,0 +1,119 @@
+"""Task and Example: labeled data, a template, and a metric."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptsearch.errors import PromptSearchError
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labeled item. `target` is the label (classification) or the gold answers."""
+
+    id: str
+    input: str
+    target: str | tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
+
+    @property
+    def label(self) -> str:
+        return self.answers[0]
+
+
+@dataclass
+class Task:
+    """A task: splits, a template with an `{input}` slot, and how answers are scored.
+
+    `labels` maps each label to the word the model should say for it (its verbalizer);
+    with labels set, the evaluator scores by log-likelihood of those words, otherwise it
+    generates an answer and applies `metric`.
+    """
+
+    name: str
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    template: str = "Input: {input}\nOutput:"
+    labels: dict[str, str] | None = None
+    metric: str = "exact_match"
+    instructions: list[str] = field(default_factory=list)
+    description: str = ""
+    source: str = ""
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.labels)
+
+    def split(self, name: str) -> list[Example]:
+        if name not in SPLITS:
+            raise PromptSearchError(f"Unknown split '{name}'. Use one of: {', '.join(SPLITS)}.")
+        return getattr(self, name)
+
+    def validate(self) -> "Task":
+        where = self.source or self.name
+        if "{input}" not in self.template:
+            raise PromptSearchError(
+                f"Task '{self.name}': the template {self.template!r} has no {{input}} slot; add one."
+            )
+        for split in ("dev", "test"):
+            if not self.split(split):
+                raise PromptSearchError(
+                    f"Task '{self.name}' ({where}): the {split} split is empty; "
+                    "give it examples or set split fractions in the task spec."
+                )
+        if self.labels:
+            for split in SPLITS:
+                for ex in self.split(split):
+                    if ex.label not in self.labels:
+                        raise PromptSearchError(
+                            f"Task '{self.name}' ({where}), example {ex.id}: label {ex.label!r} is not "
+                            f"in the label set {sorted(self.labels)}; fix the row or add the label to the spec."
+                        )
+        seen: set[str] = set()
+        for split in SPLITS:
+            for ex in self.split(split):
+                if ex.id in seen:
+                    raise PromptSearchError(f"Task '{self.name}' ({where}): duplicate example id {ex.id!r}.")
+                seen.add(ex.id)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        def rows(xs: list[Example]) -> list[list[Any]]:
+            return [[e.id, e.input, list(e.answers)] for e in xs]
+
+        return {
+            "name": self.name,
+            "template": self.template,
+            "labels": self.labels,
+            "metric": self.metric,
+            "instructions": self.instructions,
+            "train": rows(self.train),
+            "dev": rows(self.dev),
+            "test": rows(self.test),
+        }
+
+    def hash(self) -> str:
+        """Content hash: the same data, template, labels and metric give the same hash."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def summary(self) -> str:
+        kind = f"{len(self.labels)} labels" if self.labels else f"open answers ({self.metric})"
+        return f"{self.name}: {len(self.train)}/{len(self.dev)}/{len(self.test)} train/dev/test, {kind}"
+
+
+def split_examples(examples: list[Example], fractions: dict[str, float] | None = None, seed: int = 0) -> dict[str, list[Example]]:
+    """Shuffle with a seed and cut into train/dev/test (default 20/30/50)."""
+    from promptsearch.tasks.loaders import DEFAULT_FRACTIONS, _split_by_fraction
+
+    return _split_by_fraction(list(examples), fractions or DEFAULT_FRACTIONS, seed, "examples")
