@@ -8,15 +8,37 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
+
+INTERRUPTED = "Interrupted. Answers received so far are in the cache; run the same command again to resume."
+
+
+class _Group(TyperGroup):
+    """Turns user errors into one line on stderr and exit code 2 (no traceback), and
+    Ctrl-C into a short note and exit code 130."""
+
+    def invoke(self, ctx):
+        from promptsearch.errors import PromptSearchError
+
+        try:
+            return super().invoke(ctx)
+        except PromptSearchError as e:
+            typer.echo(f"Error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo(INTERRUPTED, err=True)
+            raise typer.Exit(130) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     help="Automatic prompt search: find the prompt that makes a model do your task best, "
     "and prove it on held-out data against baselines.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-cache_app = typer.Typer(help="Inspect or clear the model-request cache.", no_args_is_help=True)
+cache_app = typer.Typer(cls=_Group, help="Inspect or clear the model-request cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 TaskOpt = typer.Option("sentiment", "--task", "-t", help="Built-in task name, a .jsonl/.csv/.json/.tsv file or folder, or hf:NAME.")
@@ -262,7 +284,9 @@ def runs(
         return
     table = Table(title=f"Runs in {store.path}", title_justify="left")
     for col in ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt"):
-        table.add_column(col, overflow="fold", max_width=50 if col == "best prompt" else None)
+        # the run id is what users copy: never wrap it
+        table.add_column(col, no_wrap=col in ("run", "dev", "test"), overflow="fold",
+                         max_width=50 if col == "best prompt" else None)
     for r in rows:
         table.add_row(r.id, datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), r.task, r.searcher, r.model,
                       f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
@@ -325,26 +349,7 @@ def _store(db: Optional[Path]):
 
 
 def main() -> None:
-    from promptsearch.errors import PromptSearchError
-
-    try:
-        app(standalone_mode=False)
-    except PromptSearchError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("Interrupted. Answers received so far are in the cache; run the same command again to resume.",
-              file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # click's usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    app()
 
 
 if __name__ == "__main__":

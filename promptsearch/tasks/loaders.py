@@ -118,7 +118,7 @@ def read_spec(data_path: Path) -> dict[str, Any]:
                 import yaml
 
                 try:
-                    spec = yaml.safe_load(cand.read_text(encoding="utf-8")) or {}
+                    spec = yaml.load(cand.read_text(encoding="utf-8"), Loader=_spec_loader()) or {}
                 except yaml.YAMLError as e:
                     mark = getattr(e, "problem_mark", None)
                     line = f":{mark.line + 1}" if mark else ""
@@ -132,6 +132,24 @@ def read_spec(data_path: Path) -> dict[str, Any]:
                 )
             return spec
     return {}
+
+
+def _spec_loader():
+    """YAML 1.1 reads yes/no/on/off as booleans, which breaks labels like `yes`; only
+    true/false are booleans in a task spec."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    return Loader
 
 
 def _labels_from_spec(value: Any, where: str) -> dict[str, str] | None:

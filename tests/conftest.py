@@ -1,0 +1,75 @@
+"""Fixtures: every test gets its own user dir and DB under tmp_path; the embedded model is
+prepared once per session into a session temp dir (no hub, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeBackend
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def user_dir(tmp_path, monkeypatch, model_dir) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("PROMPTSEARCH_HOME", str(home))
+    monkeypatch.setenv("PROMPTSEARCH_MODEL_DIR", str(model_dir))
+    for var in ("PROMPTSEARCH_DB", "PROMPTSEARCH_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedded_folder(model_dir) -> Path:
+    from promptsearch.backends.embedded import prepare
+
+    return prepare(model_dir, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, embedded_folder) -> Path:
+    """A random-weight Llama built from a config, with the embedded model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(embedded_folder)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    folder = tmp_path_factory.mktemp("tiny")
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED
+
+
+@pytest.fixture
+def fake_backend_registered(monkeypatch):
+    """Registers `--model fake:...` so CLI tests run without a real model."""
+    from promptsearch import registry
+
+    made: list[FakeBackend] = []
+
+    def factory(spec, settings):
+        b = FakeBackend()
+        made.append(b)
+        return b
+
+    monkeypatch.setitem(registry.backends._entries, "fake", factory)
+    return made

@@ -1,0 +1,121 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fakes import FakeBackend
+from promptsearch import Candidate
+from promptsearch.backends.base import GenRequest, LoglikRequest
+from promptsearch.errors import PromptSearchError
+from promptsearch.evaluation import Evaluator
+from promptsearch.store import CachedBackend, Store
+from promptsearch.store.cache import request_key
+from promptsearch.tasks import load_task
+
+
+def test_cache_hits_and_key_contents(tmp_path):
+    store = Store(tmp_path / "c.db")
+    fake = FakeBackend()
+    cb = CachedBackend(fake, store)
+    reqs = [LoglikRequest("Review: ok\nSentiment:", " positive"), LoglikRequest("Review: ok\nSentiment:", " negative")]
+    first = cb.loglikelihood(reqs)
+    again = cb.loglikelihood(reqs + reqs)  # duplicates in one batch are asked once
+    assert [r.logprob for r in again] == [r.logprob for r in first] * 2
+    assert len(fake.requests) == 2 and cb.usage.calls == 2 and cb.usage.cache_hits == 4
+    # every decoding parameter and the sample index are part of the key
+    g = [GenRequest("p", temperature=0.7, sample_index=i) for i in range(3)] + [GenRequest("p", temperature=0.7, top_p=0.9)]
+    cb.generate(g)
+    assert len(fake.requests) == 2 + 4
+    cb.generate(g)
+    assert len(fake.requests) == 6
+    # greedy decoding ignores seed and sample index, so those share one entry
+    cb.generate([GenRequest("q", sample_index=i, seed=i) for i in range(3)])
+    assert len(fake.requests) == 7
+    ident = fake.identity()
+    assert request_key(ident, "gen", {"a": 1}) != request_key({**ident, "revision": "2"}, "gen", {"a": 1})
+
+
+def test_errors_are_never_cached(tmp_path):
+    store = Store(tmp_path / "c.db")
+    cb = CachedBackend(FakeBackend(fail_after=0, exc=RuntimeError("server down")), store)
+    with pytest.raises(RuntimeError):
+        cb.loglikelihood([LoglikRequest("x", " y")])
+    assert store.cache_stats() == []
+
+
+def test_interrupted_evaluation_keeps_the_cache_and_resumes(tmp_path):
+    task = load_task("sentiment")
+    store = Store(tmp_path / "c.db")
+    fake = FakeBackend(fail_after=2 * 64 + 10)  # dies during the second chunk of 64 examples
+    ev = Evaluator(task, CachedBackend(fake, store))
+    with pytest.raises(KeyboardInterrupt):
+        ev.score(Candidate(), task.test)
+    assert sum(r["entries"] for r in store.cache_stats()) == 2 * 64  # the first chunk, whole
+    fresh = FakeBackend()
+    res = Evaluator(task, CachedBackend(fresh, store)).score(Candidate(), task.test)
+    assert len(fresh.requests) == 2 * (len(task.test) - 64)  # only the missing calls
+    assert res.cost.cache_hits == 2 * 64 and res.n == len(task.test)
+
+
+def test_bad_db_paths(tmp_path):
+    with pytest.raises(PromptSearchError, match="is a folder"):
+        Store(tmp_path)
+    junk = tmp_path / "junk.db"
+    junk.write_text("this is not a database " * 100)
+    with pytest.raises(PromptSearchError, match="Cannot use database"):
+        Store(junk)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+
+        if os.geteuid() != 0:  # root ignores permissions
+            with pytest.raises(PromptSearchError):
+                Store(ro / "sub" / "x.db")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_two_processes_write_one_db(tmp_path):
+    db = tmp_path / "shared.db"
+    Store(db)
+    script = textwrap.dedent(f"""
+        import sys, time
+        from promptsearch.store import Store
+        from promptsearch.store.models import Run, CandidateRow, TestResult
+        s = Store({str(db)!r})
+        who = sys.argv[1]
+        for i in range(150):
+            s.cache_put([dict(key=f"{{who}}-{{i}}-{{j}}", backend="b", kind="loglik", request="{{}}", response="{{}}") for j in range(5)])
+            s.cache_put([dict(key=f"common-{{i}}", backend="b", kind="loglik", request="{{}}", response="{{}}")])
+        for i in range(20):
+            s.save_run(Run(id=f"{{who}}-{{i}}", created=time.time(), task="t", task_hash="h", searcher="s", model="m"),
+                       [CandidateRow(run_id=f"{{who}}-{{i}}", step=0, name="c", text="t", candidate="{{}}")],
+                       [TestResult(run_id=f"{{who}}-{{i}}", candidate="c", example_id="e", score=1.0, prediction="p")])
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, w]) for w in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = Store(db)
+    assert sum(r["entries"] for r in store.cache_stats()) == 2 * 150 * 5 + 150
+    assert len(store.runs(limit=100)) == 40
+
+
+def test_cache_clear(tmp_path):
+    store = Store(tmp_path / "c.db")
+    cb = CachedBackend(FakeBackend(), store)
+    cb.loglikelihood([LoglikRequest("a", " b")])
+    assert store.cache_clear("other:model") == 0
+    assert store.cache_clear() == 1 and store.cache_stats() == []
+
+
+def test_api_keys_are_not_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-123")
+    store = Store(tmp_path / "c.db")
+    CachedBackend(FakeBackend(), store).loglikelihood([LoglikRequest("a", " b")])
+    assert b"sk-secret-123" not in (tmp_path / "c.db").read_bytes()
+    from promptsearch.settings import get_settings
+
+    assert "sk-secret" not in repr(get_settings())

@@ -1,0 +1,107 @@
+import json
+from collections import Counter
+
+import pytest
+
+from promptsearch import Example, Task, split_examples
+from promptsearch.errors import PromptSearchError
+from promptsearch.tasks import load_task
+
+
+def test_builtin_sentiment_is_balanced_with_hard_cases():
+    t = load_task("sentiment")
+    everything = t.train + t.dev + t.test
+    assert len(everything) >= 200
+    assert len({e.input for e in everything}) == len(everything)
+    for split in (t.train, t.dev, t.test):
+        counts = Counter(e.label for e in split)
+        assert counts["positive"] == counts["negative"]
+    kinds = Counter(e.meta["phenomenon"] for e in everything)
+    assert {"negation", "sarcasm", "mixed", "neutral", "plain"} <= set(kinds)
+    assert t.instructions and t.labels == {"negative": "negative", "positive": "positive"}
+    # fixed splits: the same ids every time
+    assert [e.id for e in load_task("sentiment").test] == [e.id for e in t.test]
+
+
+def test_jsonl_with_spec_and_fraction_splits(tmp_path):
+    rows = [{"text": f"item {i}", "label": "yes" if i % 2 else "no"} for i in range(40)]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "t.yaml").write_text(
+        "name: yesno\ntemplate: 'Q: {input}\\nA:'\nlabels: {yes: Yes, no: No}\n"
+        "splits: {train: 0.25, dev: 0.25, test: 0.5}\ninstructions: Answer yes or no.\n"
+    )
+    t = load_task(str(tmp_path / "t.jsonl"))
+    assert t.name == "yesno" and t.labels == {"yes": "Yes", "no": "No"}
+    assert (len(t.train), len(t.dev), len(t.test)) == (10, 10, 20)
+    assert t.instructions == ["Answer yes or no."]
+    assert t.hash() == load_task(str(tmp_path / "t.jsonl")).hash()
+
+
+def test_csv_with_split_column_and_open_answers(tmp_path):
+    p = tmp_path / "qa.csv"
+    p.write_text("question,answer,split\nwhat is 1+1,2,train\nwhat is 2+2,4,dev\nwhat is 3+3,6,test\n")
+    t = load_task(str(p))
+    assert not t.is_classification and t.metric == "exact_match"
+    assert t.test[0].answers == ("6",) and t.template == "Input: {input}\nOutput:"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"text": "a", "label": "x", "split": "dev"}\n{"text": "b" "label": "y"}\n', "t.jsonl:2: invalid JSON"),
+        ('{"text": "a", "label": "x"}\n{"label": "y"}\n', "t.jsonl:2: field 'text' is missing"),
+        ('{"text": "a", "label": "x", "split": "holdout"}\n', "t.jsonl:1: split 'holdout'"),
+        ('{"text": "a", "label": "x", "split": "train"}\n{"text": "b", "label": "y", "split": "test"}\n', "dev split is empty"),
+        ('{"body": "a", "label": "x"}\n', "no input field found"),
+    ],
+)
+def test_malformed_files_name_line_and_field(tmp_path, content, message):
+    (tmp_path / "t.jsonl").write_text(content)
+    with pytest.raises(PromptSearchError, match=message):
+        load_task(str(tmp_path / "t.jsonl"))
+
+
+def test_label_outside_label_set_names_the_line(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"text": "a", "label": "pos"}\n{"text": "b", "label": "meh"}\n')
+    (tmp_path / "t.yaml").write_text("labels: [pos, neg]\n")
+    with pytest.raises(PromptSearchError, match=r"t.jsonl:2: label 'meh'.*not in the label set"):
+        load_task(str(tmp_path / "t.jsonl"))
+
+
+def test_unknown_spec_key_and_missing_file(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    (tmp_path / "t.yaml").write_text("templte: oops\n")
+    with pytest.raises(PromptSearchError, match="unknown spec key"):
+        load_task(str(tmp_path / "t.jsonl"))
+    with pytest.raises(PromptSearchError, match="does not exist"):
+        load_task(str(tmp_path / "missing.jsonl"))
+
+
+def test_instruction_induction_loader(shared_data):
+    root = shared_data / "instruction_induction"
+    t = load_task(str(root / "induce" / "sum.json"))
+    assert (len(t.dev), len(t.test)) == (50, 100) and t.metric == "exact_match"
+    assert len(t.instructions) >= 4
+    ce = load_task(str(root / "execute" / "cause_and_effect.json"))
+    assert len(ce.test) == 50  # both sentence orders, as the authors score it
+    cc = load_task(str(root / "induce" / "common_concept.json"))
+    assert cc.metric == "f1" and ", " in cc.test[0].input
+    assert load_task(str(root / "induce" / "taxonomy_animal.json")).metric == "exact_set"
+
+
+def test_rlprompt_loader_parses_quoted_tsv(shared_data):
+    t = load_task(str(shared_data / "rlprompt" / "sst-2" / "16-42"))
+    assert (len(t.train), len(t.dev), len(t.test)) == (32, 32, 1821)
+    assert Counter(e.label for e in t.test) == {"negative": 912, "positive": 909}
+    ag = load_task(str(shared_data / "rlprompt" / "agnews"))  # dataset folder: seed 16-100
+    assert len(ag.test) == 7600 and set(ag.labels) == {"World", "Sports", "Business", "Tech"}
+    assert not any(e.input.startswith('"') for e in ag.test[:500])  # quotes were parsed, not kept
+
+
+def test_python_task_from_examples():
+    exs = [Example(str(i), f"x{i}", "a" if i % 2 else "b") for i in range(20)]
+    parts = split_examples(exs, seed=1)
+    t = Task("mine", **parts, template="{input} ->", labels={"a": "A", "b": "B"}, metric="accuracy").validate()
+    assert len(t.train) + len(t.dev) + len(t.test) == 20
+    with pytest.raises(PromptSearchError, match="no \\{input\\} slot"):
+        Task("bad", **parts, template="no slot").validate()
