@@ -1,7 +1,6 @@
 """Settings from the environment and an optional `.env` file in the working directory.
 
-Every setting is documented in `.env.example`. API keys are read here and never stored,
-logged or written into run records.
+Every setting is documented in `.env.example`.
 """
 
 from __future__ import annotations
@@ -31,13 +30,18 @@ class Settings:
     model_dir: Path
     default_model: str
     device: str
-    batch_tokens: int
-    openai_api_key: str | None
-    openai_base_url: str | None
+    batch_tokens: int | None  # None: the backend picks by device
 
-    def __repr__(self) -> str:  # never show the key
-        key = "set" if self.openai_api_key else "unset"
-        return f"Settings(home={self.home}, db_path={self.db_path}, model_dir={self.model_dir}, openai_api_key={key})"
+
+def _int(env: dict[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        from promptsearch.errors import PromptSearchError
+
+        raise PromptSearchError(f"{name}={raw!r} must be a positive whole number (environment or .env).")
+    return int(raw)
 
 
 def get_settings() -> Settings:
@@ -50,7 +54,5 @@ def get_settings() -> Settings:
         model_dir=Path(env.get("PROMPTSEARCH_MODEL_DIR") or home / "models").expanduser(),
         default_model=env.get("PROMPTSEARCH_MODEL") or "embedded",
         device=env.get("PROMPTSEARCH_DEVICE") or "auto",
-        batch_tokens=int(env.get("PROMPTSEARCH_BATCH_TOKENS") or 4096),
-        openai_api_key=env.get("OPENAI_API_KEY") or None,
-        openai_base_url=env.get("OPENAI_BASE_URL") or None,
+        batch_tokens=_int(env, "PROMPTSEARCH_BATCH_TOKENS"),
     )

@@ -105,3 +105,20 @@ def test_python_task_from_examples():
     assert len(t.train) + len(t.dev) + len(t.test) == 20
     with pytest.raises(PromptSearchError, match="no \\{input\\} slot"):
         Task("bad", **parts, template="no slot").validate()
+
+
+def test_hf_datasets_columns_and_hidden_test_labels():
+    datasets = pytest.importorskip("datasets")
+    feats = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    rows = lambda n, hidden=False: {"sentence": [f"s{i}" for i in range(n)], "label": [-1 if hidden else i % 2 for i in range(n)]}  # noqa: E731
+    dsd = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict(rows(300), features=feats),
+        "validation": datasets.Dataset.from_dict(rows(40), features=feats),
+        "test": datasets.Dataset.from_dict(rows(30, hidden=True), features=feats),
+    })
+    from promptsearch.tasks.loaders import task_from_hf
+
+    t = task_from_hf(dsd, name="toy")
+    # the test split's labels are hidden (-1), so validation becomes test and dev comes from train
+    assert len(t.test) == 40 and len(t.dev) == 200 and len(t.train) == 100
+    assert t.labels == {"neg": "neg", "pos": "pos"} and t.test[1].label == "pos"

