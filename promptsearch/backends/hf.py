@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
@@ -318,8 +317,9 @@ def _common_prefix_len(seqs: list[list[int]]) -> int:
 
 
 def _fingerprint(name_or_path: str) -> str:
-    """A revision for cache keys: local folders hash their config and weight file sizes and
-    mtimes; hub ids use the pinned commit if one is in the local HF cache, else 'hub'."""
+    """A revision for cache keys, found without loading the model or the network: local
+    folders hash their config and their files' sizes and mtimes; hub ids use the commit of
+    the snapshot in the local HF cache."""
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         h = hashlib.sha256()
@@ -330,11 +330,15 @@ def _fingerprint(name_or_path: str) -> str:
                 if f.name == "config.json":
                     h.update(f.read_bytes())
         return h.hexdigest()[:12]
-    return "hub"
+    try:
+        from huggingface_hub import try_to_load_from_cache
 
-
-def looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).expanduser().exists()
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+        if isinstance(cached, str):
+            return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    except Exception:  # an id the hub library rejects: loading will say what is wrong
+        pass
+    return "hub:unresolved"
 
 
 def load_hf(spec: str, settings) -> HFBackend:

@@ -90,6 +90,12 @@ class Evaluator:
             self.check_budget(len(examples))
         before = self._usage().copy()
         demos = self.demos(cand)
+        overlap = set(cand.demos) & {e.id for e in examples}
+        if overlap:
+            raise PromptSearchError(
+                f"Candidate '{cand.name}' shows example {sorted(overlap)[0]!r} as a demo while scoring it; "
+                "demos come from the train split, so score dev or test."
+            )
         preds: list[str] = []
         lps: list[dict[str, float]] = []
         label = f"{split} · {cand.name or cand.describe()[:30]}"

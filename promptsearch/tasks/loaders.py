@@ -14,7 +14,7 @@ import csv
 import json
 import random
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from promptsearch.errors import PromptSearchError
 from promptsearch.tasks.base import SPLITS, Example, Task
@@ -425,9 +425,3 @@ def task_from_hf(dsd: Any, name: str, dev_size: int = 200, seed: int = 0) -> Tas
         metric="accuracy" if names else "exact_match",
         source=f"hf:{name}",
     ).validate()
-
-
-def iter_task_names() -> Iterable[str]:
-    from promptsearch import registry
-
-    return registry.tasks.names()
