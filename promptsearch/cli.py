@@ -313,6 +313,66 @@ def show(
               f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}")
 
 
+@app.command()
+def leaderboard(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, html, json or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
+    db: Optional[Path] = DbOpt,
+):
+    """Compare stored runs: rows are (searcher, model, harness), columns are tasks."""
+    from promptsearch.errors import PromptSearchError
+    from promptsearch.report import leaderboard as lb
+
+    formats = {"md": lb.to_markdown, "html": lb.to_html, "json": lb.to_json, "csv": lb.to_csv, "table": None}
+    if fmt not in formats:
+        raise PromptSearchError(f"Unknown format '{fmt}'. Use one of: {', '.join(formats)}.")
+    store = _store(db)
+    docs = [json.loads(r.result) for r in store.runs(task, limit=100_000)]
+    if not docs:
+        raise PromptSearchError(f"No runs{f' of task {task!r}' if task else ''} in {store.path}; start one with `promptsearch run`.")
+    board = lb.build(docs, task)
+    if fmt == "table" and output is None:
+        _console().print(lb.to_table(board))
+        return
+    text = (formats[fmt] or lb.to_markdown)(board)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    _write(output, text)
+    _console().print(f"Wrote {output}")
+
+
+@app.command()
+def report(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: run-RUN.html)."),
+    db: Optional[Path] = DbOpt,
+):
+    """Write one standalone HTML page for a run: plots, top candidates, per-example differences, record."""
+    from promptsearch.report.run_report import render
+
+    store = _store(db)
+    run = store.get_run(run_id)
+    html = render(json.loads(run.result), store.run_tests(run.id))
+    output = output or Path(f"run-{run.id}.html")
+    _write(output, html)
+    _console().print(f"Wrote {output}")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write whole or not at all: a temp file renamed into place."""
+    from promptsearch.errors import PromptSearchError
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PromptSearchError(f"Cannot write '{path}': {e.strerror}.") from None
+
+
 @cache_app.command("stats")
 def cache_stats(db: Optional[Path] = DbOpt):
     """Cached answers per model and request kind."""

@@ -1,0 +1,1 @@
+"""Leaderboards across runs and one-page reports of a single run."""
