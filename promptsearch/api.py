@@ -19,6 +19,7 @@ def search(
     budget: Budget | None = None,
     seed: int = 0,
     scorer: str | Scorer | None = None,
+    harness: str | None = None,
     db: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -26,13 +27,14 @@ def search(
 
     `task`: a Task, a built-in name, or a path. `model`: "embedded" (default), "hf:<id or path>",
     or a backend object. `scorer`: a registered name or any `(prediction, example) -> float`.
+    `harness`: e.g. "fewshot:k=4", "cot", "sc:n=5,temperature=0.7", or "fewshot:k=4+cot+sc:n=5".
     Searcher options go as keyword arguments (e.g. `shots=8`). Returns the run document
     (schema `promptsearch.run/1`); the run is stored in the database.
     """
     from promptsearch.runner import run_search
 
     return run_search(task, model=model, searcher=searcher, options={k: str(v) for k, v in options.items()},
-                      budget=budget, seed=seed, scorer=scorer, db=db)
+                      budget=budget, seed=seed, scorer=scorer, db=db, harness=harness)
 
 
 def evaluate(
@@ -42,6 +44,7 @@ def evaluate(
     model: Any = None,
     split: str = "test",
     scorer: str | Scorer | None = None,
+    harness: str | None = None,
     db: str | None = None,
     limit: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -50,5 +53,6 @@ def evaluate(
     from promptsearch.runner import run_eval
 
     cand = prompt if isinstance(prompt, Candidate) else Candidate(instruction=prompt, name="prompt")
-    result, _ = run_eval(task, cand, model=model, split=split, scorer=scorer, db=db, limit=limit, progress=progress)
+    result, _ = run_eval(task, cand, model=model, split=split, scorer=scorer, db=db, limit=limit,
+                         harness=harness, progress=progress)
     return result

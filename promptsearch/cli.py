@@ -46,6 +46,8 @@ ModelOpt = typer.Option(None, "--model", "-m", help="embedded (default) or hf:<h
 DbOpt = typer.Option(None, "--db", help="SQLite database file. Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).")
 ScorerOpt = typer.Option(None, "--scorer", help="Scorer name (default: the task's metric): accuracy, exact_match, contains, f1, exact_set, or a plug-in.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (schema in the README).")
+HarnessOpt = typer.Option("zero-shot", "--harness", help="How prompts are run: zero-shot, fewshot:k=4, cot, sc:n=5,temperature=0.7, "
+                          "or a combination such as fewshot:k=4+cot+sc:n=5.")
 
 
 def _console(stderr: bool = False):
@@ -120,6 +122,7 @@ def run(
     max_calls: Optional[int] = typer.Option(None, help="Budget: model calls (cache hits are free)."),
     max_seconds: Optional[float] = typer.Option(None, help="Budget: seconds of search."),
     shots: int = typer.Option(4, help="Demos in the k-shot baseline reported on test."),
+    harness: str = HarnessOpt,
     scorer: Optional[str] = ScorerOpt,
     db: Optional[Path] = DbOpt,
     as_json: bool = JsonOpt,
@@ -134,7 +137,7 @@ def run(
         phase = bar.phase if not as_json else (lambda m: None)
         doc = run_search(task, model=model, searcher=searcher, options=opts,
                          budget=Budget(max_evals, max_calls, max_seconds), seed=seed, scorer=scorer,
-                         db=str(db) if db else None, baseline_shots=shots, progress=bar, phase=phase)
+                         db=str(db) if db else None, baseline_shots=shots, harness=harness, progress=bar, phase=phase)
     if as_json:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return
@@ -147,7 +150,8 @@ def _print_run(con, doc: dict[str, Any]) -> None:
 
     t = doc["task"]
     con.print(f"[bold]{t['name']}[/bold] ({t['sizes']['train']}/{t['sizes']['dev']}/{t['sizes']['test']} "
-              f"train/dev/test, {t['metric']}) · model {doc['model']['model']} · searcher {doc['searcher']['name']}")
+              f"train/dev/test, {t['metric']}) · model {doc['model']['model']} · searcher {doc['searcher']['name']}"
+              f" · harness {escape(doc['harness'])}")
     cands = sorted(doc["candidates"], key=lambda c: -c["dev_mean"])
     table = Table(title=f"Dev candidates (top {min(10, len(cands))} of {len(cands)})", title_justify="left")
     table.add_column("#", justify="right")
@@ -188,6 +192,7 @@ def eval_(
     limit: Optional[int] = typer.Option(None, help="Score only the first N examples."),
     seed: int = typer.Option(0, help="Seed for demo selection."),
     model: Optional[str] = ModelOpt,
+    harness: str = HarnessOpt,
     scorer: Optional[str] = ScorerOpt,
     db: Optional[Path] = DbOpt,
     as_json: bool = JsonOpt,
@@ -210,7 +215,7 @@ def eval_(
     cand = Candidate(instruction=prompt or "", demos=pick_demos(t, shots, seed), name="prompt")
     with _Bar(enabled=sys.stderr.isatty()) as bar:
         _, doc = run_eval(t, cand, model=model, split=split, scorer=scorer, db=str(db) if db else None,
-                          limit=limit, progress=bar)
+                          limit=limit, harness=harness, progress=bar)
     if as_json:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return
@@ -218,7 +223,10 @@ def eval_(
 
     con = _console()
     con.print(f"[bold]{doc['task']['name']}[/bold] {split} · model {doc['model']['model']} · prompt: {escape(doc['prompt'])}")
-    con.print(f"{doc['task']['metric']}: [bold]{_fmt(doc['score'])}[/bold] on {doc['score']['n']} examples")
+    con.print(f"{doc['task']['metric']}: [bold]{_fmt(doc['score'])}[/bold] on {doc['score']['n']} examples"
+              f" · harness {escape(doc['harness'])}")
+    if doc["extras"]:
+        con.print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in doc["extras"].items()))
     con.print(f"Cost: {_cost_line(doc['cost'])}" + ("  [cyan](all from the cache)[/cyan]" if doc["from_cache"] else ""))
 
 

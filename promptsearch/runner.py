@@ -17,6 +17,7 @@ from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.evaluation.harness import Harness, parse_harness
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import paired_bootstrap
 from promptsearch.searchers.base import Searcher, build_config
@@ -71,6 +72,20 @@ def _scores(r: EvalResult | None) -> dict | None:
     return {"mean": round(r.mean, 4), "stderr": None if r.stderr != r.stderr else round(r.stderr, 4), "n": r.n}
 
 
+def _round(extras: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in extras.items()}
+
+
+def _harness_record(h: Harness, task: Task) -> dict:
+    """The harness settings and, for a fixed few-shot set, the demo ids it showed."""
+    from promptsearch.tasks.base import Example
+
+    rec = h.to_dict()
+    if h.fewshot_k and not h.per_example:
+        rec["demo_ids"] = [d.id for d in h.demos(task, Example("", "", ""))]
+    return rec
+
+
 def run_search(
     task: Task | str,
     model: Any = None,
@@ -81,6 +96,7 @@ def run_search(
     scorer: str | Scorer | None = None,
     db: str | None = None,
     baseline_shots: int = 4,
+    harness: Harness | str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -90,12 +106,13 @@ def run_search(
         searcher_obj = cls(build_config(cls, options or {}))
     else:
         searcher_obj = searcher
+    harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db)
     task = setup.task
     budget = budget or Budget()
     say = phase or (lambda _m: None)
     started = time.time()
-    evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress)
+    evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness)
 
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:
@@ -107,7 +124,7 @@ def run_search(
     say(f"Scoring the best prompt and the baselines on {len(task.test)} test examples")
     baselines = baseline_candidates(task, shots=baseline_shots, seed=seed)
     finalists: list[Candidate] = [result.best] + [b for b in baselines if b.key() != result.best.key()]
-    test_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress)
+    test_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress, harness=harness)
     tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
     test_cost = test_eval.cost
 
@@ -125,6 +142,7 @@ def run_search(
             "candidate": b.to_dict(),
             "dev": _scores(dev_by_key.get(b.key())),
             "test": _scores(t),
+            "test_extras": _round(t.extras),
             "best_minus_baseline": diff.to_dict(),
         })
     total = search_cost + test_cost
@@ -137,10 +155,11 @@ def run_search(
                  "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
         "model": setup.backend.identity(),
         "searcher": {"name": searcher_obj.name, "config": asdict(searcher_obj.config)},
-        "harness": evaluator.harness,
+        "harness": harness.spec,
         "seed": seed,
         "best": {"name": result.best.name, "prompt": result.best.describe(), "candidate": result.best.to_dict(),
-                 "dev": {"mean": round(result.best_score, 4), "n": len(task.dev)}, "test": _scores(best_test)},
+                 "dev": {"mean": round(result.best_score, 4), "n": len(task.dev)}, "test": _scores(best_test),
+                 "test_extras": _round(best_test.extras)},
         "baselines": baseline_docs,
         "candidates": [{"step": r.step, "name": r.candidate.name, "prompt": r.candidate.describe(),
                         "dev_mean": round(r.mean, 4), "dev_n": r.n} for r in result.history],
@@ -155,6 +174,7 @@ def run_search(
             "instructions": task.instructions,
             "budget": budget.to_dict(),
             "baseline_shots": baseline_shots,
+            "harness": _harness_record(harness, task),
             "searcher_notes": result.notes,
             "versions": package_versions(),
             "platform": platform.platform(),
@@ -187,23 +207,28 @@ def run_eval(
     scorer: str | Scorer | None = None,
     db: str | None = None,
     limit: int | None = None,
+    harness: Harness | str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Score one candidate on one split; returns the result and its document (`promptsearch.eval/1`)."""
+    harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db)
     examples = setup.task.split(split)[: limit or None]
     if not examples:
         raise PromptSearchError(f"Task '{setup.task.name}' has no examples in the {split} split.")
-    ev = Evaluator(setup.task, setup.backend, scorer or setup.task.metric, progress=progress)
+    ev = Evaluator(setup.task, setup.backend, scorer or setup.task.metric, progress=progress, harness=harness)
     res = ev.score(candidate, examples, split="eval")
     doc = {
         "schema": EVAL_SCHEMA,
         "task": {"name": setup.task.name, "hash": setup.task.hash(), "metric": setup.metric},
         "model": setup.backend.identity(),
         "split": split,
+        "harness": harness.spec,
+        "harness_record": _harness_record(harness, setup.task),
         "prompt": candidate.describe(),
         "candidate": candidate.to_dict(),
         "score": _scores(res),
+        "extras": _round(res.extras),
         "examples": [{"id": i, "prediction": p, "score": s} for i, p, s in zip(res.example_ids, res.predictions, res.scores)],
         "cost": res.cost.to_dict(),
         "from_cache": res.cost.calls == 0,

@@ -23,7 +23,9 @@ class FakeBackend:
     can_loglikelihood = True
     can_generate = True
 
-    def __init__(self, gen_rule=None, fail_after: int | None = None, exc: BaseException | None = None):
+    def __init__(self, gen_rule=None, fail_after: int | None = None, exc: BaseException | None = None,
+                 can_loglikelihood: bool = True):
+        self.can_loglikelihood = can_loglikelihood
         self.requests: list = []
         self.batches = 0
         self.gen_rule = gen_rule
@@ -64,7 +66,12 @@ class FakeBackend:
         out = []
         for r in requests:
             text = flat(r.prompt)
-            ans = self.gen_rule(text) if self.gen_rule else text.rsplit("Input: ", 1)[-1].split("\n")[0]
+            if self.gen_rule is None:
+                ans = text.rsplit("Input: ", 1)[-1].split("\n")[0]
+            elif self.gen_rule.__code__.co_argcount == 2:
+                ans = self.gen_rule(text, r)  # sees the request: sample index, temperature
+            else:
+                ans = self.gen_rule(text)
             out.append(GenResult(ans, len(text.split()) + 2))
         return out
 

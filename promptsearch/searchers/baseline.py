@@ -10,32 +10,16 @@ from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
+from promptsearch.evaluation.harness import _draw
 from promptsearch.searchers.base import SearchResult, Searcher
-from promptsearch.tasks.base import Example, Task
+from promptsearch.tasks.base import Task
 
 
 def pick_demos(task: Task, k: int, seed: int, balanced: bool = True) -> tuple[str, ...]:
     """k train examples, class-balanced round-robin where the task has labels, then shuffled."""
-    rng = random.Random(seed)
-    pool = list(task.train)
-    if k <= 0 or not pool:
+    if k <= 0 or not task.train:
         return ()
-    if balanced and task.labels:
-        by_label: dict[str, list[Example]] = {}
-        for ex in pool:
-            by_label.setdefault(ex.label, []).append(ex)
-        for group in by_label.values():
-            rng.shuffle(group)
-        chosen: list[Example] = []
-        labels = sorted(by_label)
-        while len(chosen) < min(k, len(pool)):
-            for lab in labels:
-                if by_label[lab] and len(chosen) < k:
-                    chosen.append(by_label[lab].pop())
-        rng.shuffle(chosen)
-    else:
-        chosen = rng.sample(pool, min(k, len(pool)))
-    return tuple(e.id for e in chosen)
+    return tuple(e.id for e in _draw(task.train, k, random.Random(seed), balanced, task))
 
 
 def baseline_candidates(task: Task, shots: int = 4, seed: int = 0, balanced: bool = True, max_manual: int = 5) -> list[Candidate]:

@@ -1,0 +1,221 @@
+"""Harnesses: how a prompt is run. One composable spec, e.g.
+
+    zero-shot                      the default
+    fewshot:k=4                    4 train demos before each query (balanced, seeded)
+    cot                            a chain-of-thought trigger, then answer extraction
+    sc:n=5,temperature=0.7         self-consistency: n samples, majority vote
+    fewshot:k=4+cot+sc:n=5         all three
+
+Options: fewshot:k,balanced,per_example,seed · cot:trigger,answer_call,max_tokens ·
+sc:n,temperature,top_p. `cot:trigger=ape` picks APE's trigger phrase.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from promptsearch.errors import PromptSearchError
+from promptsearch.tasks.base import Example, Task
+
+TRIGGERS = {
+    "kojima": "Let's think step by step.",
+    "ape": "Let's work this out in a step by step way to be sure we have the right answer.",
+}
+ANSWER_PROMPT = "\nTherefore, the answer is"
+
+
+@dataclass(frozen=True)
+class Harness:
+    fewshot_k: int = 0
+    balanced: bool = True
+    per_example: bool = False  # draw demos per example instead of one set for all
+    demo_seed: int = 0
+    cot: bool = False
+    trigger: str = TRIGGERS["kojima"]
+    answer_call: bool = False  # a second "Therefore, the answer is" call when extraction fails
+    cot_tokens: int = 128
+    sc_n: int = 1
+    temperature: float = 0.7
+    top_p: float = 1.0
+    spec: str = field(default="zero-shot", compare=False)
+
+    @property
+    def sampling(self) -> bool:
+        return self.sc_n > 1
+
+    def generates(self, task: Task, can_loglik: bool) -> bool:
+        """Whether answers come from generated text (else: label log-likelihoods)."""
+        return not task.labels or self.cot or self.sampling or not can_loglik
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+    # --- few-shot demos --------------------------------------------------------------
+    def demos(self, task: Task, ex: Example) -> list[Example]:
+        """k train demos, never the example being scored; one fixed set unless per_example."""
+        if self.fewshot_k <= 0:
+            return []
+        if self.per_example:
+            pool = [e for e in task.train if e.id != ex.id]
+            return _draw(pool, self.fewshot_k, random.Random(f"{self.demo_seed}:{ex.id}"), self.balanced, task)
+        chosen = _draw(task.train, self.fewshot_k, random.Random(self.demo_seed), self.balanced, task)
+        if any(e.id == ex.id for e in chosen):
+            # Scoring a train example that is in the fixed set: swap it for another of its label.
+            rest = [e for e in task.train if e.id != ex.id and e not in chosen]
+            same = [e for e in rest if e.label == ex.label] or rest
+            swap = random.Random(f"{self.demo_seed}:{ex.id}").choice(same) if same else None
+            chosen = [swap if e.id == ex.id else e for e in chosen]
+            chosen = [e for e in chosen if e is not None]
+        return chosen
+
+
+def _draw(pool: list[Example], k: int, rng: random.Random, balanced: bool, task: Task) -> list[Example]:
+    pool = list(pool)
+    if balanced and task.labels:
+        by_label: dict[str, list[Example]] = {}
+        for e in pool:
+            by_label.setdefault(e.label, []).append(e)
+        for g in by_label.values():
+            rng.shuffle(g)
+        out: list[Example] = []
+        labels = sorted(by_label)
+        while len(out) < min(k, len(pool)):
+            for lab in labels:
+                if by_label[lab] and len(out) < k:
+                    out.append(by_label[lab].pop())
+        rng.shuffle(out)
+        return out
+    rng.shuffle(pool)
+    return pool[:k]
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+_FIELDS = {
+    "fewshot": {"k": ("fewshot_k", int), "balanced": ("balanced", bool), "per_example": ("per_example", bool),
+                "seed": ("demo_seed", int)},
+    "cot": {"trigger": ("trigger", str), "answer_call": ("answer_call", bool), "max_tokens": ("cot_tokens", int)},
+    "sc": {"n": ("sc_n", int), "temperature": ("temperature", float), "top_p": ("top_p", float)},
+}
+
+
+def parse_harness(spec: str | None) -> Harness:
+    """`fewshot:k=4+cot+sc:n=5,temperature=0.7` -> Harness. One clear error per mistake."""
+    spec = (spec or "zero-shot").strip()
+    if spec in ("zero-shot", "zeroshot", ""):
+        return Harness()
+    values: dict = {}
+    for part in spec.split("+"):
+        name, _, opts = part.strip().partition(":")
+        if name not in _FIELDS:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(_FIELDS) + ["zero-shot"], n=1)
+            hint = f" Did you mean: {close[0]}?" if close else ""
+            raise PromptSearchError(f"Unknown harness '{name}' in '{spec}'.{hint} Use zero-shot, fewshot, cot, sc, joined by '+'.")
+        if name == "fewshot":
+            values.setdefault("fewshot_k", 4)
+        if name == "cot":
+            values["cot"] = True
+        if name == "sc":
+            values.setdefault("sc_n", 5)
+        for item in filter(None, (o.strip() for o in opts.split(","))):
+            key, eq, raw = item.partition("=")
+            if not eq or key not in _FIELDS[name]:
+                raise PromptSearchError(f"Harness option '{item}' of '{name}' is not one of: "
+                                        f"{', '.join(f'{k}=...' for k in _FIELDS[name])}.")
+            attr, typ = _FIELDS[name][key]
+            values[attr] = _convert(raw, typ, f"{name}:{key}")
+    if "trigger" in values:
+        values["trigger"] = TRIGGERS.get(values["trigger"], values["trigger"])
+    h = Harness(**values, spec=spec)
+    if h.sc_n < 1 or h.fewshot_k < 0 or h.cot_tokens < 1:
+        raise PromptSearchError(f"Harness '{spec}': n and max_tokens must be at least 1, k at least 0.")
+    if h.sampling and h.temperature <= 0:
+        raise PromptSearchError(f"Harness '{spec}': self-consistency needs temperature > 0.")
+    return h
+
+
+def _convert(raw: str, typ, where: str):
+    try:
+        if typ is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return typ(raw)
+    except ValueError:
+        raise PromptSearchError(f"Harness option {where} must be {typ.__name__}, got {raw!r}.") from None
+
+
+# --- answers -----------------------------------------------------------------------------
+
+_STRICT = re.compile(r"(?:the answer is|answer\s*:)\s*[\"'“]?(.+?)[\"'”]?\s*(?:\.\s|\.$|\n|$)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
+
+
+def extract(text: str, task: Task, cot: bool) -> tuple[str | None, str]:
+    """An answer from generated text, and how it was found: 'strict' (an "answer is" /
+    "answer:" phrase), 'flexible' (the last label word, or the last number when the gold
+    answers are numbers, or the first line without CoT), or None with 'unparsed'."""
+    text = text.strip()
+    matches = _STRICT.findall(text)
+    if matches:
+        ans = matches[-1].strip()
+        if task.labels:
+            m = re.match(r"\W*" + _label_pattern(task).pattern, ans, re.IGNORECASE)  # the label must come first
+            if m:
+                return _to_label(m.group(1), task), "strict"
+        else:
+            return ans, "strict"
+    if task.labels:
+        lab = _last_label(text, task)
+        return (lab, "flexible") if lab is not None else (None, "unparsed")
+    if not cot:
+        first = text.split("\n")[0].strip()
+        return (first, "flexible") if first else (None, "unparsed")
+    if _numeric(task):
+        nums = _NUMBER.findall(text)
+        return (nums[-1].replace(",", ""), "flexible") if nums else (None, "unparsed")
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    return (lines[-1], "flexible") if lines else (None, "unparsed")
+
+
+def _numeric(task: Task) -> bool:
+    sample = [a for e in task.train[:50] for a in e.answers]
+    return bool(sample) and all(_NUMBER.fullmatch(a.strip()) for a in sample)
+
+
+def _label_pattern(task: Task) -> re.Pattern:
+    words = sorted({w for lab, word in task.labels.items() for w in (lab, word)}, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+
+
+def _to_label(word: str, task: Task) -> str | None:
+    for lab, verb in task.labels.items():
+        if word.lower() in (lab.lower(), verb.lower()):
+            return lab
+    return None
+
+
+def _last_label(text: str, task: Task) -> str | None:
+    found = _label_pattern(task).findall(text)
+    return _to_label(found[-1], task) if found else None
+
+
+def vote(answers: list[str | None]) -> str | None:
+    """Majority over parsed answers; a tie goes to the answer that came first."""
+    parsed = [a for a in answers if a is not None]
+    if not parsed:
+        return None
+    counts = Counter(_norm(a) for a in parsed)
+    top = max(counts.values())
+    return next(a for a in parsed if counts[_norm(a)] == top)
+
+
+def _norm(a: str) -> str:
+    return " ".join(a.lower().split()).rstrip(".")
