@@ -117,6 +117,7 @@ def run(
     searcher: str = typer.Option("baseline", "--searcher", "-s", help="Searcher name; see `promptsearch searchers`."),
     model: Optional[str] = ModelOpt,
     option: list[str] = typer.Option([], "--option", "-o", help="Searcher option key=value (repeatable); see `promptsearch searchers`."),
+    proposer: Optional[str] = typer.Option(None, "--proposer", help="Model that writes instructions for searchers that propose them (ape); default: the target."),
     seed: int = typer.Option(0, help="Seed for everything random in the run."),
     max_evals: Optional[int] = typer.Option(None, help="Budget: example-level scorings on dev."),
     max_calls: Optional[int] = typer.Option(None, help="Budget: model calls (cache hits are free)."),
@@ -132,6 +133,8 @@ def run(
     from promptsearch.runner import run_search
 
     opts = _parse_options(option)
+    if proposer:
+        opts["proposer"] = proposer
     con = _console()
     with _Bar(enabled=sys.stderr.isatty()) as bar:
         phase = bar.phase if not as_json else (lambda m: None)

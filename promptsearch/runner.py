@@ -112,7 +112,8 @@ def run_search(
     budget = budget or Budget()
     say = phase or (lambda _m: None)
     started = time.time()
-    evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness)
+    evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness,
+                          phase=phase)
 
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:

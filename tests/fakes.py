@@ -3,10 +3,16 @@ tests choose, and it records every request it was asked."""
 
 from __future__ import annotations
 
+import inspect
+
 from promptsearch.backends.base import GenResult, LoglikResult, TokenIds, prompt_segments
 from promptsearch.tasks.builtin import sentiment
 
 GOLD = {ex.input: ex.label for split in ("train", "dev", "test") for ex in sentiment().split(split)}
+
+
+def query_of(text: str) -> str:
+    return text.rsplit("Review: ", 1)[-1].rsplit("\nSentiment:", 1)[0]
 
 
 def flat(prompt) -> str:
@@ -68,7 +74,7 @@ class FakeBackend:
             text = flat(r.prompt)
             if self.gen_rule is None:
                 ans = text.rsplit("Input: ", 1)[-1].split("\n")[0]
-            elif self.gen_rule.__code__.co_argcount == 2:
+            elif len(inspect.signature(self.gen_rule).parameters) == 2:
                 ans = self.gen_rule(text, r)  # sees the request: sample index, temperature
             else:
                 ans = self.gen_rule(text)

@@ -50,6 +50,7 @@ class Evaluator:
     chunk_size: int = 64  # examples per backend call; the cache commits per call
     max_new_tokens: int = 32
     harness: Harness | str | None = None  # a Harness or a spec such as "fewshot:k=4+cot+sc:n=5"
+    phase: Callable[[str], None] | None = None  # searchers announce their phases through this
 
     def __post_init__(self):
         self.metric_name, self._scorer = resolve_scorer(self.scorer or self.task.metric)
@@ -60,6 +61,10 @@ class Evaluator:
         self._t0 = time.perf_counter()
         self.dev_evals = 0
         self.history: list[EvalResult] = []  # every dev scoring, in order
+
+    def say(self, message: str) -> None:
+        if self.phase:
+            self.phase(message)
 
     def _usage(self) -> Usage:
         return getattr(self.backend, "usage", Usage())

@@ -1,0 +1,214 @@
+"""APE (Zhou et al. 2022): induce instructions from demos, race them on dev, resample the best.
+
+1. Induction: for each of `subsamples` random demo sets from train, a proposer model
+   completes the forward template `samples_per_subsample` times at `temperature`.
+2. Cleaning: first sentence, quotes and prefixes stripped; empty, overlong and demo-copying
+   candidates and duplicates dropped.
+3. Racing (successive halving): every candidate is scored on the first `race_start` dev
+   examples, the best 1/`eta` go on to twice as many, and so on up to the whole dev split.
+   Scores already earned are kept, so a survivor is never scored twice on one example.
+4. Resampling (iterative Monte Carlo): for `rounds` rounds, the top `top_fraction` are
+   reworded `variations` times each; the new candidates race against the survivors.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass, field
+
+from promptsearch.backends.base import GenRequest
+from promptsearch.budget import Budget
+from promptsearch.candidates import Candidate
+from promptsearch.errors import BudgetExhausted
+from promptsearch.evaluation.evaluator import Evaluator
+from promptsearch.evaluation.render import answer_text
+from promptsearch.searchers.base import SearchResult, Searcher
+from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
+from promptsearch.tasks.base import Example, Task
+
+
+class APESearcher(Searcher):
+    """Instruction induction, racing on dev, and iterative Monte Carlo resampling."""
+
+    name = "ape"
+    needs = "a generating proposer (default: the target model)"
+
+    @dataclass
+    class Config:
+        proposer: str = field(default="", metadata={"help": "model that writes instructions (default: the target)"})
+        subsamples: int = field(default=5, metadata={"help": "random demo sets shown to the proposer"})
+        demos: int = field(default=5, metadata={"help": "demos per set"})
+        samples_per_subsample: int = field(default=4, metadata={"help": "instructions sampled per demo set"})
+        temperature: float = field(default=0.9, metadata={"help": "proposer sampling temperature"})
+        max_tokens: int = field(default=40, metadata={"help": "longest instruction the proposer may write, in tokens"})
+        max_chars: int = field(default=300, metadata={"help": "drop candidates longer than this"})
+        race_start: int = field(default=8, metadata={"help": "dev examples in the first racing rung"})
+        eta: int = field(default=2, metadata={"help": "keep the best 1/eta at each rung"})
+        rounds: int = field(default=2, metadata={"help": "resampling rounds"})
+        top_fraction: float = field(default=0.25, metadata={"help": "share of candidates resampled each round"})
+        variations: int = field(default=2, metadata={"help": "rewordings per resampled candidate"})
+        chat: str = field(default="auto", metadata={"help": "auto, on or off: use the proposer's chat template"})
+
+    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+        cfg = self.config
+        rng = random.Random(seed)
+        proposer = self._proposer(evaluator)
+        self._chat = _chat_formatter(proposer, cfg.chat)
+        self._seen: set[str] = set()
+        self._scores: dict[str, dict[str, float]] = {}  # candidate key -> {example id: score}
+        self._cands: dict[str, Candidate] = {}
+        stopped = ""
+        notes = {"templates": [INDUCE.record(), RESAMPLE.record()], "proposer": proposer.identity(),
+                 "chat_form": self._chat is not None, "rounds": []}
+        try:
+            evaluator.say(f"APE: inducing {cfg.subsamples * cfg.samples_per_subsample} instructions "
+                          f"from {cfg.subsamples} demo sets ({proposer.model_id})")
+            pool = self._clean(self._induce(task, proposer, rng, seed), task, origin="induce")
+            notes["rounds"].append({"round": 0, "proposed": len(pool)})
+            evaluator.say(f"APE: racing {len(pool)} candidates on dev (successive halving)")
+            ranked = self._race(pool, task, evaluator)
+            for r in range(1, cfg.rounds + 1):
+                k = max(1, math.ceil(len(ranked) * cfg.top_fraction))
+                parents = ranked[:k]  # the current best, best first
+                evaluator.say(f"APE round {r}/{cfg.rounds}: rewording the top {len(parents)}")
+                kids = self._clean(self._resample(parents, proposer, seed, r), task, origin=f"resample-r{r}")
+                notes["rounds"].append({"round": r, "parents": [c.name for c in parents], "proposed": len(kids)})
+                if not kids:
+                    continue
+                evaluator.say(f"APE round {r}/{cfg.rounds}: racing {len(kids)} new against {len(parents)} survivors")
+                ranked = self._race(parents + kids, task, evaluator)
+        except BudgetExhausted as e:
+            stopped = str(e)
+        if not self._scores:
+            raise BudgetExhausted(stopped or "no candidate was scored")
+        best_key = max(self._scores, key=lambda key: (len(self._scores[key]), _mean(self._scores[key])))
+        best = self._cands[best_key]
+        return SearchResult(best, _mean(self._scores[best_key]), list(evaluator.history), evaluator.cost, stopped, notes)
+
+    # --- proposing -----------------------------------------------------------------------
+    def _proposer(self, evaluator: Evaluator):
+        if not self.config.proposer or self.config.proposer == "target":
+            return evaluator.backend
+        from promptsearch.backends import resolve_backend
+        from promptsearch.store.cache import CachedBackend
+
+        inner = resolve_backend(self.config.proposer)
+        store = getattr(evaluator.backend, "store", None)
+        return CachedBackend(inner, store) if store is not None else inner
+
+    def _fill(self, meta: MetaPrompt, **slots: str) -> str:
+        if self._chat is not None:
+            return self._chat(meta.chat.format(**slots))
+        return meta.text.format(**slots)
+
+    def _induce(self, task: Task, proposer, rng: random.Random, seed: int) -> list[str]:
+        cfg = self.config
+        reqs = []
+        for _ in range(cfg.subsamples):
+            demos = rng.sample(task.train, min(cfg.demos, len(task.train)))
+            block = "\n\n".join(DEMO.format(input=d.input, output=answer_text(task, d)) for d in demos)
+            prompt = self._fill(INDUCE, demos=block)
+            reqs += [GenRequest(prompt, cfg.max_tokens, cfg.temperature, 1.0, ("\n",), sample_index=j, seed=seed)
+                     for j in range(cfg.samples_per_subsample)]
+        return [r.text for r in proposer.generate(reqs)]
+
+    def _resample(self, parents: list[Candidate], proposer, seed: int, round_: int) -> list[str]:
+        cfg = self.config
+        reqs = [GenRequest(self._fill(RESAMPLE, instruction=p.instruction), cfg.max_tokens, cfg.temperature, 1.0,
+                           ("\n",), sample_index=j, seed=seed * 1000 + round_)
+                for p in parents for j in range(cfg.variations)]
+        return [r.text for r in proposer.generate(reqs)]
+
+    def _clean(self, texts: list[str], task: Task, origin: str) -> list[Candidate]:
+        out = []
+        demo_inputs = {d.input.strip().lower() for d in task.train if len(d.input.strip()) > 3}
+        for raw in texts:
+            text = clean_instruction(raw, induced=origin == "induce" and self._chat is None)
+            low = text.lower()
+            if not text or len(text) > self.config.max_chars or len(text.split()) < 2:
+                continue
+            if any(d in low for d in demo_inputs) or re.search(r"\b(input|output)\s*:", low):
+                continue  # copies a demo instead of describing the task
+            key = " ".join(re.sub(r"[^\w\s]", "", low).split())
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            out.append(Candidate(instruction=text, name=f"{origin}-{len(out) + 1:02d}", origin=f"ape:{origin}"))
+        return out
+
+    # --- racing ----------------------------------------------------------------------------
+    def _race(self, cands: list[Candidate], task: Task, evaluator: Evaluator) -> list[Candidate]:
+        """Successive halving over dev prefixes; returns survivors ranked best first."""
+        dev = task.dev
+        alive = list(cands)
+        for c in alive:
+            self._cands.setdefault(c.key(), c)
+        n = min(self.config.race_start, len(dev))
+        while True:
+            for c in alive:
+                self._score_upto(c, dev[:n], evaluator)
+            alive.sort(key=lambda c: -_mean(self._scores[c.key()], dev[:n]))
+            if n >= len(dev):
+                return alive
+            alive = alive[: max(1, math.ceil(len(alive) / self.config.eta))]
+            # the last one standing is scored on the whole split, so its score is comparable
+            n = len(dev) if len(alive) == 1 else min(len(dev), n * 2)
+
+    def _score_upto(self, cand: Candidate, examples: list[Example], evaluator: Evaluator) -> None:
+        have = self._scores.setdefault(cand.key(), {})
+        todo = [e for e in examples if e.id not in have]
+        if todo:
+            res = evaluator.score(cand, todo)
+            have.update(zip(res.example_ids, res.scores))
+
+
+def _mean(scores: dict[str, float], examples: list[Example] | None = None) -> float:
+    vals = [scores[e.id] for e in examples] if examples is not None else list(scores.values())
+    return sum(vals) / len(vals) if vals else float("-inf")
+
+
+_PREFIX = re.compile(r"^(?:the\s+)?(?:new\s+|reworded\s+|rewritten\s+)?instruction(?:\s+was)?\s*(?:is|was)?\s*[:\-]?\s*",
+                     re.IGNORECASE)
+
+
+def clean_instruction(text: str, induced: bool = False) -> str:
+    """First sentence of a proposal, without quotes or an "Instruction:" prefix; a forward
+    completion ("...the instruction was to") becomes an imperative ("Sort the words.")."""
+    t = text.strip().split("\n")[0].strip()
+    t = _PREFIX.sub("", t).strip().strip("\"'“”`* ").strip()
+    m = re.match(r"(.+?[.!?])(\s|$)", t)
+    if m:
+        t = m.group(1)
+    if induced:
+        t = re.sub(r"^to\s+", "", t, flags=re.IGNORECASE)
+    t = t.strip().strip("\"'“”`* ").strip()
+    t = re.sub(r"[\"'“”`]+([.!?])$", r"\1", t)  # a quote before the final stop
+    if not t:
+        return ""
+    t = t[0].upper() + t[1:]
+    return t if t[-1] in ".!?" else t + "."
+
+
+def _chat_formatter(backend, mode: str):
+    """A function user-text -> prompt string using the proposer's chat template, or None."""
+    if mode == "off":
+        return None
+    tok = None
+    try:
+        tok = backend.tokenizer
+    except Exception:
+        tok = None
+    template = getattr(tok, "chat_template", None) if tok is not None else None
+    if not template:
+        if mode == "on":
+            from promptsearch.errors import PromptSearchError
+
+            raise PromptSearchError("chat=on, but the proposer model has no chat template; use chat=off.")
+        return None
+
+    def fmt(user: str) -> str:
+        return tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+
+    return fmt
