@@ -76,6 +76,21 @@ def _round(extras: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in extras.items()}
 
 
+def _per_candidate(history: list[EvalResult]) -> list[dict]:
+    """One entry per distinct candidate: its mean over every dev example it was scored on
+    (racing scores a candidate in several slices), in the order candidates first appeared."""
+    seen: dict[str, dict] = {}
+    for r in history:
+        entry = seen.setdefault(r.candidate.key(), {"step": r.step, "name": r.candidate.name,
+                                                    "prompt": r.candidate.describe(), "scores": {}})
+        entry["scores"].update(zip(r.example_ids, r.scores))
+    out = []
+    for e in seen.values():
+        scores = e.pop("scores")
+        out.append({**e, "dev_mean": round(sum(scores.values()) / len(scores), 4), "dev_n": len(scores)})
+    return out
+
+
 def _harness_record(h: Harness, task: Task) -> dict:
     """The harness settings and, for a fixed few-shot set, the demo ids it showed."""
     from promptsearch.tasks.base import Example
@@ -162,8 +177,9 @@ def run_search(
                  "dev": {"mean": round(result.best_score, 4), "n": len(task.dev)}, "test": _scores(best_test),
                  "test_extras": _round(best_test.extras)},
         "baselines": baseline_docs,
-        "candidates": [{"step": r.step, "name": r.candidate.name, "prompt": r.candidate.describe(),
-                        "dev_mean": round(r.mean, 4), "dev_n": r.n} for r in result.history],
+        "candidates": _per_candidate(result.history),
+        "dev_scorings": [{"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n}
+                         for r in result.history],
         "stopped_by": result.stopped_by,
         "cost": {"search": search_cost.to_dict(), "test": test_cost.to_dict(), "total": total.to_dict(),
                  "wall_seconds": round(time.time() - started, 2)},
@@ -193,8 +209,11 @@ def _store(store: Store, doc: dict, history: list[EvalResult], tests: dict[str, 
               searcher=doc["searcher"]["name"], model=doc["model"]["model"], harness=doc["harness"], seed=doc["seed"],
               best_name=doc["best"]["name"], best_text=doc["best"]["prompt"], dev_score=doc["best"]["dev"]["mean"],
               test_score=doc["best"]["test"]["mean"], result=json.dumps(doc, ensure_ascii=False))
-    cands = [CandidateRow(run_id=run.id, step=r.step, name=r.candidate.name, text=r.candidate.describe(),
-                          candidate=json.dumps(r.candidate.to_dict()), dev_score=r.mean, dev_n=r.n) for r in history]
+    by_key = {r.candidate.key(): r.candidate for r in history}
+    by_step = {r.step: r.candidate.key() for r in history}
+    cands = [CandidateRow(run_id=run.id, step=c["step"], name=c["name"], text=c["prompt"],
+                          candidate=json.dumps(by_key[by_step[c["step"]]].to_dict()), dev_score=c["dev_mean"],
+                          dev_n=c["dev_n"]) for c in doc["candidates"]]
     rows = [TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
             for r in tests.values() for eid, s, p in zip(r.example_ids, r.scores, r.predictions)]
     store.save_run(run, cands, rows)

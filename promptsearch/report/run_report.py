@@ -23,14 +23,14 @@ def _png(fig) -> str:
 
 
 def budget_plot(doc: dict) -> str:
-    """Dev score of every candidate against the budget spent when it was scored, with the
-    running best as a line."""
+    """Dev score of every scoring (a racing rung counts as one) against the budget spent by
+    then, with the running best as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cands = sorted(doc["candidates"], key=lambda c: c["step"])
+    cands = sorted(doc.get("dev_scorings") or doc["candidates"], key=lambda c: c["step"])
     spent, xs, ys, best, run_best = 0, [], [], [], float("-inf")
     for c in cands:
         spent += c["dev_n"]

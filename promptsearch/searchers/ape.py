@@ -140,21 +140,25 @@ class APESearcher(Searcher):
 
     # --- racing ----------------------------------------------------------------------------
     def _race(self, cands: list[Candidate], task: Task, evaluator: Evaluator) -> list[Candidate]:
-        """Successive halving over dev prefixes; returns survivors ranked best first."""
+        """Successive halving over dev prefixes. Returns every candidate ranked best first:
+        by how far it got in the race, then by its score on the slice it got to."""
         dev = task.dev
         alive = list(cands)
+        reached: dict[str, tuple[int, float]] = {}
         for c in alive:
             self._cands.setdefault(c.key(), c)
         n = min(self.config.race_start, len(dev))
         while True:
             for c in alive:
                 self._score_upto(c, dev[:n], evaluator)
-            alive.sort(key=lambda c: -_mean(self._scores[c.key()], dev[:n]))
+                reached[c.key()] = (n, _mean(self._scores[c.key()], dev[:n]))
+            alive.sort(key=lambda c: -reached[c.key()][1])
             if n >= len(dev):
-                return alive
+                break
             alive = alive[: max(1, math.ceil(len(alive) / self.config.eta))]
             # the last one standing is scored on the whole split, so its score is comparable
             n = len(dev) if len(alive) == 1 else min(len(dev), n * 2)
+        return sorted(cands, key=lambda c: (-reached[c.key()][0], -reached[c.key()][1]))
 
     def _score_upto(self, cand: Candidate, examples: list[Example], evaluator: Evaluator) -> None:
         have = self._scores.setdefault(cand.key(), {})
