@@ -1,7 +1,6 @@
 """APE logic on a scripted fake backend: the proposer's instructions and the target's
 accuracy under each instruction are chosen by the test."""
 
-import pytest
 
 from fakes import FakeBackend, flat
 from promptsearch import Budget, search
