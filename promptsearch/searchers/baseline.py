@@ -33,6 +33,8 @@ def baseline_candidates(task: Task, shots: int = 4, seed: int = 0, balanced: boo
 
 
 class BaselineSearcher(Searcher):
+    """The empty prompt, the task's manual instructions and a k-shot prompt, scored on dev."""
+
     name = "baseline"
 
     @dataclass
