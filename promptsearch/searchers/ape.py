@@ -95,6 +95,8 @@ class APESearcher(Searcher):
         from promptsearch.store.cache import CachedBackend
 
         inner = resolve_backend(self.config.proposer)
+        if inner.identity() == evaluator.backend.identity():
+            return evaluator.backend  # the same model: don't load it twice
         store = getattr(evaluator.backend, "store", None)
         return CachedBackend(inner, store) if store is not None else inner
 
