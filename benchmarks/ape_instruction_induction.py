@@ -8,8 +8,9 @@ the human-written instructions (the task's annotations). SST-2 (RLPrompt 16-shot
 
     python benchmarks/ape_instruction_induction.py [--tasks sum,antonyms] [--skip-sst2]
 
-Resumable: model answers are cached in benchmarks/out/ape.db and results are written after
-every task to benchmarks/out/ape_instruction_induction.json.
+Resumable: model answers are cached in benchmarks/out/ape.db (not committed), and results
+are written after every task to benchmarks/results/ape_instruction_induction.json (committed,
+so a later run skips the tasks already there). `--table` prints that file as Markdown.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out"
+RESULTS = ROOT / "benchmarks" / "results"
 SST2_MANUAL = ["", "Classify the movie review as positive or negative.",
                "Is the following movie review positive or negative?"]
 
@@ -34,8 +36,12 @@ def main() -> None:
     ap.add_argument("--skip-ii", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", default=str(OUT / "ape.db"))
-    ap.add_argument("--out", default=str(OUT / "ape_instruction_induction.json"))
+    ap.add_argument("--out", default=str(RESULTS / "ape_instruction_induction.json"))
+    ap.add_argument("--table", action="store_true", help="print the results file as a Markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
 
     from promptsearch.backends import resolve_backend
     from promptsearch.budget import Budget
@@ -46,6 +52,7 @@ def main() -> None:
     from promptsearch.tasks import load_task
 
     OUT.mkdir(parents=True, exist_ok=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     backend = CachedBackend(resolve_backend("embedded"), Store(args.db))
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -104,6 +111,23 @@ def main() -> None:
     ii = {k: v for k, v in results.items() if k != "sst-2"}
     wins = sum(v["ape_beats_human_mean"] for v in ii.values())
     print(json.dumps({"tasks_done": len(ii), "ape_beats_human_mean": wins}, indent=2))
+
+
+def markdown(results: dict) -> str:
+    ii = {k: v for k, v in results.items() if k != "sst-2"}
+    lines = ["| task | metric | APE test | human mean (best) | APE wins | APE's instruction | search s |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in sorted(ii.items()):
+        instr = v["ape_instruction"].replace("|", "\\|")
+        lines.append(f"| {name} | {v['metric']} | {v['ape_test']:.3f} | {v['human_mean']:.3f} ({v['human_best']:.3f}) | "
+                     f"{'yes' if v['ape_beats_human_mean'] else 'no'} | {instr} | {v['search_seconds']:.0f} |")
+    wins = sum(v["ape_beats_human_mean"] for v in ii.values())
+    lines.append(f"\nAPE beats the mean of the human instructions on {wins} of {len(ii)} tasks run.")
+    if "sst-2" in results:
+        v = results["sst-2"]
+        lines.append(f"\nSST-2 (test n={v['n_test']}): APE {v['ape_test']:.4f} ('{v['ape_instruction']}') vs best manual "
+                     f"{v['best_manual_test']:.4f} ({v['best_manual']}); manual prompts: {v['manual']}.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
