@@ -88,9 +88,6 @@ class Evaluator:
         if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds:
             raise BudgetExhausted(f"time budget of {b.max_seconds:.0f} s reached")
 
-    def remaining_evals(self) -> float:
-        return math.inf if self.budget.max_evals is None else self.budget.max_evals - self.dev_evals
-
     def score(self, cand: Candidate, examples: Sequence[Example], split: str = "dev") -> EvalResult:
         """Score a candidate on examples. Dev scorings count against the budget and go
         into `history`; test scorings (the final report) do not."""
