@@ -100,10 +100,9 @@ def _parse_options(options: list[str]) -> dict[str, str]:
 
 
 def _fmt(score: Optional[dict]) -> str:
-    if not score:
-        return "–"
-    se = f" ± {score['stderr']:.3f}" if score.get("stderr") is not None else ""
-    return f"{score['mean']:.3f}{se}"
+    from promptsearch.report.leaderboard import format_score
+
+    return format_score(score, with_n=False)
 
 
 def _cost_line(cost: dict) -> str:
@@ -335,7 +334,7 @@ def leaderboard(
     from promptsearch.errors import PromptSearchError
     from promptsearch.report import leaderboard as lb
 
-    formats = {"md": lb.to_markdown, "html": lb.to_html, "json": lb.to_json, "csv": lb.to_csv, "table": None}
+    formats = {"md": lb.to_markdown, "html": lb.to_html, "json": lb.to_json, "csv": lb.to_csv, "table": lb.to_text}
     if fmt not in formats:
         raise PromptSearchError(f"Unknown format '{fmt}'. Use one of: {', '.join(formats)}.")
     store = _store(db)
@@ -346,7 +345,7 @@ def leaderboard(
     if fmt == "table" and output is None:
         _console().print(lb.to_table(board))
         return
-    text = (formats[fmt] or lb.to_markdown)(board)
+    text = formats[fmt](board)
     if output is None:
         sys.stdout.write(text)
         return

@@ -82,7 +82,8 @@ def _per_candidate(history: list[EvalResult]) -> list[dict]:
     seen: dict[str, dict] = {}
     for r in history:
         entry = seen.setdefault(r.candidate.key(), {"step": r.step, "name": r.candidate.name,
-                                                    "prompt": r.candidate.describe(), "scores": {}})
+                                                    "prompt": r.candidate.describe(),
+                                                    "candidate": r.candidate.to_dict(), "scores": {}})
         entry["scores"].update(zip(r.example_ids, r.scores))
     out = []
     for e in seen.values():
@@ -198,22 +199,20 @@ def run_search(
             "argv": sys.argv[1:] if sys.argv and sys.argv[0].endswith("promptsearch") else [],
         },
     }
-    _store(setup.store, doc, result.history, tests, started)
+    _store(setup.store, doc, tests, started)
     return doc
 
 
-def _store(store: Store, doc: dict, history: list[EvalResult], tests: dict[str, EvalResult], started: float) -> None:
+def _store(store: Store, doc: dict, tests: dict[str, EvalResult], started: float) -> None:
     import json
 
     run = Run(id=doc["run_id"], created=started, task=doc["task"]["name"], task_hash=doc["task"]["hash"],
               searcher=doc["searcher"]["name"], model=doc["model"]["model"], harness=doc["harness"], seed=doc["seed"],
               best_name=doc["best"]["name"], best_text=doc["best"]["prompt"], dev_score=doc["best"]["dev"]["mean"],
               test_score=doc["best"]["test"]["mean"], result=json.dumps(doc, ensure_ascii=False))
-    by_key = {r.candidate.key(): r.candidate for r in history}
-    by_step = {r.step: r.candidate.key() for r in history}
     cands = [CandidateRow(run_id=run.id, step=c["step"], name=c["name"], text=c["prompt"],
-                          candidate=json.dumps(by_key[by_step[c["step"]]].to_dict()), dev_score=c["dev_mean"],
-                          dev_n=c["dev_n"]) for c in doc["candidates"]]
+                          candidate=json.dumps(c["candidate"]), dev_score=c["dev_mean"], dev_n=c["dev_n"])
+             for c in doc["candidates"]]
     rows = [TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
             for r in tests.values() for eid, s, p in zip(r.example_ids, r.scores, r.predictions)]
     store.save_run(run, cands, rows)

@@ -107,6 +107,9 @@ def test_cli_leaderboard_and_report(db, tmp_path):
         out = tmp_path / f"board.{fmt}"
         r = runner.invoke(app, ["leaderboard", "--db", db, "--format", fmt, "--output", str(out)])
         assert r.exit_code == 0 and out.stat().st_size > 100
+    out = tmp_path / "board.txt"  # the terminal table as text, not Markdown
+    r = runner.invoke(app, ["leaderboard", "--db", db, "--format", "table", "--output", str(out)])
+    assert r.exit_code == 0 and "mean win rate" in out.read_text() and "|---|" not in out.read_text()
     r = runner.invoke(app, ["leaderboard", "--db", db, "--format", "json", "--task", "evil"])
     assert json.loads(r.stdout)["tasks"] == ["evil"]
     r = runner.invoke(app, ["leaderboard", "--db", db, "--format", "xml"])

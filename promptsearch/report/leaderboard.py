@@ -80,12 +80,18 @@ def _mean_win_rate(row, cells, tasks) -> float | None:
 
 # --- formats --------------------------------------------------------------------------
 
+def format_score(s: dict | None, with_n: bool = True) -> str:
+    """{mean, stderr, n} as "0.767 ± 0.039 (n=116)"; "–" when there is no score."""
+    if not s:
+        return "–"
+    se = f" ± {s['stderr']:.3f}" if s.get("stderr") is not None else ""
+    return f"{s['mean']:.3f}{se}" + (f" (n={s['n']})" if with_n else "")
+
+
 def _cell_text(cell: dict | None) -> tuple[str, str]:
     if cell is None:
         return "–", ""
-    s = cell["test"]
-    se = f" ± {s['stderr']:.3f}" if s.get("stderr") is not None else ""
-    score = f"{s['mean']:.3f}{se} (n={s['n']})"
+    score = format_score(cell["test"])
     b = cell["baseline"]
     if b is None:
         return score, ""
@@ -190,6 +196,15 @@ thead th{background:#f3f3f3}.score{font-weight:600}.diff,.cost,.meta,small{color
 pre{white-space:pre-wrap;max-width:40em;background:#f8f8f8;padding:.5em}td.wr{font-weight:600;text-align:right}
 img{max-width:100%;border:1px solid #ddd}.num{text-align:right}
 """
+
+
+def to_text(board: dict) -> str:
+    """The terminal table as plain text, for `--format table --output FILE`."""
+    from rich.console import Console
+
+    con = Console(record=True, width=200, file=io.StringIO())
+    con.print(to_table(board))
+    return con.export_text()
 
 
 def to_table(board: dict):

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from promptsearch.report.leaderboard import CSS, reference_baseline
+from promptsearch.report.leaderboard import format_score as _score
 
 
 def _png(fig) -> str:
@@ -152,10 +153,3 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
 <pre id="record">{escape(record)}</pre>
 </body></html>
 """
-
-
-def _score(s: dict | None) -> str:
-    if not s:
-        return "–"
-    se = f" ± {s['stderr']:.3f}" if s.get("stderr") is not None else ""
-    return f"{s['mean']:.3f}{se} (n={s['n']})"
