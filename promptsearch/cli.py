@@ -20,6 +20,7 @@ class _Group(TyperGroup):
     def invoke(self, ctx):
         from promptsearch.errors import PromptSearchError
 
+        _log_to_stderr()
         try:
             return super().invoke(ctx)
         except PromptSearchError as e:
@@ -28,6 +29,21 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             typer.echo(INTERRUPTED, err=True)
             raise typer.Exit(130) from None
+
+
+def _log_to_stderr() -> None:
+    """Warnings from promptsearch (a server retrying, say) as plain lines on the current stderr."""
+    import logging
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            sys.stderr.write(f"Warning: {record.getMessage()}\n")
+
+    logger = logging.getLogger("promptsearch")
+    if not any(type(h).__name__ == "Handler" for h in logger.handlers):
+        logger.addHandler(Handler())
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
 
 
 app = typer.Typer(
@@ -42,7 +58,11 @@ cache_app = typer.Typer(cls=_Group, help="Inspect or clear the model-request cac
 app.add_typer(cache_app, name="cache")
 
 TaskOpt = typer.Option("sentiment", "--task", "-t", help="Built-in task name, a .jsonl/.csv/.json/.tsv file or folder, or hf:NAME.")
-ModelOpt = typer.Option(None, "--model", "-m", help="embedded (default) or hf:<hub id or local folder>. Env: PROMPTSEARCH_MODEL.")
+ModelOpt = typer.Option(None, "--model", "-m", help="embedded (default), hf:<hub id or local folder>, or openai:<model>[,api=completions] "
+                        "for OpenAI or any OpenAI-compatible server. Env: PROMPTSEARCH_MODEL.")
+BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server for openai:<model> models, e.g. http://127.0.0.1:8000/v1 "
+                          "(vLLM, llama.cpp, transformers serve). Env: OPENAI_BASE_URL.")
+ConcurrencyOpt = typer.Option(None, "--concurrency", min=1, help="Requests in flight to a server at once. Env: PROMPTSEARCH_CONCURRENCY (default 8).")
 DbOpt = typer.Option(None, "--db", help="SQLite database file. Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).")
 ScorerOpt = typer.Option(None, "--scorer", help="Scorer name (default: the task's metric): accuracy, exact_match, contains, f1, exact_set, or a plug-in.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (schema in the README).")
@@ -105,9 +125,23 @@ def _fmt(score: Optional[dict]) -> str:
     return format_score(score, with_n=False)
 
 
+def _dollars(cost: dict) -> str:
+    if cost.get("unpriced_calls"):
+        known = f"${cost['dollars']:.4f} + " if cost.get("dollars") else ""
+        return f"{known}{cost['unpriced_calls']} calls at an unknown price"
+    return f"${cost.get('dollars', 0.0):.4f}"
+
+
 def _cost_line(cost: dict) -> str:
     return (f"{cost['calls']} model calls, {cost['tokens']:,} tokens, {cost['cache_hits']} cache hits, "
-            f"{cost['seconds']:.1f} s in the model")
+            f"{cost['seconds']:.1f} s in the model, {_dollars(cost)}")
+
+
+def _configure(base_url: Optional[str], concurrency: Optional[int]) -> None:
+    from promptsearch.settings import configure
+
+    configure()  # this command's flags only
+    configure(openai_base_url=base_url, concurrency=concurrency)
 
 
 @app.command()
@@ -121,6 +155,12 @@ def run(
     max_evals: Optional[int] = typer.Option(None, help="Budget: example-level scorings on dev."),
     max_calls: Optional[int] = typer.Option(None, help="Budget: model calls (cache hits are free)."),
     max_seconds: Optional[float] = typer.Option(None, help="Budget: seconds of search."),
+    max_tokens: Optional[int] = typer.Option(None, help="Budget: tokens the model(s) process, proposer included."),
+    max_dollars: Optional[float] = typer.Option(None, help="Budget: dollars at the price table's prices, proposer included."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls, tokens and estimated cost, and exit: "
+                                 "nothing is computed, sent or stored."),
+    base_url: Optional[str] = BaseUrlOpt,
+    concurrency: Optional[int] = ConcurrencyOpt,
     shots: int = typer.Option(4, help="Demos in the k-shot baseline reported on test."),
     harness: str = HarnessOpt,
     scorer: Optional[str] = ScorerOpt,
@@ -131,19 +171,42 @@ def run(
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
 
+    _configure(base_url, concurrency)
     opts = _parse_options(option)
     if proposer:
         opts["proposer"] = proposer
     con = _console()
-    with _Bar(enabled=sys.stderr.isatty()) as bar:
-        phase = bar.phase if not as_json else (lambda m: None)
+    with _Bar(enabled=sys.stderr.isatty() and not dry_run) as bar:
+        phase = bar.phase if not (as_json or dry_run) else (lambda m: None)
         doc = run_search(task, model=model, searcher=searcher, options=opts,
-                         budget=Budget(max_evals, max_calls, max_seconds), seed=seed, scorer=scorer,
-                         db=str(db) if db else None, baseline_shots=shots, harness=harness, progress=bar, phase=phase)
+                         budget=Budget(max_evals, max_calls, max_seconds, max_tokens, max_dollars), seed=seed,
+                         scorer=scorer, db=str(db) if db else None, baseline_shots=shots, harness=harness,
+                         progress=bar, phase=phase, dry_run=dry_run)
     if as_json:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return
+    if dry_run:
+        _print_plan(con, doc)
+        return
     _print_run(con, doc)
+
+
+def _print_plan(con, doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    t = doc["task"]
+    con.print(f"[bold]Dry run[/bold]: {t['name']} ({t['sizes']['dev']} dev / {t['sizes']['test']} test) · model "
+              f"{escape(doc['model']['model'])} · searcher {doc['searcher']['name']} · harness {escape(doc['harness'])}")
+    for part in ("search", "test"):
+        c = doc[part]
+        con.print(f"  {part:<6} {c['calls']:>6,} calls to make, {c['cache_hits']:>6,} answered by the cache, "
+                  f"~{c['tokens']:,} tokens, {_dollars(c)}")
+    total = "unknown (no price for this model: see PROMPTSEARCH_PRICES)" if doc["dollars"] is None else f"${doc['dollars']:.4f}"
+    con.print(f"[bold]Planned[/bold]: {doc['calls']:,} model calls to make ({doc['cached']:,} answered by the cache), "
+              f"~{doc['tokens']:,} tokens, estimated cost {total}")
+    if doc["stopped_by"]:
+        con.print(f"[yellow]The budget would stop the search: {escape(doc['stopped_by'])}[/yellow]")
+    con.print(f"[dim]{doc['note']}[/dim]")
 
 
 def _print_run(con, doc: dict[str, Any]) -> None:
@@ -194,6 +257,8 @@ def eval_(
     limit: Optional[int] = typer.Option(None, help="Score only the first N examples."),
     seed: int = typer.Option(0, help="Seed for demo selection."),
     model: Optional[str] = ModelOpt,
+    base_url: Optional[str] = BaseUrlOpt,
+    concurrency: Optional[int] = ConcurrencyOpt,
     harness: str = HarnessOpt,
     scorer: Optional[str] = ScorerOpt,
     db: Optional[Path] = DbOpt,
@@ -206,6 +271,7 @@ def eval_(
     from promptsearch.searchers.baseline import pick_demos
     from promptsearch.tasks.loaders import load_task
 
+    _configure(base_url, concurrency)
     if prompt is not None and prompt_file is not None:
         raise PromptSearchError("Give either --prompt or --prompt-file, not both.")
     if prompt_file is not None:

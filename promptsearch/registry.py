@@ -89,3 +89,4 @@ for _name in ("accuracy", "exact_match", "contains", "f1", "exact_set"):
 register_task("sentiment", "promptsearch.tasks.builtin:sentiment")
 register_backend("embedded", "promptsearch.backends.embedded:load_embedded")
 register_backend("hf", "promptsearch.backends.hf:load_hf")
+register_backend("openai", "promptsearch.backends.openai_api:load_openai")

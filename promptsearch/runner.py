@@ -32,6 +32,7 @@ from promptsearch.tasks.loaders import load_task
 
 RUN_SCHEMA = "promptsearch.run/1"
 EVAL_SCHEMA = "promptsearch.eval/1"
+PLAN_SCHEMA = "promptsearch.plan/1"
 PACKAGES = ("promptsearch", "torch", "transformers", "trl", "peft", "numpy", "sqlmodel", "openai", "tenacity")
 
 
@@ -43,8 +44,11 @@ class Setup:
     metric: str
 
 
-def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = None, db: str | None = None) -> Setup:
-    """Resolve and validate everything a run needs before anything runs or is written."""
+def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = None, db: str | None = None,
+            dry_run: bool = False) -> Setup:
+    """Resolve and validate everything a run needs before anything runs or is written.
+    `dry_run`: the model is a stand-in that answers without computing (see
+    promptsearch.backends.planning) and the cache is read, never written."""
     from promptsearch.backends import resolve_backend
 
     settings = get_settings()
@@ -52,8 +56,13 @@ def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = N
     metric, _ = resolve_scorer(scorer or task.metric)
     inner = resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
     store = Store(db or settings.db_path)
-    backend = inner if isinstance(inner, CachedBackend) else CachedBackend(inner, store)
-    return Setup(task, backend, store, metric)
+    if isinstance(inner, CachedBackend):
+        inner = inner.inner
+    if dry_run:
+        from promptsearch.backends.planning import PlanningBackend
+
+        inner = PlanningBackend(inner)
+    return Setup(task, CachedBackend(inner, store, write=not dry_run), store, metric)
 
 
 def package_versions() -> dict[str, str]:
@@ -115,15 +124,19 @@ def run_search(
     harness: Harness | str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     phase: Callable[[str], None] | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Run a search and return its result document (schema `promptsearch.run/1`, README)."""
+    """Run a search and return its result document (schema `promptsearch.run/1`, README).
+    With `dry_run`, nothing is computed or stored: the searcher runs its schedule against a
+    stand-in model, and the plan (schema `promptsearch.plan/1`) counts the calls, tokens and
+    dollars the real run would spend."""
     if isinstance(searcher, str):
         cls = registry.searchers.get(searcher)
         searcher_obj = cls(build_config(cls, options or {}))
     else:
         searcher_obj = searcher
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
-    setup = prepare(task, model, scorer, db)
+    setup = prepare(task, model, scorer, db, dry_run=dry_run)
     task = setup.task
     budget = budget or Budget()
     say = phase or (lambda _m: None)
@@ -163,6 +176,8 @@ def run_search(
             "best_minus_baseline": diff.to_dict(),
         })
     total = search_cost + test_cost
+    if dry_run:
+        return _plan(setup, task, searcher_obj, harness, budget, search_cost, test_cost, result.stopped_by)
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     doc: dict[str, Any] = {
         "schema": RUN_SCHEMA,
@@ -201,6 +216,29 @@ def run_search(
     }
     _store(setup.store, doc, tests, started)
     return doc
+
+
+def _plan(setup: Setup, task: Task, searcher_obj: Searcher, harness: Harness, budget: Budget,
+          search: Usage, test: Usage, stopped_by: str) -> dict[str, Any]:
+    total = search + test
+    return {
+        "schema": PLAN_SCHEMA,
+        "task": {"name": task.name, "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
+        "model": setup.backend.identity(),
+        "searcher": {"name": searcher_obj.name, "config": asdict(searcher_obj.config)},
+        "harness": harness.spec,
+        "budget": budget.to_dict(),
+        "calls": total.calls,
+        "cached": total.cache_hits,
+        "tokens": total.tokens,
+        "dollars": None if total.unpriced_calls else round(total.dollars, 6),
+        "unpriced_calls": total.unpriced_calls,
+        "search": search.to_dict(),
+        "test": test.to_dict(),
+        "stopped_by": stopped_by,
+        "note": "An estimate: tokens at ~4 characters each, every generation at its full length, "
+                "and as many candidates as the searcher can propose. Nothing was computed or stored.",
+    }
 
 
 def _store(store: Store, doc: dict, tests: dict[str, EvalResult], started: float) -> None:

@@ -6,7 +6,7 @@ Every setting is documented in `.env.example`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -31,6 +31,14 @@ class Settings:
     default_model: str
     device: str
     batch_tokens: int | None  # None: the backend picks by device
+    # OpenAI-compatible servers. The key is never stored, logged or shown (repr=False).
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    concurrency: int = 8  # requests in flight to a server
+    max_tries: int = 6  # tries per request on 429, 5xx, timeouts and dropped connections
+    retry_max_wait: float = 30.0  # longest wait between tries, seconds
+    request_timeout: float = 120.0  # seconds per request
+    prices_path: Path | None = None  # extra prices, JSON: {"model": {"input": $/1M tokens, "output": $/1M}}
 
 
 def _int(env: dict[str, str], name: str) -> int | None:
@@ -44,15 +52,58 @@ def _int(env: dict[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        from promptsearch.errors import PromptSearchError
+
+        raise PromptSearchError(f"{name}={raw!r} must be a positive number (environment or .env).")
+    return value
+
+
+_overrides: dict[str, object] = {}
+
+
+def configure(**overrides) -> None:
+    """Override settings for this process (the CLI's --base-url and --concurrency use this).
+    `configure()` with no arguments clears the overrides."""
+    unknown = set(overrides) - set(Settings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    if not overrides:
+        _overrides.clear()
+    _overrides.update({k: v for k, v in overrides.items() if v is not None})
+
+
 def get_settings() -> Settings:
-    """Environment variables win over `.env`; `.env` wins over defaults."""
+    """Overrides from `configure()` win over environment variables; the environment wins
+    over `.env`; `.env` wins over defaults."""
     env = {**_read_dotenv(Path.cwd() / ".env"), **os.environ}
     home = Path(env.get("PROMPTSEARCH_HOME") or Path.home() / ".promptsearch").expanduser()
-    return Settings(
+    prices = env.get("PROMPTSEARCH_PRICES")
+    settings = Settings(
         home=home,
         db_path=Path(env.get("PROMPTSEARCH_DB") or home / "promptsearch.db").expanduser(),
         model_dir=Path(env.get("PROMPTSEARCH_MODEL_DIR") or home / "models").expanduser(),
         default_model=env.get("PROMPTSEARCH_MODEL") or "embedded",
         device=env.get("PROMPTSEARCH_DEVICE") or "auto",
         batch_tokens=_int(env, "PROMPTSEARCH_BATCH_TOKENS"),
+        openai_api_key=env.get("OPENAI_API_KEY") or None,
+        openai_base_url=env.get("OPENAI_BASE_URL") or None,
+        concurrency=_int(env, "PROMPTSEARCH_CONCURRENCY") or 8,
+        max_tries=_int(env, "PROMPTSEARCH_MAX_TRIES") or 6,
+        retry_max_wait=_float(env, "PROMPTSEARCH_RETRY_MAX_WAIT", 30.0),
+        request_timeout=_float(env, "PROMPTSEARCH_TIMEOUT", 120.0),
+        prices_path=Path(prices).expanduser() if prices else None,
     )
+    if _overrides:
+        from dataclasses import replace
+
+        settings = replace(settings, **_overrides)
+    return settings

@@ -54,12 +54,14 @@ class LoglikResult:
     logprob: float
     is_greedy: bool
     n_tokens: int  # context + continuation tokens
+    completion_tokens: int = 0  # of those, tokens a server generated (priced as output)
 
 
 @dataclass
 class GenResult:
     text: str
     n_tokens: int  # prompt + generated tokens
+    completion_tokens: int = 0  # of those, generated (priced as output; local models leave it 0)
 
 
 @dataclass(frozen=True)

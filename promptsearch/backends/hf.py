@@ -301,7 +301,7 @@ class HFBackend:
                         cut = text.find(st)
                         if cut >= 0:
                             text = text[:cut]
-                    out[i] = GenResult(text, len(encoded[i]) + len(new))
+                    out[i] = GenResult(text, len(encoded[i]) + len(new), len(new))
         return out  # type: ignore[return-value]
 
 

@@ -57,6 +57,7 @@ class Evaluator:
         if not isinstance(self.harness, Harness):
             self.harness = parse_harness(self.harness)
         self._by_id = {e.id: e for e in self.task.train}
+        self._others: list = []  # other backends whose cost counts here (an API proposer)
         self._start = self._usage().copy()
         self._t0 = time.perf_counter()
         self.dev_evals = 0
@@ -67,7 +68,18 @@ class Evaluator:
             self.phase(message)
 
     def _usage(self) -> Usage:
-        return getattr(self.backend, "usage", Usage())
+        total = getattr(self.backend, "usage", Usage()).copy()
+        for b in self._others:
+            total = total + b.usage
+        return total
+
+    def attach(self, backend) -> None:
+        """Count another backend's cost (calls, tokens, dollars) in this evaluator's cost and
+        budget from now on: a searcher's proposer model, say."""
+        if backend is self.backend or any(b is backend for b in self._others) or not hasattr(backend, "usage"):
+            return
+        self._start = self._start + backend.usage
+        self._others.append(backend)
 
     @property
     def cost(self) -> Usage:
@@ -87,6 +99,15 @@ class Evaluator:
             raise BudgetExhausted(f"call budget of {b.max_calls} model calls reached")
         if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds:
             raise BudgetExhausted(f"time budget of {b.max_seconds:.0f} s reached")
+        cost = self.cost
+        if b.max_tokens is not None and cost.tokens >= b.max_tokens:
+            raise BudgetExhausted(f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)")
+        if b.max_dollars is not None:
+            if cost.unpriced_calls:
+                raise PromptSearchError("A dollar budget needs every model's price, and one model used in this "
+                                        "search has none; add it to a PROMPTSEARCH_PRICES file (see the README).")
+            if cost.dollars >= b.max_dollars:
+                raise BudgetExhausted(f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)")
 
     def score(self, cand: Candidate, examples: Sequence[Example], split: str = "dev") -> EvalResult:
         """Score a candidate on examples. Dev scorings count against the budget and go

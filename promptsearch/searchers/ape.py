@@ -95,10 +95,16 @@ class APESearcher(Searcher):
         from promptsearch.store.cache import CachedBackend
 
         inner = resolve_backend(self.config.proposer)
+        if not getattr(evaluator.backend, "write", True):  # a dry run: plan the proposer's calls too
+            from promptsearch.backends.planning import PlanningBackend
+
+            inner = PlanningBackend(inner)
         if inner.identity() == evaluator.backend.identity():
             return evaluator.backend  # the same model: don't load it twice
         store = getattr(evaluator.backend, "store", None)
-        return CachedBackend(inner, store) if store is not None else inner
+        proposer = CachedBackend(inner, store, write=getattr(evaluator.backend, "write", True)) if store is not None else inner
+        evaluator.attach(proposer)  # its calls, tokens and dollars count in the run's cost and budget
+        return proposer
 
     def _fill(self, meta: MetaPrompt, **slots: str) -> str:
         if self._chat is not None:
@@ -201,6 +207,8 @@ def _chat_formatter(backend, mode: str):
     """A function user-text -> prompt string using the proposer's chat template, or None."""
     if mode == "off":
         return None
+    if getattr(backend, "kind", None) == "openai" and getattr(backend, "api", None) == "chat":
+        return lambda user: user  # a chat API wraps the text in a user turn itself
     tok = None
     try:
         tok = backend.tokenizer

@@ -12,6 +12,7 @@ from promptsearch.backends.base import (
     GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
 )
 from promptsearch.cost import Usage
+from promptsearch.pricing import FREE
 from promptsearch.store.db import Store
 
 
@@ -21,21 +22,57 @@ def request_key(identity: dict, kind: str, payload: dict) -> str:
 
 
 class CachedBackend:
-    """Same contract as the wrapped backend. Answers are committed per call, so an
-    interrupted run keeps everything answered before the interrupt."""
+    """Same contract as the wrapped backend. Answers are written as they arrive (every 16
+    answers or every second, and whatever is left when a call ends or fails), so an
+    interrupted run keeps everything answered before the interrupt. `write=False` reads the
+    cache but never writes it (dry runs)."""
 
-    def __init__(self, inner, store: Store):
+    FLUSH_EVERY = 16
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self, inner, store: Store, write: bool = True):
         self.inner = inner
         self.store = store
+        self.write = write
         self.usage = Usage()
+        self._can_ll: bool | None = None
 
     kind = property(lambda self: self.inner.kind)
     model_id = property(lambda self: self.inner.model_id)
-    can_loglikelihood = property(lambda self: self.inner.can_loglikelihood)
     can_generate = property(lambda self: self.inner.can_generate)
+
+    @property
+    def can_loglikelihood(self) -> bool:
+        """The backend's answer; a backend that has to ask its server (`probe_loglikelihood`)
+        asks once, and the answer is cached like any request, so cached runs stay offline."""
+        if self._can_ll is None:
+            probe = getattr(self.inner, "probe_loglikelihood", None)
+            if probe is None:
+                self._can_ll = bool(self.inner.can_loglikelihood)
+            else:
+                key = request_key(self.identity(), "probe", {"capability": "loglikelihood"})
+                found = self.store.cache_get([key])
+                if key in found:
+                    self._can_ll = bool(found[key]["value"])
+                else:
+                    self._can_ll = bool(probe())
+                    if self.write:
+                        self.store.cache_put([dict(key=key, backend=self.model_id, kind="probe", request="{}",
+                                                   response=json.dumps({"value": self._can_ll}), n_tokens=0)])
+        return self._can_ll
 
     def identity(self) -> dict:
         return self.inner.identity()
+
+    def _account(self, ans) -> None:
+        price = getattr(self.inner, "price", FREE)
+        self.usage.calls += 1
+        self.usage.tokens += ans.n_tokens
+        if price is None:
+            self.usage.unpriced_calls += 1
+        else:
+            done = getattr(ans, "completion_tokens", 0)
+            self.usage.dollars += price.dollars(ans.n_tokens - done, done)
 
     def _run(self, kind: str, requests: Sequence, payloads: list[dict], call, decode):
         ident = self.identity()
@@ -49,29 +86,52 @@ class CachedBackend:
                 self.usage.cache_hits += 1
             else:
                 todo.setdefault(k, []).append(i)
-        if todo:
-            first = [idx[0] for idx in todo.values()]
-            t0 = time.perf_counter()
-            answers = call([requests[i] for i in first])
+        if not todo:
+            return results
+        groups = list(todo.items())
+        rows: list[dict] = []
+        last = [time.perf_counter()]
+
+        def flush() -> None:
+            if rows and self.write:
+                self.store.cache_put(rows)
+            rows.clear()
+            last[0] = time.perf_counter()
+
+        def land(j: int, ans) -> None:
+            key, idxs = groups[j]
+            for i in idxs:
+                results[i] = ans
+            self._account(ans)
+            rows.append(dict(key=key, backend=self.model_id, kind=kind,
+                             request=json.dumps(payloads[idxs[0]], ensure_ascii=False),
+                             response=json.dumps(asdict(ans)), n_tokens=ans.n_tokens))
+            if len(rows) >= self.FLUSH_EVERY or time.perf_counter() - last[0] >= self.FLUSH_SECONDS:
+                flush()
+
+        batch = [requests[idxs[0]] for _, idxs in groups]
+        t0 = time.perf_counter()
+        try:
+            if getattr(self.inner, "streams_results", False):
+                call(batch, land)
+            else:
+                for j, ans in enumerate(call(batch, None)):
+                    land(j, ans)
+        finally:
             self.usage.seconds += time.perf_counter() - t0
-            rows = []
-            for (key, idxs), ans in zip(todo.items(), answers):
-                for i in idxs:
-                    results[i] = ans
-                self.usage.calls += 1
-                self.usage.tokens += ans.n_tokens
-                rows.append(dict(key=key, backend=self.model_id, kind=kind,
-                                 request=json.dumps(payloads[idxs[0]], ensure_ascii=False),
-                                 response=json.dumps(asdict(ans)), n_tokens=ans.n_tokens))
-            self.store.cache_put(rows)
+            flush()
         return results
 
     def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
         soft = soft_prompt.fingerprint() if soft_prompt is not None else None
         payloads = [{"context": prompt_key(r.context), "continuation": r.continuation, "soft_prompt": soft} for r in requests]
-        return self._run("loglik", requests, payloads,
-                         lambda rs: self.inner.loglikelihood(rs, soft_prompt=soft_prompt) if soft_prompt is not None else self.inner.loglikelihood(rs),
-                         lambda d: LoglikResult(**d))
+        def call(rs, on_result):
+            kwargs = {"soft_prompt": soft_prompt} if soft_prompt is not None else {}
+            if on_result is not None:
+                kwargs["on_result"] = on_result
+            return self.inner.loglikelihood(rs, **kwargs)
+
+        return self._run("loglik", requests, payloads, call, lambda d: LoglikResult(**d))
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         payloads = [{"prompt": prompt_key(r.prompt), "max_new_tokens": r.max_new_tokens, "temperature": r.temperature,
@@ -79,7 +139,10 @@ class CachedBackend:
                      # greedy decoding ignores seed and sample index: one entry serves them all
                      "sample_index": r.sample_index if r.temperature > 0 else 0,
                      "seed": r.seed if r.temperature > 0 else 0} for r in requests]
-        return self._run("gen", requests, payloads, self.inner.generate, lambda d: GenResult(**d))
+        def call(rs, on_result):
+            return self.inner.generate(rs, on_result=on_result) if on_result is not None else self.inner.generate(rs)
+
+        return self._run("gen", requests, payloads, call, lambda d: GenResult(**d))
 
     def __getattr__(self, name):  # model, tokenizer, encode_prompt ... for gradient searchers
         return getattr(self.inner, name)

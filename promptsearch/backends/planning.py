@@ -1,0 +1,73 @@
+"""The stand-in model behind `--dry-run`: it answers every request without a model or a
+server, so a searcher runs its whole schedule and the cache wrapper counts what the real run
+would send.
+
+Generations are unique placeholder sentences of the full `max_new_tokens` length (so APE's
+pool is as large as it can be and the count is an upper bound); log-likelihoods are fixed
+pseudo-random numbers. Tokens are estimated at 4 characters a token. Requests already in
+the cache are looked up for real and cost nothing, exactly as in the real run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+from promptsearch.backends.base import (
+    GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
+)
+from promptsearch.pricing import FREE
+
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(prompt) -> int:
+    n = 0
+    for seg in prompt_key(prompt):
+        n += len(seg["ids"]) if isinstance(seg, dict) else -(-len(seg) // CHARS_PER_TOKEN)
+    return max(1, n)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+class PlanningBackend:
+    streams_results = False
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.kind = inner.kind
+        self.model_id = inner.model_id
+        self.can_generate = inner.can_generate
+        self.price = getattr(inner, "price", FREE)
+        self.api = getattr(inner, "api", None)
+
+    def identity(self) -> dict:
+        return self.inner.identity()  # same cache keys as the real model
+
+    def probe_loglikelihood(self) -> bool:
+        """What the model would answer, without asking a server (a cached answer wins)."""
+        planned = getattr(self.inner, "planned_loglikelihood", None)
+        return bool(planned if planned is not None else self.inner.can_loglikelihood)
+
+    @property
+    def can_loglikelihood(self) -> bool:
+        return self.probe_loglikelihood()
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
+        out = []
+        for r in requests:
+            h = int(_digest(prompt_key(r.context), r.continuation)[:8], 16)
+            n = estimate_tokens(r.context) + estimate_tokens(r.continuation)
+            extra = 1 if self.kind == "openai" else 0  # the token an echo request generates
+            out.append(LoglikResult(-(h % 10_000) / 1000.0, False, n + extra, extra))
+        return out
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        out = []
+        for r in requests:
+            tag = _digest(prompt_key(r.prompt), r.sample_index, r.seed, r.temperature)[:10]
+            text = f"Placeholder answer {tag} for a dry run."
+            out.append(GenResult(text, estimate_tokens(r.prompt) + r.max_new_tokens, r.max_new_tokens))
+        return out

@@ -1,0 +1,171 @@
+"""Real HTTP servers on 127.0.0.1 for the OpenAI backend's tests.
+
+- `transformers_serve(...)`: the real `transformers serve` on the embedded model.
+- `ScriptedServer`: answers OpenAI-shaped JSON with the status codes a test scripts (429,
+  503, 401, ...), counts requests and how many were in flight at once.
+- `LogprobServer`: a completions endpoint that returns echo log-probabilities computed by a
+  local transformers model (what vLLM does), since `transformers serve` returns none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_transformers_serve(model: Path, port: int, log: Path, timeout: float = 180.0) -> subprocess.Popen:
+    """Start `transformers serve` pinned to `model` and wait until /health answers."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    exe = Path(sys.executable).with_name("transformers")
+    cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model), "--host", "127.0.0.1",
+           "--port", str(port), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"transformers serve exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"transformers serve did not come up in {timeout:.0f} s; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+class _Base(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), self.Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+            status, answer = self.server.answer(self.path, body, dict(self.headers))
+            self._send(status, answer)
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+class ScriptedServer(_Base):
+    """`statuses`: the status of each request in order (then 200). `reply(prompt)` gives the
+    answer text; `delay` seconds per request."""
+
+    def __init__(self, statuses=(), reply=lambda prompt: "positive", delay: float = 0.0):
+        super().__init__()
+        self.statuses = list(statuses)
+        self.reply = reply
+        self.delay = delay
+        self.requests: list[dict] = []
+        self.headers_seen: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    def answer(self, path: str, body: dict, headers: dict):
+        with self.lock:
+            self.requests.append(body)
+            self.headers_seen.append(headers)
+            status = self.statuses.pop(0) if self.statuses else 200
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            if status != 200:
+                return status, {"error": {"message": f"scripted status {status}", "type": "test", "code": status}}
+            prompt = body["messages"][-1]["content"] if "messages" in body else body.get("prompt", "")
+            text = self.reply(prompt)
+            common = {"id": "x", "created": 0, "model": body.get("model", ""), "usage": _usage(len(prompt) // 4 + 1, 1)}
+            if path.endswith("/chat/completions"):
+                return 200, {**common, "object": "chat.completion", "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+            return 200, {**common, "object": "text_completion", "choices": [
+                {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}]}
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+class LogprobServer(_Base):
+    """/v1/completions with `echo` and `logprobs` answered from a transformers model."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def answer(self, path: str, body: dict, headers: dict):
+        torch = self.torch
+        prompt = body["prompt"]
+        enc = self.tok(prompt, return_offsets_mapping=True, add_special_tokens=False)
+        ids = enc["input_ids"]
+        with self.lock, torch.no_grad():
+            self.count += 1
+            logp = torch.log_softmax(self.model(torch.tensor([ids])).logits[0].float(), dim=-1)
+        nxt = int(logp[-1].argmax())
+        all_ids = ids + [nxt]
+        tokens = [self.tok.decode([i]) for i in all_ids]
+        offsets = [o[0] for o in enc["offset_mapping"]] + [len(prompt)]
+        token_logprobs = [None] + [float(logp[i - 1, all_ids[i]]) for i in range(1, len(all_ids))]
+        top = [None] + [{self.tok.decode([int(logp[i - 1].argmax())]): float(logp[i - 1].max())}
+                        for i in range(1, len(all_ids))]
+        text = prompt + tokens[-1] if body.get("echo") else tokens[-1]
+        logprobs = {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top,
+                    "text_offset": offsets} if body.get("logprobs") is not None else None
+        return 200, {"id": "x", "object": "text_completion", "created": 0, "model": body.get("model", ""),
+                     "choices": [{"index": 0, "finish_reason": "length", "text": text, "logprobs": logprobs}],
+                     "usage": _usage(len(ids), 1)}
