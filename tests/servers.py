@@ -27,12 +27,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_transformers_serve(model: Path, port: int, log: Path, timeout: float = 180.0) -> subprocess.Popen:
+def start_transformers_serve(model: Path, port: int, log: Path, timeout: float = 180.0, extra_args=(),
+                             device: str = "cpu") -> subprocess.Popen:
     """Start `transformers serve` pinned to `model` and wait until /health answers."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     exe = Path(sys.executable).with_name("transformers")
     cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--device", "cpu"]
+           "--port", str(port), "--device", device, *extra_args]
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + timeout
     while time.time() < deadline:
