@@ -10,7 +10,7 @@ from promptsearch.errors import PromptSearchError
 
 
 def reference_logprob(model, tok, context_ids, cont_ids):
-    ids = torch.tensor([context_ids + cont_ids])
+    ids = torch.tensor([context_ids + cont_ids], device=model.device)
     with torch.no_grad():
         lsm = torch.log_softmax(model(ids).logits[0].float(), -1)
     return sum(lsm[len(context_ids) - 1 + j, t].item() for j, t in enumerate(cont_ids))
