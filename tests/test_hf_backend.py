@@ -48,7 +48,8 @@ def test_token_id_segments_and_soft_prompts(backend):
     got = backend.loglikelihood([plain, plain], soft_prompt=SoftPrompt(vec))[0].logprob
     ids = tok(plain.context, add_special_tokens=False).input_ids
     cont = tok(plain.context + plain.continuation, add_special_tokens=False).input_ids[len(ids):]
-    emb = torch.cat([vec, model.get_input_embeddings()(torch.tensor(ids + cont[:-1]))])[None]
+    dev = model.device
+    emb = torch.cat([vec.to(dev), model.get_input_embeddings()(torch.tensor(ids + cont[:-1], device=dev))])[None]
     with torch.no_grad():
         lsm = torch.log_softmax(model(inputs_embeds=emb).logits[0].float(), -1)
     ref = sum(lsm[3 + len(ids) - 1 + j, t].item() for j, t in enumerate(cont))
