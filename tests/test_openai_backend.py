@@ -210,3 +210,29 @@ def test_an_interrupted_call_keeps_every_answer(tmp_path):
             run_eval(small_sentiment(), Candidate(name="p"), model=backend(srv.url, max_tries=2), split="dev", db=str(db))
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from cacheentry where kind='gen'").fetchone()[0] == 4
+
+
+def test_api_proposer_with_a_local_target_counts_both(tmp_path, monkeypatch):
+    """Mixed setup: an OpenAI-compatible model writes APE's instructions, a local model is
+    scored; the proposer's calls, tokens and dollars count in the run's cost."""
+    from fakes import FakeBackend
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"writer": {"input": 1.0, "output": 1.0}}))
+    monkeypatch.setenv("PROMPTSEARCH_PRICES", str(prices))
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    replies = iter(f"State the writer's opinion of the film, variant {i}." for i in range(1000))
+    with ScriptedServer(reply=lambda p: next(replies)) as srv:
+        opts = {"proposer": f"openai:writer,base_url={srv.url}", "subsamples": "2", "samples_per_subsample": "2",
+                "rounds": "1", "variations": "1"}
+        target = FakeBackend()
+        doc = run_search(small_sentiment(n_dev=8), model=target, searcher="ape", options=opts)
+        proposer_calls = len(srv.requests)
+    notes = doc["record"]["searcher_notes"]
+    assert notes["proposer"]["kind"] == "openai" and notes["chat_form"]
+    assert srv.requests[0]["messages"][0]["content"].startswith("Each output below was written")  # chat-form meta-prompt
+    assert "opinion" in doc["best"]["prompt"]  # the fake target rewards "opinion"
+    assert proposer_calls == 4 + 1  # 2 demo sets x 2 samples, then the top quarter (1) reworded once
+    search = doc["cost"]["search"]
+    assert search["calls"] == proposer_calls + len(target.requests) - doc["cost"]["test"]["calls"]
+    assert search["dollars"] > 0 and search["unpriced_calls"] == 0

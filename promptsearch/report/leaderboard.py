@@ -51,7 +51,8 @@ def build(docs: list[dict], task: str | None = None) -> dict[str, Any]:
             "best_prompt": doc["best"]["prompt"],
             "best_prompt_short": shorten(doc["best"]["prompt"]),
             "cost": {"calls": cost["calls"], "cache_hits": cost["cache_hits"], "tokens": cost["tokens"],
-                     "seconds": cost["seconds"], "dollars": cost.get("dollars", 0.0)},
+                     "seconds": cost["seconds"], "dollars": cost.get("dollars", 0.0),
+                     "unpriced_calls": cost.get("unpriced_calls", 0)},
         }
     tasks = sorted({t for row in cells.values() for t in row})
     rows = []
@@ -102,7 +103,8 @@ def _cell_text(cell: dict | None) -> tuple[str, str]:
 def _cost_text(cell: dict) -> str:
     c = cell["cost"]
     cached = f" (+{c['cache_hits']} cached)" if c["cache_hits"] else ""
-    return f"{c['calls']} calls{cached}, {c['tokens']:,} tok, {c['seconds']:.0f} s, ${c['dollars']:.2f}"
+    dollars = f"${c['dollars']:.2f}" + (" + price unknown" if c.get("unpriced_calls") else "")
+    return f"{c['calls']} calls{cached}, {c['tokens']:,} tok, {c['seconds']:.0f} s, {dollars}"
 
 
 def _wr(row: dict) -> str:
