@@ -236,3 +236,22 @@ def test_api_proposer_with_a_local_target_counts_both(tmp_path, monkeypatch):
     search = doc["cost"]["search"]
     assert search["calls"] == proposer_calls + len(target.requests) - doc["cost"]["test"]["calls"]
     assert search["dollars"] > 0 and search["unpriced_calls"] == 0
+
+
+def test_ctrl_c_during_concurrent_requests_returns_promptly():
+    """An interrupt while requests are in flight stops retries and closes the connections,
+    so the command exits without waiting for slow answers."""
+    import os
+    import signal
+    import threading
+
+    reqs = [GenRequest(f"Review: {i}\nSentiment:") for i in range(8)]
+    with ScriptedServer(delay=3.0) as srv:
+        b = backend(srv.url, concurrency=4)
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
+        timer.start()
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            b.generate(reqs)
+        took = time.perf_counter() - t0
+    assert took < 2.0 and len(srv.requests) <= 4  # nothing new started after the interrupt

@@ -256,9 +256,12 @@ class OpenAIBackend:
                 results[i] = fut.result()
                 if on_result:
                     on_result(i, results[i])
-        except BaseException:  # Ctrl-C: stop retries and start nothing new
+        except BaseException:  # Ctrl-C: stop retries, start nothing new, drop open connections
             self._abort.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            client, self._client_obj = self._client_obj, None
+            if client is not None:
+                client.close()  # requests in flight fail now instead of holding the exit
             raise
         pool.shutdown(wait=True)
         if error is not None:
@@ -291,7 +294,7 @@ class OpenAIBackend:
         resp = self._request(lambda: self._client.completions.create(
             model=self.model, prompt=context + cont, max_tokens=1, temperature=0, echo=True, logprobs=1))
         lp = resp.choices[0].logprobs if resp.choices else None
-        if lp is None or not lp.token_logprobs:
+        if lp is None or not lp.token_logprobs or not lp.text_offset or not lp.tokens:
             raise PromptSearchError(f"{self.where} returned no log-probabilities for a completions request with "
                                     f"echo; use openai:{self.model},logprobs=off to score by generation.")
         end = len(context) + len(cont)
