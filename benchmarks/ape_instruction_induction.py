@@ -46,6 +46,7 @@ def main() -> None:
     from promptsearch.backends import resolve_backend
     from promptsearch.budget import Budget
     from promptsearch.candidates import Candidate
+    from promptsearch.errors import PromptSearchError
     from promptsearch.evaluation import Evaluator
     from promptsearch.searchers.ape import APESearcher
     from promptsearch.store import CachedBackend, Store
@@ -72,19 +73,29 @@ def main() -> None:
             continue
         task = load_task(str(DATA / "instruction_induction" / "induce" / f"{name}.json"))
         print(f"{name}: {task.summary()}", file=sys.stderr, flush=True)
-        res, ev, secs = run_ape(task)
         test_ev = Evaluator(task, backend)
-        ape_test = test_ev.score(res.best, task.test, split="test")
         human = [test_ev.score(Candidate(instruction=h, name=f"human-{i}"), task.test, split="test").mean
                  for i, h in enumerate(task.instructions, 1)]
         human_mean = sum(human) / len(human)
+        try:
+            res, ev, secs = run_ape(task)
+        except PromptSearchError as e:  # the proposer wrote nothing usable: APE has no answer, a loss
+            results[name] = {"metric": task.metric, "n_test": len(task.test), "ape_instruction": "(none usable)",
+                             "ape_dev": None, "ape_test": 0.0, "human_mean": round(human_mean, 4),
+                             "human_best": round(max(human), 4), "n_human": len(human), "ape_beats_human_mean": False,
+                             "search_seconds": 0.0, "search_calls": 0, "search_cache_hits": 0, "error": str(e)}
+            save()
+            print(f"  APE: {e}", file=sys.stderr, flush=True)
+            continue
+        ape_test = test_ev.score(res.best, task.test, split="test")
         results[name] = {
             "metric": task.metric, "n_test": len(task.test), "ape_instruction": res.best.instruction,
             "ape_dev": round(res.best_score, 4), "ape_test": round(ape_test.mean, 4),
             "human_mean": round(human_mean, 4), "human_best": round(max(human), 4), "n_human": len(human),
             "ape_beats_human_mean": ape_test.mean > human_mean,
-            "search_seconds": round(secs, 1), "search_calls": res.cost.calls, "search_tokens": res.cost.tokens,
-            "candidates_scored": len({r.candidate.key() for r in res.history}),
+            "search_seconds": round(secs, 1), "search_calls": res.cost.calls, "search_cache_hits": res.cost.cache_hits,
+            "search_tokens": res.cost.tokens, "candidates_scored": len({r.candidate.key() for r in res.history}),
+            "dropped_at_induction": res.notes["rounds"][0].get("dropped", {}),
         }
         save()
         print(f"  APE {ape_test.mean:.3f} vs human mean {human_mean:.3f} (best {max(human):.3f}) "
@@ -104,7 +115,8 @@ def main() -> None:
             "ape_test": round(ape_test.mean, 4), "manual": {k: round(v, 4) for k, v in manual.items()},
             "best_manual": best_manual, "best_manual_test": round(manual[best_manual], 4),
             "ape_beats_best_manual": ape_test.mean > manual[best_manual], "search_seconds": round(secs, 1),
-            "search_calls": res.cost.calls,
+            "search_calls": res.cost.calls, "search_cache_hits": res.cost.cache_hits,
+            "candidates_scored": len({r.candidate.key() for r in res.history}),
         }
         save()
         print(f"  APE {ape_test.mean:.4f} vs best manual {manual[best_manual]:.4f} ({best_manual})", file=sys.stderr)
@@ -115,12 +127,13 @@ def main() -> None:
 
 def markdown(results: dict) -> str:
     ii = {k: v for k, v in results.items() if k != "sst-2"}
-    lines = ["| task | metric | APE test | human mean (best) | APE wins | APE's instruction | search s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | metric | APE test | human mean (best) | APE wins | APE's instruction | candidates | calls (+cached) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, v in sorted(ii.items()):
         instr = v["ape_instruction"].replace("|", "\\|")
         lines.append(f"| {name} | {v['metric']} | {v['ape_test']:.3f} | {v['human_mean']:.3f} ({v['human_best']:.3f}) | "
-                     f"{'yes' if v['ape_beats_human_mean'] else 'no'} | {instr} | {v['search_seconds']:.0f} |")
+                     f"{'yes' if v['ape_beats_human_mean'] else 'no'} | {instr} | {v.get('candidates_scored', 0)} | "
+                     f"{v['search_calls']} (+{v.get('search_cache_hits', 0)}) |")
     wins = sum(v["ape_beats_human_mean"] for v in ii.values())
     lines.append(f"\nAPE beats the mean of the human instructions on {wins} of {len(ii)} tasks run.")
     if "sst-2" in results:

@@ -110,3 +110,36 @@ def test_same_seed_same_run_and_cli_options(tmp_path):
     doc = search("sentiment", model=Scripted(), searcher="ape", db=str(tmp_path / "a.db"), chat="off", rounds=1)
     assert doc["searcher"]["name"] == "ape" and doc["best"]["candidate"]["origin"].startswith("ape:")
     assert doc["record"]["searcher_notes"]["templates"][0]["hash"]
+
+
+def test_word_tasks_keep_instructions_that_name_common_words_and_an_empty_pool_is_one_line():
+    """Single-word inputs are not "copied" by an instruction that uses the same word; a
+    multi-word demo sentence the proposer saw is. A proposer that writes nothing usable
+    gets a clear error, not a budget message."""
+    import dataclasses
+
+    import pytest
+
+    from promptsearch.errors import PromptSearchError
+    from promptsearch.tasks.base import Example
+
+    words = ["word", "give", "opposite", "each", "the", "write"]
+    base = load_task("sentiment")
+    task = dataclasses.replace(base, train=[Example(f"w{i}", w, "positive") for i, w in enumerate(words)]
+                               + base.train[:4])
+    backend = Scripted()
+    cfg = build_config(APESearcher, {"subsamples": "2", "samples_per_subsample": "5", "demos": "10",
+                                     "chat": "off", "rounds": "0"})  # every train example is shown
+    ev = Evaluator(task, backend)
+    ape = APESearcher(cfg)
+    ape.search(task, ev, ev.budget, 0)
+    kept = ape._clean(["Give the opposite of each word.", f"{base.train[0].input}", "Write the word."], task, "t")
+    assert [c.instruction for c in kept] == ["Give the opposite of each word.", "Write the word."]
+
+    class Mute(Scripted):
+        def propose(self, text, req):
+            return " ok"  # one word: never an instruction
+
+    ev = Evaluator(task, Mute())
+    with pytest.raises(PromptSearchError, match=r"none of the 10 instructions .* usable \(10 empty\)"):
+        APESearcher(cfg).search(task, ev, ev.budget, 0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from promptsearch.backends.base import GenRequest
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
-from promptsearch.errors import BudgetExhausted
+from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import SearchResult, Searcher
@@ -57,6 +57,8 @@ class APESearcher(Searcher):
         proposer = self._proposer(evaluator)
         self._chat = _chat_formatter(proposer, cfg.chat)
         self._seen: set[str] = set()
+        self._shown: set[str] = set()  # demo inputs the proposer saw (lower-cased)
+        self._dropped: dict[str, int] = {}
         self._scores: dict[str, dict[str, float]] = {}  # candidate key -> {example id: score}
         self._cands: dict[str, Candidate] = {}
         stopped = ""
@@ -65,8 +67,15 @@ class APESearcher(Searcher):
         try:
             evaluator.say(f"APE: inducing {cfg.subsamples * cfg.samples_per_subsample} instructions "
                           f"from {cfg.subsamples} demo sets ({proposer.model_id})")
-            pool = self._clean(self._induce(task, proposer, rng, seed), task, origin="induce")
-            notes["rounds"].append({"round": 0, "proposed": len(pool)})
+            texts = self._induce(task, proposer, rng, seed)
+            pool = self._clean(texts, task, origin="induce")
+            notes["rounds"].append({"round": 0, "proposed": len(pool), "dropped": dict(self._dropped)})
+            if not pool:
+                why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self._dropped.items())
+                raise PromptSearchError(
+                    f"APE: none of the {len(texts)} instructions the proposer wrote was usable ({why}); "
+                    "try a stronger --proposer or more samples (-o samples_per_subsample=8)."
+                )
             evaluator.say(f"APE: racing {len(pool)} candidates on dev (successive halving)")
             ranked = self._race(pool, task, evaluator)
             for r in range(1, cfg.rounds + 1):
@@ -116,6 +125,7 @@ class APESearcher(Searcher):
         reqs = []
         for _ in range(cfg.subsamples):
             demos = rng.sample(task.train, min(cfg.demos, len(task.train)))
+            self._shown.update(d.input.strip().lower() for d in demos)
             block = "\n\n".join(DEMO.format(input=d.input, output=answer_text(task, d)) for d in demos)
             prompt = self._fill(INDUCE, demos=block)
             reqs += [GenRequest(prompt, cfg.max_tokens, cfg.temperature, 1.0, ("\n",), sample_index=j, seed=seed)
@@ -131,16 +141,22 @@ class APESearcher(Searcher):
 
     def _clean(self, texts: list[str], task: Task, origin: str) -> list[Candidate]:
         out = []
-        demo_inputs = {d.input.strip().lower() for d in task.train if len(d.input.strip()) > 3}
+        # A copied demo is a shown demo input of three or more words, or "Input:"/"Output:"
+        # lines. Short inputs (single words, numbers) are not checked: an instruction for a
+        # word task may well name a common word without copying anything.
+        copied = [d for d in self._shown if len(d.split()) >= 3]
+        drop = self._dropped
         for raw in texts:
             text = clean_instruction(raw, induced=origin == "induce" and self._chat is None)
             low = text.lower()
-            if not text or len(text) > self.config.max_chars or len(text.split()) < 2:
-                continue
-            if any(d in low for d in demo_inputs) or re.search(r"\b(input|output)\s*:", low):
-                continue  # copies a demo instead of describing the task
+            reason = ("empty" if not text or len(text.split()) < 2 else "too_long" if len(text) > self.config.max_chars
+                      else "copies_a_demo" if any(d in low for d in copied) or re.search(r"\b(input|output)\s*:", low)
+                      else "")
             key = " ".join(re.sub(r"[^\w\s]", "", low).split())
-            if key in self._seen:
+            if not reason and key in self._seen:
+                reason = "duplicate"
+            if reason:
+                drop[reason] = drop.get(reason, 0) + 1
                 continue
             self._seen.add(key)
             out.append(Candidate(instruction=text, name=f"{origin}-{len(out) + 1:02d}", origin=f"ape:{origin}"))
