@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -31,17 +32,18 @@ class _Group(TyperGroup):
             raise typer.Exit(130) from None
 
 
+class _StderrLines(logging.Handler):
+    """Plain "Warning: ..." lines on whatever stderr is now (tests swap it per command)."""
+
+    def emit(self, record) -> None:
+        sys.stderr.write(f"Warning: {record.getMessage()}\n")
+
+
 def _log_to_stderr() -> None:
-    """Warnings from promptsearch (a server retrying, say) as plain lines on the current stderr."""
-    import logging
-
-    class Handler(logging.Handler):
-        def emit(self, record):
-            sys.stderr.write(f"Warning: {record.getMessage()}\n")
-
+    """Warnings from promptsearch (a server retrying, say) as plain lines on stderr."""
     logger = logging.getLogger("promptsearch")
-    if not any(type(h).__name__ == "Handler" for h in logger.handlers):
-        logger.addHandler(Handler())
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines())
         logger.setLevel(logging.WARNING)
         logger.propagate = False
 
