@@ -56,6 +56,8 @@ def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = N
     metric, _ = resolve_scorer(scorer or task.metric)
     inner = resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
     store = Store(db or settings.db_path)
+    if isinstance(inner, CachedBackend) and not dry_run:
+        return Setup(task, inner, store, metric)  # the caller's cache wrapper, as given
     if isinstance(inner, CachedBackend):
         inner = inner.inner
     if dry_run:

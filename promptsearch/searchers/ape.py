@@ -104,14 +104,10 @@ class APESearcher(Searcher):
         from promptsearch.store.cache import CachedBackend
 
         inner = resolve_backend(self.config.proposer)
-        if not getattr(evaluator.backend, "write", True):  # a dry run: plan the proposer's calls too
-            from promptsearch.backends.planning import PlanningBackend
-
-            inner = PlanningBackend(inner)
         if inner.identity() == evaluator.backend.identity():
             return evaluator.backend  # the same model: don't load it twice
-        store = getattr(evaluator.backend, "store", None)
-        proposer = CachedBackend(inner, store, write=getattr(evaluator.backend, "write", True)) if store is not None else inner
+        target = evaluator.backend
+        proposer = target.companion(inner) if isinstance(target, CachedBackend) else inner
         evaluator.attach(proposer)  # its calls, tokens and dollars count in the run's cost and budget
         return proposer
 
@@ -233,8 +229,6 @@ def _chat_formatter(backend, mode: str):
     template = getattr(tok, "chat_template", None) if tok is not None else None
     if not template:
         if mode == "on":
-            from promptsearch.errors import PromptSearchError
-
             raise PromptSearchError("chat=on, but the proposer model has no chat template; use chat=off.")
         return None
 

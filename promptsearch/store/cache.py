@@ -64,6 +64,15 @@ class CachedBackend:
     def identity(self) -> dict:
         return self.inner.identity()
 
+    def companion(self, inner) -> "CachedBackend":
+        """Another model (a searcher's proposer, say) behind the same store and mode: in a
+        dry run it is planned too, never called."""
+        if not self.write:
+            from promptsearch.backends.planning import PlanningBackend
+
+            inner = PlanningBackend(inner)
+        return CachedBackend(inner, self.store, write=self.write)
+
     def _account(self, ans) -> None:
         price = getattr(self.inner, "price", FREE)
         self.usage.calls += 1
