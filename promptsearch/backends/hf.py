@@ -25,6 +25,7 @@ from promptsearch.backends.base import (
 from promptsearch.errors import PromptSearchError
 
 MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
+PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
 
 
 class HFBackend:
@@ -44,6 +45,7 @@ class HFBackend:
         self._tok = None
         self._prefix_cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._enc_cache: dict[str, list[int]] = {}
+        self._kw: str | None = None
 
     # --- loading (lazy: a fully cached run never loads the model) -----------------------
     def identity(self) -> dict[str, str]:
@@ -141,13 +143,16 @@ class HFBackend:
     def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
         import torch
 
-        # Rows: one token sequence each, with (position, target) reads. Continuations of
-        # one context that are a single token each share one row (one forward pass).
+        # Rows: one token sequence each, with (request, position, target) reads. Continuations
+        # of one context that are a single token each share one row (one forward pass).
         by_ctx: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        ntok = [0] * len(requests)
+        n_soft = 0 if soft_prompt is None else int(soft_prompt.vectors.shape[0])
         for i, req in enumerate(requests):
             ctx, cont = self._split_context(req)
             by_ctx.setdefault(tuple(ctx), []).append((i, cont))
-        rows: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # ids, [(req, pos, target)]
+            ntok[i] = len(ctx) + len(cont) + n_soft
+        rows: list[Row] = []
         for ctx, items in by_ctx.items():
             if all(len(c) == 1 for _, c in items):
                 rows.append((list(ctx), [(i, len(ctx) - 1, c[0]) for i, c in items]))
@@ -156,27 +161,49 @@ class HFBackend:
                     ids = list(ctx) + c[:-1]
                     rows.append((ids, [(i, len(ctx) - 1 + j, t) for j, t in enumerate(c)]))
         max_len = getattr(self.model.config, "max_position_embeddings", None) or 4096
-        n_soft = 0 if soft_prompt is None else int(soft_prompt.vectors.shape[0])
+        rows = [_truncate(r, max_len - n_soft) for r in rows]
         logp = [0.0] * len(requests)
         greedy = [True] * len(requests)
-        ntok = [0] * len(requests)
-        for i, req in enumerate(requests):
-            ctx, cont = self._split_context(req)
-            ntok[i] = len(ctx) + len(cont) + n_soft
-        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
-        # A prefix every row shares is run once, so only what follows it counts toward a
-        # batch's token budget.
-        shared = _common_prefix_len([r[0] for r in rows]) if len(rows) > 1 and soft_prompt is None else 0
+        plan = [(b, 0) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])))] if soft_prompt is not None \
+            else self._plan(rows)
         with torch.inference_mode():
-            for batch in self._batches([rows[r] for r in order], discount=shared):
-                results = self._score_batch(batch, soft_prompt, max_len)
-                for (req_i, lp, is_g) in results:
+            for batch, _ in plan:
+                for req_i, lp, is_g in self._score_batch(batch, soft_prompt):
                     logp[req_i] += lp
                     greedy[req_i] = greedy[req_i] and is_g
         return [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
 
+    def _plan(self, rows: list[Row]) -> list[tuple[list[Row], int]]:
+        """Batches, each with the prefix its rows share (run once, its KV reused).
+
+        Rows are sorted by token ids, so rows sharing a prefix sit together; a run of rows
+        that shares at least MIN_SHARED_PREFIX tokens more than all rows do (one input under
+        many candidate triggers, one context under several multi-token labels) is batched on
+        its own and its prefix is run once. The other rows are batched longest first, sharing
+        whatever prefix every row has (the instruction and demos), as a plain batch would."""
+        if len(rows) < 2:
+            return [(rows, 0)] if rows else []
+        every = _shared([r for r in rows])
+        order = sorted(range(len(rows)), key=lambda i: rows[i][0])
+        clusters: list[list[int]] = [[order[0]]]
+        for a, b in zip(order, order[1:]):
+            if _shared([rows[a], rows[b]]) >= every + MIN_SHARED_PREFIX:
+                clusters[-1].append(b)
+            else:
+                clusters.append([b])
+        plan: list[tuple[list[Row], int]] = []
+        loose = [rows[c[0]] for c in clusters if len(c) == 1]
+        for c in clusters:
+            if len(c) > 1:
+                members = sorted((rows[i] for i in c), key=lambda r: -len(r[0]))
+                plan += [(b, _shared(b)) for b in self._batches(members, discount=_shared(members))]
+        loose.sort(key=lambda r: -len(r[0]))
+        plan += [(b, _shared(b)) for b in self._batches(loose, discount=every)]
+        return plan
+
     def _batches(self, rows, discount: int = 0):
-        """Rows arrive longest first; cut batches so padded width x rows stays in budget."""
+        """Rows arrive longest first; cut batches so padded width x rows stays in budget. A
+        prefix the rows share is run once, so only what follows it counts (`discount`)."""
         batch: list = []
         width = 0
         for row in rows:
@@ -189,24 +216,15 @@ class HFBackend:
         if batch:
             yield batch
 
-    def _score_batch(self, batch, soft_prompt, max_len):
+    def _score_batch(self, batch: list[Row], soft_prompt):
         import torch
 
         model = self.model
         base = getattr(model, model.base_model_prefix)
         head = model.get_output_embeddings()
-        # Left-truncate rows that exceed the context window; reads shift with them.
-        trimmed = []
-        for ids, reads in batch:
-            cut = max(0, len(ids) - max_len + (0 if soft_prompt is None else soft_prompt.vectors.shape[0]))
-            trimmed.append((ids[cut:], [(r, p - cut, t) for r, p, t in reads if p - cut >= 0]))
-        batch = trimmed
-        shared = 0
-        if soft_prompt is None and len(batch) > 1:
-            shared = _common_prefix_len([ids for ids, _ in batch])
-            shared = min(shared, min(len(ids) for ids, _ in batch) - 1)
-            if shared < MIN_SHARED_PREFIX:
-                shared = 0
+        shared = _shared(batch) if soft_prompt is None and len(batch) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            shared = 0
         dev = model.device
         pad = self.tokenizer.pad_token_id
         L = max(len(ids) for ids, _ in batch) - shared
@@ -221,15 +239,15 @@ class HFBackend:
             emb = torch.cat([vec.unsqueeze(0).expand(len(batch), -1, -1), emb], dim=1)
             hidden = base(inputs_embeds=emb).last_hidden_state[:, vec.shape[0]:]  # [B, L, H]
         elif shared:
-            cache = self._prefix_kv(tuple(batch[0][0][:shared]), len(batch))
-            hidden = base(input_ids=input_ids, past_key_values=cache, use_cache=True).last_hidden_state
+            kv = self._prefix_kv(tuple(batch[0][0][:shared]), len(batch))
+            hidden = base(input_ids=input_ids, **{self._cache_kw: kv}, use_cache=True).last_hidden_state
         else:
             hidden = base(input_ids=input_ids).last_hidden_state
         rows_i, pos_i, targets, owners = [], [], [], []
         for b, (_, reads) in enumerate(batch):
             for req_i, pos, tgt in reads:
                 rows_i.append(b)
-                pos_i.append(pos - shared)
+                pos_i.append(pos - shared)  # >= 0: a shared prefix never reaches a read position
                 targets.append(tgt)
                 owners.append(req_i)
         h = hidden[torch.tensor(rows_i, device=dev), torch.tensor(pos_i, device=dev)]  # [R, H]
@@ -240,18 +258,38 @@ class HFBackend:
         is_g = (lsm.argmax(-1) == tgt).tolist()
         return list(zip(owners, lp, is_g))
 
+    @property
+    def _cache_kw(self) -> str:
+        """The forward argument that takes a KV cache: `cache` in current transformers,
+        `past_key_values` in earlier 5.x releases (deprecated, to be removed in 5.40)."""
+        if self._kw is None:
+            import inspect
+
+            base = getattr(self.model, self.model.base_model_prefix)
+            self._kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+        return self._kw
+
     def _prefix_kv(self, prefix: tuple[int, ...], batch_size: int):
-        """KV cache of the shared prefix, computed once and expanded (a view) to the batch."""
+        """KV cache of a shared prefix, computed once and expanded (a view) to the batch. A
+        prefix that extends one already cached (an input after a shared instruction) runs
+        only its new tokens."""
         import torch
         from transformers import DynamicCache
 
         kv = self._prefix_cache.get(prefix)
         if kv is None:
-            base = getattr(self.model, self.model.base_model_prefix)
-            out = base(input_ids=torch.tensor([prefix], device=self.model.device), use_cache=True)
-            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            base_len, base_kv = 0, None
+            for key, val in self._prefix_cache.items():
+                if base_len < len(key) < len(prefix) and prefix[: len(key)] == key:
+                    base_len, base_kv = len(key), val
+            model = getattr(self.model, self.model.base_model_prefix)
+            past = DynamicCache(ddp_cache_data=base_kv, config=self.model.config) if base_kv else None
+            out = model(input_ids=torch.tensor([prefix[base_len:]], device=self.model.device),
+                        **({self._cache_kw: past} if past is not None else {}), use_cache=True)
+            cache = out.cache if self._cache_kw == "cache" else out.past_key_values
+            kv = [(layer.keys, layer.values) for layer in cache.layers]
             self._prefix_cache[prefix] = kv
-            while len(self._prefix_cache) > 4:
+            while len(self._prefix_cache) > 1 and sum(len(k) for k in self._prefix_cache) > PREFIX_CACHE_TOKENS:
                 self._prefix_cache.popitem(last=False)
         else:
             self._prefix_cache.move_to_end(prefix)
@@ -305,15 +343,27 @@ class HFBackend:
         return out  # type: ignore[return-value]
 
 
-def _common_prefix_len(seqs: list[list[int]]) -> int:
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for s in seqs[1:]:
+Row = tuple  # (token ids, [(request index, position read, target token id)])
+
+
+def _shared(rows: list[Row]) -> int:
+    """Tokens every row shares at its start, stopping before the first position any row
+    reads: a read position needs its hidden state from the batch's own forward pass."""
+    first = rows[0][0]
+    n = min(min(p for _, p, _ in r[1]) for r in rows)
+    for ids, _ in rows[1:]:
         i = 0
-        while i < n and s[i] == first[i]:
+        while i < n and ids[i] == first[i]:
             i += 1
         n = i
     return n
+
+
+def _truncate(row: Row, max_len: int) -> Row:
+    """Left-truncate a row longer than the context window; its reads shift with it."""
+    ids, reads = row
+    cut = max(0, len(ids) - max_len)
+    return (ids[cut:], [(r, p - cut, t) for r, p, t in reads if p - cut >= 0]) if cut else row
 
 
 def _fingerprint(name_or_path: str) -> str:
