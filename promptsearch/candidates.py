@@ -16,18 +16,26 @@ class Candidate:
     demos: tuple[str, ...] = ()  # ids of train examples shown before the query, in order
     trigger: tuple[int, ...] | None = None  # token ids placed at the template's {trigger} slot
     soft_prompt: SoftPrompt | None = None  # vectors prepended to the input embeddings
+    # label -> word(s) this candidate has the model say instead of the task's verbalizer
+    labels: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     name: str = ""  # display name, e.g. "manual-1", "4-shot", "ape-r2-07"
     origin: str = ""  # the searcher and step that made it
 
+    @staticmethod
+    def verbalizer(mapping: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """A `labels` value from a dict label -> word or words."""
+        return tuple((lab, (w,) if isinstance(w, str) else tuple(w)) for lab, w in mapping.items())
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra = {"labels": {lab: list(ws) for lab, ws in self.labels}} if self.labels is not None else {}
+        return {**extra, **{
             "instruction": self.instruction,
             "demos": list(self.demos),
             "trigger": list(self.trigger) if self.trigger is not None else None,
             "soft_prompt": self.soft_prompt.fingerprint() if self.soft_prompt is not None else None,
             "name": self.name,
             "origin": self.origin,
-        }
+        }}
 
     def key(self) -> str:
         """Content identity (name and origin excluded): equal keys score equally."""
@@ -45,4 +53,6 @@ class Candidate:
             parts.append(f"[trigger {len(self.trigger)} tokens]")
         if self.soft_prompt is not None:
             parts.append(f"[soft prompt {self.soft_prompt.name}]")
+        if self.labels is not None:
+            parts.append("[labels " + ", ".join(f"{lab}={'/'.join(ws)}" for lab, ws in self.labels) + "]")
         return " ".join(parts) or "(empty prompt)"

@@ -11,6 +11,12 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
+def dumps(doc, **kwargs) -> str:
+    from promptsearch.records import dumps as _dumps
+
+    return _dumps(doc, **kwargs)
+
+
 INTERRUPTED = "Interrupted. Answers received so far are in the cache; run the same command again to resume."
 
 
@@ -25,7 +31,9 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except PromptSearchError as e:
-            typer.echo(f"Error: {e}", err=True)
+            from promptsearch.records import redact
+
+            typer.echo(f"Error: {redact(str(e))}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo(INTERRUPTED, err=True)
@@ -36,7 +44,9 @@ class _StderrLines(logging.Handler):
     """Plain "Warning: ..." lines on whatever stderr is now (tests swap it per command)."""
 
     def emit(self, record) -> None:
-        sys.stderr.write(f"Warning: {record.getMessage()}\n")
+        from promptsearch.records import redact
+
+        sys.stderr.write(f"Warning: {redact(record.getMessage())}\n")
 
 
 def _log_to_stderr() -> None:
@@ -185,7 +195,7 @@ def run(
                          scorer=scorer, db=str(db) if db else None, baseline_shots=shots, harness=harness,
                          progress=bar, phase=phase, dry_run=dry_run)
     if as_json:
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        print(dumps(doc, indent=2))
         return
     if dry_run:
         _print_plan(con, doc)
@@ -287,7 +297,7 @@ def eval_(
         _, doc = run_eval(t, cand, model=model, split=split, scorer=scorer, db=str(db) if db else None,
                           limit=limit, harness=harness, progress=bar)
     if as_json:
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        print(dumps(doc, indent=2))
         return
     from rich.markup import escape
 
@@ -382,7 +392,7 @@ def show(
     store = _store(db)
     doc = json.loads(store.get_run(run_id).result)
     if as_json:
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        print(dumps(doc, indent=2))
         return
     con = _console()
     _print_run(con, doc)

@@ -3,6 +3,7 @@ compare them pairwise, and store everything that reproduces the run."""
 
 from __future__ import annotations
 
+import math
 import platform
 import secrets
 import sys
@@ -13,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 from promptsearch import registry
+from promptsearch.records import clean, dumps
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
@@ -151,6 +153,10 @@ def run_search(
         result = searcher_obj.search(task, evaluator, budget, seed)
     except BudgetExhausted as e:
         raise PromptSearchError(f"The budget was spent before any candidate was scored ({e}); raise it.") from None
+    if not result.history or not math.isfinite(result.best_score):
+        # nothing to report: no test calls, nothing stored
+        why = f" ({result.stopped_by})" if result.stopped_by else ""
+        raise PromptSearchError(f"The search scored no candidate on dev{why}; raise the budget.")
     search_cost = evaluator.cost
 
     say(f"Scoring the best prompt and the baselines on {len(task.test)} test examples")
@@ -216,6 +222,7 @@ def run_search(
             "argv": sys.argv[1:] if sys.argv and sys.argv[0].endswith("promptsearch") else [],
         },
     }
+    doc = clean(doc)  # secrets (a key in --base-url, say) never reach the database or the output
     _store(setup.store, doc, tests, started)
     return doc
 
@@ -249,7 +256,7 @@ def _store(store: Store, doc: dict, tests: dict[str, EvalResult], started: float
     run = Run(id=doc["run_id"], created=started, task=doc["task"]["name"], task_hash=doc["task"]["hash"],
               searcher=doc["searcher"]["name"], model=doc["model"]["model"], harness=doc["harness"], seed=doc["seed"],
               best_name=doc["best"]["name"], best_text=doc["best"]["prompt"], dev_score=doc["best"]["dev"]["mean"],
-              test_score=doc["best"]["test"]["mean"], result=json.dumps(doc, ensure_ascii=False))
+              test_score=doc["best"]["test"]["mean"], result=dumps(doc))
     cands = [CandidateRow(run_id=run.id, step=c["step"], name=c["name"], text=c["prompt"],
                           candidate=json.dumps(c["candidate"]), dev_score=c["dev_mean"], dev_n=c["dev_n"])
              for c in doc["candidates"]]
@@ -292,7 +299,7 @@ def run_eval(
         "cost": res.cost.to_dict(),
         "from_cache": res.cost.calls == 0,
     }
-    return res, doc
+    return res, clean(doc)
 
 
 __all__ = ["run_search", "run_eval", "prepare", "Usage"]

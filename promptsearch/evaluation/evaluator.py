@@ -7,16 +7,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from promptsearch.backends.base import GenRequest, LoglikRequest, Prompt
+from promptsearch.backends.base import GenRequest, GenResult, LoglikRequest, Prompt
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.harness import ANSWER_PROMPT, Harness, extract, parse_harness, vote
-from promptsearch.evaluation.render import continuation, render
+from promptsearch.evaluation.render import continuation, render, task_for
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import mean_se
 from promptsearch.cost import Usage
-from promptsearch.tasks.base import Example, Task
+from promptsearch.tasks.base import Example, Task, label_words
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
@@ -91,96 +91,161 @@ class Evaluator:
         except KeyError as e:
             raise PromptSearchError(f"Candidate '{cand.name}' uses demo id {e.args[0]!r}, which is not in the train split.") from None
 
-    def check_budget(self, n_examples: int) -> None:
+    def _unpriced(self) -> bool:
+        return any(getattr(b, "priced", True) is False for b in (self.backend, *self._others))
+
+    def check_budget(self, n_examples: int = 0, requests: Sequence | None = None, backend=None,
+                     soft_prompt=None) -> None:
+        """Raise BudgetExhausted if a scoring of `n_examples` (or a searcher's own model calls,
+        `requests`) may not start. Answers all in the cache are free: only the evaluation
+        count limits them."""
         b = self.budget
-        if b.max_evals is not None and self.dev_evals + n_examples > b.max_evals:
+        if b.max_dollars is not None and self._unpriced():
+            raise PromptSearchError("A dollar budget needs every model's price, and a model in this search has "
+                                    "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars.")
+        if b.max_evals is not None and n_examples and self.dev_evals + n_examples > b.max_evals:
             raise BudgetExhausted(f"evaluation budget of {b.max_evals} example scorings reached")
-        if b.max_calls is not None and self.cost.calls >= b.max_calls:
+        if requests is not None and not _uncached(backend or self.backend, requests, soft_prompt):
+            return
+        cost = self.cost
+        if b.max_calls is not None and cost.calls >= b.max_calls:
             raise BudgetExhausted(f"call budget of {b.max_calls} model calls reached")
         if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds:
             raise BudgetExhausted(f"time budget of {b.max_seconds:.0f} s reached")
-        cost = self.cost
         if b.max_tokens is not None and cost.tokens >= b.max_tokens:
             raise BudgetExhausted(f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)")
-        if b.max_dollars is not None:
-            if cost.unpriced_calls:
-                raise PromptSearchError("A dollar budget needs every model's price, and one model used in this "
-                                        "search has none; add it to a PROMPTSEARCH_PRICES file (see the README).")
-            if cost.dollars >= b.max_dollars:
-                raise BudgetExhausted(f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)")
+        if b.max_dollars is not None and cost.dollars >= b.max_dollars:
+            raise BudgetExhausted(f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)")
+
+    def ask(self, backend, requests: Sequence[GenRequest]) -> list[GenResult]:
+        """A searcher's own generation calls (a proposer writing instructions), budgeted like
+        scorings: checked before they start, and cut to the model calls the budget has
+        left (answers in the cache are free). May return fewer results than requests."""
+        requests = list(requests)
+        self.attach(backend)
+        self.check_budget(0, requests, backend)
+        if self.budget.max_calls is not None:
+            left = self.budget.max_calls - self.cost.calls
+            missing = _missing(backend, requests)
+            if len(missing) > left:
+                requests = requests[: missing[left]] if left > 0 else requests[: missing[0]]
+        return list(backend.generate(requests)) if requests else []
 
     def score(self, cand: Candidate, examples: Sequence[Example], split: str = "dev") -> EvalResult:
-        """Score a candidate on examples. Dev scorings count against the budget and go
-        into `history`; test scorings (the final report) do not."""
-        examples = list(examples)
-        if split == "dev":
-            self.check_budget(len(examples))
-        before = self._usage().copy()
-        demos = self.demos(cand)
-        overlap = set(cand.demos) & {e.id for e in examples}
-        if overlap:
-            raise PromptSearchError(
-                f"Candidate '{cand.name}' shows example {sorted(overlap)[0]!r} as a demo while scoring it; "
-                "demos come from the train split, so score dev or test."
-            )
-        preds: list[str] = []
-        lps: list[dict[str, float]] = []
-        firsts: list[str] = []
-        stats: dict[str, int] = {}
-        label = f"{split} · {cand.name or cand.describe()[:30]}"
+        """Score a candidate on examples. Search scorings (`dev`, and `train` for searchers
+        that read train scores) count against the budget; dev scorings go into `history`;
+        test scorings (the final report) count against nothing."""
+        return self.score_many([cand], examples, split)[0]
+
+    def score_many(self, cands: Sequence[Candidate], examples: Sequence[Example], split: str = "dev") -> list[EvalResult]:
+        """Several candidates on the same examples. Classification requests of all of them go
+        to the model together, so a local model runs what they share (each input, under
+        many triggers) once; the scores and cache keys are those of scoring one at a time."""
+        examples, cands = list(examples), list(cands)
+        searching = split in ("dev", "train")
+        tasks = [task_for(self.task, c) for c in cands]
+        for cand in cands:
+            overlap = set(cand.demos) & {e.id for e in examples}
+            if overlap:
+                raise PromptSearchError(
+                    f"Candidate '{cand.name}' shows example {sorted(overlap)[0]!r} as a demo while scoring it; "
+                    "demos come from the train split, so score dev or test."
+                )
         generates = self.harness.generates(self.task, self.backend.can_loglikelihood)
-        for s in range(0, len(examples), self.chunk_size):
-            chunk = examples[s : s + self.chunk_size]
-            prompts = [render(self.task, cand, ex, self._demos_for(demos, ex)) for ex in chunk]
+        batched = not generates and all(c.soft_prompt is None for c in cands)
+        if not batched and len(cands) > 1:
+            return [r for c in cands for r in self.score_many([c], examples, split)]
+        before = self._usage().copy()
+        preds: list[list[str]] = [[] for _ in cands]
+        lps: list[list[dict[str, float]]] = [[] for _ in cands]
+        firsts: list[list[str]] = [[] for _ in cands]
+        stats: dict[str, int] = {}
+        label = f"{split} · {cands[0].name or cands[0].describe()[:30]}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
+        prompts = [[render(t, c, ex, self._demos_for(self.demos(c), ex)) for ex in examples] for c, t in zip(cands, tasks)]
+        soft = cands[0].soft_prompt
+        if searching:  # one check per scoring, over every request it would send
+            reqs = self._gen_requests(tasks[0], prompts[0]) if generates else self._classify_requests(tasks, prompts)[0]
+            self.check_budget(len(examples) * len(cands), reqs, soft_prompt=soft)
+        step = max(1, self.chunk_size // len(cands))
+        for s in range(0, len(examples), step):
+            chunk = examples[s : s + step]
+            part = [ps[s : s + step] for ps in prompts]
             if generates:
-                p, f = self._generate(cand, chunk, prompts, stats)
-                preds += p
-                firsts += f
+                p, f = self._generate(tasks[0], cands[0], chunk, self._gen_requests(tasks[0], part[0]), stats)
+                preds[0] += p
+                firsts[0] += f
             else:
-                p, l = self._classify(cand, prompts)
-                preds += p
-                lps += l
+                reqs, spans = self._classify_requests(tasks, part)
+                res = self.backend.loglikelihood(reqs, **({"soft_prompt": soft} if soft is not None else {}))
+                for k, (p, l) in enumerate(self._classify_read(tasks, spans, res)):
+                    preds[k] += p
+                    lps[k] += l
             if self.progress:
-                self.progress(label, len(preds), len(examples))
-        scores = [self._apply_scorer(p, ex) for p, ex in zip(preds, examples)]
-        mean, se = mean_se(scores)
-        extras: dict = {}
-        if generates:
-            extras = {"samples": self.harness.sc_n, **stats}
-            if self.harness.sampling:
-                first_scores = [self._apply_scorer(p, ex) for p, ex in zip(firsts, examples)]
-                extras.update({"maj@n": mean, "first_sample": mean_se(first_scores)[0]})
-        result = EvalResult(cand, split, mean, se, scores, preds, [e.id for e in examples],
-                            self._usage() - before, lps or None, extras=extras)
-        if split == "dev":
-            self.dev_evals += len(examples)
-            result.step = len(self.history)
-            self.history.append(result)
-        return result
+                self.progress(label, len(preds[0]), len(examples))
+        if searching:
+            self.dev_evals += len(examples) * len(cands)
+        out = []
+        spent = self._usage() - before
+        for k, cand in enumerate(cands):
+            scores = [self._apply_scorer(p, ex) for p, ex in zip(preds[k], examples)]
+            mean, se = mean_se(scores)
+            extras: dict = {}
+            if generates:
+                extras = {"samples": self.harness.sc_n, **stats}
+                if self.harness.sampling:
+                    first_scores = [self._apply_scorer(p, ex) for p, ex in zip(firsts[k], examples)]
+                    extras.update({"maj@n": mean, "first_sample": mean_se(first_scores)[0]})
+            # a batch's cost is shared evenly among its candidates
+            cost = spent if len(cands) == 1 else _share(spent, len(cands))
+            result = EvalResult(cand, split, mean, se, scores, preds[k], [e.id for e in examples], cost,
+                                lps[k] or None, extras=extras)
+            if split == "dev":
+                result.step = len(self.history)
+                self.history.append(result)
+            out.append(result)
+        return out
 
     def _demos_for(self, cand_demos: list[Example], ex: Example) -> list[Example]:
         """The candidate's own demos, then the harness's few-shot demos for this example."""
         ids = {d.id for d in cand_demos}
         return cand_demos + [d for d in self.harness.demos(self.task, ex) if d.id not in ids]
 
-    def _classify(self, cand: Candidate, prompts: list[Prompt]):
-        labels = list(self.task.labels)
-        reqs = [LoglikRequest(ctx, continuation(ctx, self.task.labels[lab])) for ctx in prompts for lab in labels]
-        kwargs = {"soft_prompt": cand.soft_prompt} if cand.soft_prompt is not None else {}
-        res = self.backend.loglikelihood(reqs, **kwargs)
-        preds, lps = [], []
-        for i in range(len(prompts)):
-            row = {lab: res[i * len(labels) + j].logprob for j, lab in enumerate(labels)}
-            preds.append(max(labels, key=row.__getitem__))
-            lps.append(row)
-        return preds, lps
+    def _classify_requests(self, tasks: list[Task], prompts: list[list[Prompt]]):
+        """One request per (candidate, prompt, label word); spans index them back."""
+        reqs: list[LoglikRequest] = []
+        spans = []
+        for task, ps in zip(tasks, prompts):
+            rows = []
+            for ctx in ps:
+                row = {}
+                for lab, word in task.labels.items():
+                    start = len(reqs)
+                    reqs += [LoglikRequest(ctx, continuation(ctx, w)) for w in label_words(word)]
+                    row[lab] = (start, len(reqs))
+                rows.append(row)
+            spans.append(rows)
+        return reqs, spans
 
-    def _generate(self, cand: Candidate, chunk: list[Example], prompts: list[Prompt], stats: dict[str, int]):
-        """Generate (with the CoT trigger, n samples), extract an answer from each sample,
-        optionally ask "Therefore, the answer is" where extraction failed, and vote."""
-        if cand.soft_prompt is not None:
-            raise PromptSearchError("Soft prompts are scored by log-likelihood; this task or harness needs generation.")
-        h, task = self.harness, self.task
+    @staticmethod
+    def _classify_read(tasks: list[Task], spans, res):
+        """Per candidate: predicted labels and each label's log-probability (over a label's
+        several words, the log of their summed probabilities)."""
+        out = []
+        for task, rows in zip(tasks, spans):
+            preds, lps = [], []
+            for row in rows:
+                lp = {lab: _logsumexp([res[i].logprob for i in range(a, b)]) for lab, (a, b) in row.items()}
+                preds.append(max(task.labels, key=lp.__getitem__))
+                lps.append(lp)
+            out.append((preds, lps))
+        return out
+
+    def _classify(self, task: Task, prompts: list[Prompt]):
+        reqs, spans = self._classify_requests([task], [prompts])
+        return self._classify_read([task], spans, self.backend.loglikelihood(reqs))[0]
+
+    def _gen_requests(self, task: Task, prompts: list[Prompt]) -> list[GenRequest]:
+        h = self.harness
         if h.cot:
             prompts = [_append(p, continuation(p, h.trigger)) for p in prompts]
         max_new = h.cot_tokens if h.cot else (8 if task.labels else self.max_new_tokens)
@@ -189,13 +254,20 @@ class Evaluator:
         lead = task.template.split("{input}")[0].strip()
         stop = (("\n" + lead,) if lead else ()) if h.cot else ("\n",)
         temp, top_p = (h.temperature, h.top_p) if h.sampling else (0.0, 1.0)
-        reqs = [GenRequest(p, max_new, temp, top_p, stop, sample_index=i, seed=h.demo_seed)
+        return [GenRequest(p, max_new, temp, top_p, stop, sample_index=i, seed=h.demo_seed)
                 for p in prompts for i in range(h.sc_n)]
+
+    def _generate(self, task: Task, cand: Candidate, chunk: list[Example], reqs: list[GenRequest], stats: dict[str, int]):
+        """Generate (with the CoT trigger, n samples), extract an answer from each sample,
+        optionally ask "Therefore, the answer is" where extraction failed, and vote."""
+        if cand.soft_prompt is not None:
+            raise PromptSearchError("Soft prompts are scored by log-likelihood; this task or harness needs generation.")
+        h = self.harness
         texts = [r.text for r in self.backend.generate(reqs)]
         found = [extract(t, task, h.cot) for t in texts]
         if h.answer_call:
             redo = [i for i, (_, how) in enumerate(found) if how != "strict"]
-            for i, ans in zip(redo, self._answer_call([_append(reqs[i].prompt, texts[i] + ANSWER_PROMPT) for i in redo])):
+            for i, ans in zip(redo, self._answer_call(task, [_append(reqs[i].prompt, texts[i] + ANSWER_PROMPT) for i in redo])):
                 found[i] = (ans, "answer_call") if ans is not None else (None, "unparsed")
         for _, how in found:
             stats[how] = stats.get(how, 0) + 1
@@ -208,16 +280,16 @@ class Evaluator:
             firsts.append(answers[0] or "")
         return preds, firsts
 
-    def _answer_call(self, prompts: list[Prompt]) -> list[str | None]:
+    def _answer_call(self, task: Task, prompts: list[Prompt]) -> list[str | None]:
         """Second stage: after the reasoning, "Therefore, the answer is" and a short answer
         (label log-likelihoods where the task has labels and the model can score them)."""
         if not prompts:
             return []
-        if self.task.labels and self.backend.can_loglikelihood:
-            preds, _ = self._classify(Candidate(), prompts)
+        if task.labels and self.backend.can_loglikelihood:
+            preds, _ = self._classify(task, prompts)
             return preds
         texts = [r.text for r in self.backend.generate([GenRequest(p, 16, stop=("\n",)) for p in prompts])]
-        return [extract(t, self.task, cot=False)[0] for t in texts]
+        return [extract(t, task, cot=False)[0] for t in texts]
 
     def _apply_scorer(self, pred: str, ex: Example) -> float:
         try:
@@ -227,6 +299,26 @@ class Evaluator:
         if math.isnan(value):
             raise PromptSearchError(f"Scorer '{self.metric_name}' returned NaN on example {ex.id}.")
         return value
+
+
+def _logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs)) if len(xs) > 1 else xs[0]
+
+
+def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:
+    """Indices of requests the model would have to answer (not in the cache)."""
+    find = getattr(backend, "missing", None)
+    return find(requests, soft_prompt) if find is not None else list(range(len(requests)))
+
+
+def _uncached(backend, requests: Sequence, soft_prompt=None) -> int:
+    return len(_missing(backend, requests, soft_prompt))
+
+
+def _share(cost: Usage, n: int) -> Usage:
+    return Usage(cost.calls // n, cost.cache_hits // n, cost.tokens // n, cost.seconds / n, cost.dollars / n,
+                 cost.unpriced_calls // n)
 
 
 def _append(prompt: Prompt, text: str) -> Prompt:

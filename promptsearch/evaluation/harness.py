@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from promptsearch.errors import PromptSearchError
-from promptsearch.tasks.base import Example, Task
+from promptsearch.tasks.base import Example, Task, label_words
 
 TRIGGERS = {
     "kojima": "Let's think step by step.",
@@ -191,13 +191,13 @@ def _numeric(task: Task) -> bool:
 
 
 def _label_pattern(task: Task) -> re.Pattern:
-    words = sorted({w for lab, word in task.labels.items() for w in (lab, word)}, key=len, reverse=True)
+    words = sorted({w for lab, word in task.labels.items() for w in (lab, *label_words(word))}, key=len, reverse=True)
     return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
 
 
 def _to_label(word: str, task: Task) -> str | None:
     for lab, verb in task.labels.items():
-        if word.lower() in (lab.lower(), verb.lower()):
+        if word.lower() in (lab.lower(), *(w.lower() for w in label_words(verb))):
             return lab
     return None
 

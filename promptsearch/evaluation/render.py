@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from promptsearch.backends.base import Prompt, Segment, TokenIds
 from promptsearch.candidates import Candidate
-from promptsearch.tasks.base import Example, Task
+from dataclasses import replace
+
+from promptsearch.tasks.base import Example, Task, label_words
 
 
 def answer_text(task: Task, ex: Example) -> str:
-    return task.labels[ex.label] if task.labels else ex.answers[0]
+    return label_words(task.labels[ex.label])[0] if task.labels else ex.answers[0]
+
+
+def task_for(task: Task, cand: Candidate) -> Task:
+    """The task as this candidate runs it: with the candidate's own label words, if any."""
+    if cand.labels is None or not task.labels:
+        return task
+    return replace(task, labels={**task.labels, **{lab: list(ws) for lab, ws in cand.labels}})
 
 
 def fill(template: str, ex: Example, trigger: tuple[int, ...] | None = None) -> list[Segment]:

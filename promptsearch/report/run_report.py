@@ -90,6 +90,9 @@ def example_inputs(doc: dict[str, Any]) -> dict[str, str]:
 
 def render(doc: dict[str, Any], tests: list[Any]) -> str:
     """`tests`: the run's TestResult rows (candidate, example_id, score, prediction)."""
+    from promptsearch.records import clean
+
+    doc = clean(doc)  # runs stored before redaction existed get it here
     best, task = doc["best"], doc["task"]
     base = reference_baseline(doc)
     by_cand: dict[str, dict[str, Any]] = {}

@@ -61,15 +61,20 @@ class APESearcher(Searcher):
         self._dropped: dict[str, int] = {}
         self._scores: dict[str, dict[str, float]] = {}  # candidate key -> {example id: score}
         self._cands: dict[str, Candidate] = {}
+        self._cut = ""
         stopped = ""
         notes = {"templates": [INDUCE.record(), RESAMPLE.record()], "proposer": proposer.identity(),
                  "chat_form": self._chat is not None, "rounds": []}
         try:
             evaluator.say(f"APE: inducing {cfg.subsamples * cfg.samples_per_subsample} instructions "
                           f"from {cfg.subsamples} demo sets ({proposer.model_id})")
-            texts = self._induce(task, proposer, rng, seed)
+            texts = self._induce(task, proposer, rng, seed, evaluator)
+            if not texts and self._cut:
+                raise BudgetExhausted(self._cut)
             pool = self._clean(texts, task, origin="induce")
             notes["rounds"].append({"round": 0, "proposed": len(pool), "dropped": dict(self._dropped)})
+            if not pool and self._cut:
+                raise BudgetExhausted(self._cut)
             if not pool:
                 why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self._dropped.items())
                 raise PromptSearchError(
@@ -82,7 +87,7 @@ class APESearcher(Searcher):
                 k = max(1, math.ceil(len(ranked) * cfg.top_fraction))
                 parents = ranked[:k]  # the current best, best first
                 evaluator.say(f"APE round {r}/{cfg.rounds}: rewording the top {len(parents)}")
-                kids = self._clean(self._resample(parents, proposer, seed, r), task, origin=f"resample-r{r}")
+                kids = self._clean(self._resample(parents, proposer, seed, r, evaluator), task, origin=f"resample-r{r}")
                 notes["rounds"].append({"round": r, "parents": [c.name for c in parents], "proposed": len(kids)})
                 if not kids:
                     continue
@@ -90,6 +95,7 @@ class APESearcher(Searcher):
                 ranked = self._race(parents + kids, task, evaluator)
         except BudgetExhausted as e:
             stopped = str(e)
+        stopped = stopped or self._cut
         if not self._scores:
             raise BudgetExhausted(stopped or "no candidate was scored")
         best_key = max(self._scores, key=lambda key: (len(self._scores[key]), _mean(self._scores[key])))
@@ -109,6 +115,7 @@ class APESearcher(Searcher):
         target = evaluator.backend
         proposer = target.companion(inner) if isinstance(target, CachedBackend) else inner
         evaluator.attach(proposer)  # its calls, tokens and dollars count in the run's cost and budget
+        evaluator.check_budget()  # a dollar budget with an unpriced proposer stops here, before any call
         return proposer
 
     def _fill(self, meta: MetaPrompt, **slots: str) -> str:
@@ -116,7 +123,7 @@ class APESearcher(Searcher):
             return self._chat(meta.chat.format(**slots))
         return meta.text.format(**slots)
 
-    def _induce(self, task: Task, proposer, rng: random.Random, seed: int) -> list[str]:
+    def _induce(self, task: Task, proposer, rng: random.Random, seed: int, evaluator: Evaluator) -> list[str]:
         cfg = self.config
         reqs = []
         for _ in range(cfg.subsamples):
@@ -126,14 +133,22 @@ class APESearcher(Searcher):
             prompt = self._fill(INDUCE, demos=block)
             reqs += [GenRequest(prompt, cfg.max_tokens, cfg.temperature, 1.0, ("\n",), sample_index=j, seed=seed)
                      for j in range(cfg.samples_per_subsample)]
-        return [r.text for r in proposer.generate(reqs)]
+        return self._ask(evaluator, proposer, reqs)
 
-    def _resample(self, parents: list[Candidate], proposer, seed: int, round_: int) -> list[str]:
+    def _ask(self, evaluator: Evaluator, proposer, reqs: list[GenRequest]) -> list[str]:
+        """Proposer calls through the evaluator, which budgets them; a budget that cuts the
+        list short ends the search once what came back has been raced."""
+        got = [r.text for r in evaluator.ask(proposer, reqs)]
+        if len(got) < len(reqs):
+            self._cut = f"call budget of {evaluator.budget.max_calls} model calls reached while proposing"
+        return got
+
+    def _resample(self, parents: list[Candidate], proposer, seed: int, round_: int, evaluator: Evaluator) -> list[str]:
         cfg = self.config
         reqs = [GenRequest(self._fill(RESAMPLE, instruction=p.instruction), cfg.max_tokens, cfg.temperature, 1.0,
                            ("\n",), sample_index=j, seed=seed * 1000 + round_)
                 for p in parents for j in range(cfg.variations)]
-        return [r.text for r in proposer.generate(reqs)]
+        return self._ask(evaluator, proposer, reqs)
 
     def _clean(self, texts: list[str], task: Task, origin: str) -> list[Candidate]:
         out = []
@@ -181,11 +196,12 @@ class APESearcher(Searcher):
         return sorted(cands, key=lambda c: (-reached[c.key()][0], -reached[c.key()][1]))
 
     def _score_upto(self, cand: Candidate, examples: list[Example], evaluator: Evaluator) -> None:
-        have = self._scores.setdefault(cand.key(), {})
+        have = self._scores.get(cand.key(), {})
         todo = [e for e in examples if e.id not in have]
         if todo:
             res = evaluator.score(cand, todo)
-            have.update(zip(res.example_ids, res.scores))
+            # recorded only once scored: a budget stop leaves no unscored candidate behind
+            self._scores.setdefault(cand.key(), {}).update(zip(res.example_ids, res.scores))
 
 
 def _mean(scores: dict[str, float], examples: list[Example] | None = None) -> float:

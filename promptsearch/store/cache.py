@@ -131,27 +131,50 @@ class CachedBackend:
             flush()
         return results
 
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
+    @staticmethod
+    def _ll_payloads(requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None) -> list[dict]:
         soft = soft_prompt.fingerprint() if soft_prompt is not None else None
-        payloads = [{"context": prompt_key(r.context), "continuation": r.continuation, "soft_prompt": soft} for r in requests]
+        return [{"context": prompt_key(r.context), "continuation": r.continuation, "soft_prompt": soft} for r in requests]
+
+    @staticmethod
+    def _gen_payloads(requests: Sequence[GenRequest]) -> list[dict]:
+        return [{"prompt": prompt_key(r.prompt), "max_new_tokens": r.max_new_tokens, "temperature": r.temperature,
+                 "top_p": r.top_p, "stop": list(r.stop),
+                 # greedy decoding ignores seed and sample index: one entry serves them all
+                 "sample_index": r.sample_index if r.temperature > 0 else 0,
+                 "seed": r.seed if r.temperature > 0 else 0} for r in requests]
+
+    def missing(self, requests: Sequence, soft_prompt: SoftPrompt | None = None) -> list[int]:
+        """Indices of the requests the cache cannot answer (what a budget has to pay for)."""
+        if not requests:
+            return []
+        if isinstance(requests[0], GenRequest):
+            kind, payloads = "gen", self._gen_payloads(requests)
+        else:
+            kind, payloads = "loglik", self._ll_payloads(requests, soft_prompt)
+        keys = [request_key(self.identity(), kind, p) for p in payloads]
+        found = self.store.cache_get(list(dict.fromkeys(keys)))
+        return [i for i, k in enumerate(keys) if k not in found]
+
+    @property
+    def priced(self) -> bool:
+        """Whether this model's calls have a known price (local models: free)."""
+        return getattr(self.inner, "price", FREE) is not None
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
         def call(rs, on_result):
             kwargs = {"soft_prompt": soft_prompt} if soft_prompt is not None else {}
             if on_result is not None:
                 kwargs["on_result"] = on_result
             return self.inner.loglikelihood(rs, **kwargs)
 
-        return self._run("loglik", requests, payloads, call, lambda d: LoglikResult(**d))
+        return self._run("loglik", requests, self._ll_payloads(requests, soft_prompt), call, lambda d: LoglikResult(**d))
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
-        payloads = [{"prompt": prompt_key(r.prompt), "max_new_tokens": r.max_new_tokens, "temperature": r.temperature,
-                     "top_p": r.top_p, "stop": list(r.stop),
-                     # greedy decoding ignores seed and sample index: one entry serves them all
-                     "sample_index": r.sample_index if r.temperature > 0 else 0,
-                     "seed": r.seed if r.temperature > 0 else 0} for r in requests]
         def call(rs, on_result):
             return self.inner.generate(rs, on_result=on_result) if on_result is not None else self.inner.generate(rs)
 
-        return self._run("gen", requests, payloads, call, lambda d: GenResult(**d))
+        return self._run("gen", requests, self._gen_payloads(requests), call, lambda d: GenResult(**d))
 
     def __getattr__(self, name):  # model, tokenizer, encode_prompt ... for gradient searchers
         return getattr(self.inner, name)

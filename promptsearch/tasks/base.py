@@ -11,6 +11,13 @@ from promptsearch.errors import PromptSearchError
 
 SPLITS = ("train", "dev", "test")
 
+Verbalizer = "str | list[str] | tuple[str, ...]"  # the word(s) the model should say for a label
+
+
+def label_words(word) -> tuple[str, ...]:
+    """A label's verbalizer as a tuple: one word, or several (scored as "any of them")."""
+    return (word,) if isinstance(word, str) else tuple(word)
+
 
 @dataclass(frozen=True)
 class Example:
@@ -34,9 +41,10 @@ class Example:
 class Task:
     """A task: splits, a template with an `{input}` slot, and how answers are scored.
 
-    `labels` maps each label to the word the model should say for it (its verbalizer);
-    with labels set, the evaluator scores by log-likelihood of those words, otherwise it
-    generates an answer and applies `metric`.
+    `labels` maps each label to the word the model should say for it (its verbalizer), or
+    to a list of words: the label then scores the probability of saying any of them, and
+    demos show the first. With labels set, the evaluator scores by log-likelihood of those
+    words, otherwise it generates an answer and applies `metric`.
     """
 
     name: str
@@ -44,7 +52,7 @@ class Task:
     dev: list[Example]
     test: list[Example]
     template: str = "Input: {input}\nOutput:"
-    labels: dict[str, str] | None = None
+    labels: dict[str, str | list[str]] | None = None
     metric: str = "exact_match"
     instructions: list[str] = field(default_factory=list)
     description: str = ""
@@ -72,6 +80,13 @@ class Task:
                     "give it examples or set split fractions in the task spec."
                 )
         if self.labels:
+            for lab, word in self.labels.items():
+                ws = label_words(word)
+                if not ws or not all(isinstance(w, str) and w.strip() for w in ws):
+                    raise PromptSearchError(
+                        f"Task '{self.name}' ({where}): label {lab!r} needs a word (or a list of words) "
+                        f"for the model to say, got {word!r}."
+                    )
             for split in SPLITS:
                 for ex in self.split(split):
                     if ex.label not in self.labels:

@@ -1,0 +1,58 @@
+"""What goes into run records, logs and reports: secrets redacted, JSON that is always valid.
+
+Secrets are URL credentials (`http://user:KEY@host`), key-like options (`api_key=...`,
+`token=...`, `Authorization: Bearer ...`), strings shaped like API keys (`sk-...`), and the
+configured OPENAI_API_KEY wherever it appears.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+MASK = "***"
+_URL_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_KEY_OPTION = re.compile(
+    r"(\b(?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd|pwd)\s*[=:]\s*)([^\s,&;'\"]+)",
+    re.IGNORECASE)
+_BEARER = re.compile(r"(\bBearer\s+)([^\s,;'\"]+)", re.IGNORECASE)
+_KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}")
+
+
+def redact(text: str) -> str:
+    """`text` with every secret replaced by ***."""
+    if not text:
+        return text
+    from promptsearch.settings import get_settings
+
+    try:
+        key = get_settings().openai_api_key
+    except Exception:  # settings that do not parse are reported elsewhere
+        key = None
+    if key and len(key) >= 6:
+        text = text.replace(key, MASK)
+    text = _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _KEY_OPTION.sub(lambda m: m.group(1) + MASK, text)
+    text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
+    return _KEY_SHAPED.sub(MASK, text)
+
+
+def clean(obj: Any) -> Any:
+    """A JSON-able structure with secrets redacted from every string and non-finite numbers
+    (which JSON cannot hold) turned into null."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {clean(k) if isinstance(k, str) else k: clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """JSON text that any JSON parser reads (no NaN or Infinity), secrets redacted."""
+    return json.dumps(clean(obj), ensure_ascii=False, allow_nan=False, **kwargs)
