@@ -12,11 +12,21 @@ from dataclasses import dataclass
 
 @dataclass
 class Budget:
-    max_evals: int | None = None  # example-level scorings on the dev split
+    max_evals: int | None = None  # example scorings during the search (dev; train where a searcher scores it)
     max_calls: int | None = None  # model calls (cache hits are free)
     max_seconds: float | None = None  # wall-clock seconds of search
     max_tokens: int | None = None  # tokens processed by the model(s), proposer included
     max_dollars: float | None = None  # dollars at the price table's prices, proposer included
+
+    def __post_init__(self):
+        import math
+
+        from promptsearch.errors import PromptSearchError
+
+        for name, value in self.__dict__.items():
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or not math.isfinite(value) or value < 0):
+                raise PromptSearchError(f"Budget {name}={value!r} must be a number of at least 0 (or left unset).")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -124,7 +124,7 @@ def run_search(
     seed: int = 0,
     scorer: str | Scorer | None = None,
     db: str | None = None,
-    baseline_shots: int = 4,
+    baseline_shots: int | None = None,
     harness: Harness | str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     phase: Callable[[str], None] | None = None,
@@ -160,7 +160,14 @@ def run_search(
     search_cost = evaluator.cost
 
     say(f"Scoring the best prompt and the baselines on {len(task.test)} test examples")
-    baselines = baseline_candidates(task, shots=baseline_shots, seed=seed)
+    # The test baselines follow the search's own settings where it has them (shots=8 on dev is
+    # compared with 8-shot on test), capped to the train split; the record says what was used.
+    cfg = searcher_obj.config
+    if baseline_shots is None:
+        baseline_shots = getattr(cfg, "shots", 4)
+    baseline_shots = min(baseline_shots, len(task.train))
+    baselines = baseline_candidates(task, shots=baseline_shots, seed=seed, balanced=getattr(cfg, "balanced", True),
+                                    max_manual=getattr(cfg, "max_manual", 5))
     finalists: list[Candidate] = [result.best] + [b for b in baselines if b.key() != result.best.key()]
     test_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress, harness=harness)
     tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}

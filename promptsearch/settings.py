@@ -67,6 +67,17 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _device(raw: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", raw.strip()):
+        from promptsearch.errors import PromptSearchError
+
+        raise PromptSearchError(f"PROMPTSEARCH_DEVICE={raw!r} is not a device; use auto, cpu, cuda, cuda:N or mps "
+                                "(environment or .env).")
+    return raw.strip()
+
+
 _overrides: dict[str, object] = {}
 
 
@@ -92,7 +103,7 @@ def get_settings() -> Settings:
         db_path=Path(env.get("PROMPTSEARCH_DB") or home / "promptsearch.db").expanduser(),
         model_dir=Path(env.get("PROMPTSEARCH_MODEL_DIR") or home / "models").expanduser(),
         default_model=env.get("PROMPTSEARCH_MODEL") or "embedded",
-        device=env.get("PROMPTSEARCH_DEVICE") or "auto",
+        device=_device(env.get("PROMPTSEARCH_DEVICE") or "auto"),
         batch_tokens=_int(env, "PROMPTSEARCH_BATCH_TOKENS"),
         openai_api_key=env.get("OPENAI_API_KEY") or None,
         openai_base_url=env.get("OPENAI_BASE_URL") or None,

@@ -82,15 +82,17 @@ class HFBackend:
         device = self.device_pref
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise PromptSearchError(f"PROMPTSEARCH_DEVICE={device}, but torch sees no CUDA device here; "
+                                    "use cpu or auto.")
         try:
             tok = AutoTokenizer.from_pretrained(self.name_or_path)
             model = AutoModelForCausalLM.from_pretrained(
                 self.name_or_path, dtype=torch.float32 if device == "cpu" else "auto"
             )
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise PromptSearchError(f"Cannot load model '{self.name_or_path}': {first}") from None
-        model.to(device).eval()
+            model.to(device).eval()
+        except Exception as e:  # any failure to load a folder or hub id is the user's to fix: one line
+            raise PromptSearchError(f"Cannot load model '{self.name_or_path}': {_one_line(e)}") from None
         if self.batch_tokens is None:
             # On CPU throughput hardly grows past a few rows, while padding waste does, so small
             # batches win (measured: 512 tokens best on 2 cores); a GPU wants big ones.
@@ -364,6 +366,12 @@ def _truncate(row: Row, max_len: int) -> Row:
     ids, reads = row
     cut = max(0, len(ids) - max_len)
     return (ids[cut:], [(r, p - cut, t) for r, p, t in reads if p - cut >= 0]) if cut else row
+
+
+def _one_line(e: Exception, limit: int = 300) -> str:
+    """An exception's message folded onto one line (transformers' messages run over many)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fingerprint(name_or_path: str) -> str:

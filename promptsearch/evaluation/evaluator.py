@@ -56,6 +56,10 @@ class Evaluator:
         self.metric_name, self._scorer = resolve_scorer(self.scorer or self.task.metric)
         if not isinstance(self.harness, Harness):
             self.harness = parse_harness(self.harness)
+        if self.harness.fewshot_k > len(self.task.train) - (1 if self.harness.per_example else 0):
+            raise PromptSearchError(
+                f"Harness '{self.harness.spec}' asks for {self.harness.fewshot_k} demos, but task '{self.task.name}' "
+                f"has {len(self.task.train)} train examples; use a smaller k.")
         self._by_id = {e.id: e for e in self.task.train}
         self._others: list = []  # other backends whose cost counts here (an API proposer)
         self._start = self._usage().copy()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from promptsearch.backends.base import GenRequest
 from promptsearch.budget import Budget
@@ -24,7 +24,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import SearchResult, Searcher
+from promptsearch.searchers.base import SearchResult, Searcher, option
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
 from promptsearch.tasks.base import Example, Task
 
@@ -37,19 +37,19 @@ class APESearcher(Searcher):
 
     @dataclass
     class Config:
-        proposer: str = field(default="", metadata={"help": "model that writes instructions (default: the target)"})
-        subsamples: int = field(default=5, metadata={"help": "random demo sets shown to the proposer"})
-        demos: int = field(default=5, metadata={"help": "demos per set"})
-        samples_per_subsample: int = field(default=4, metadata={"help": "instructions sampled per demo set"})
-        temperature: float = field(default=0.9, metadata={"help": "proposer sampling temperature"})
-        max_tokens: int = field(default=40, metadata={"help": "longest instruction the proposer may write, in tokens"})
-        max_chars: int = field(default=300, metadata={"help": "drop candidates longer than this"})
-        race_start: int = field(default=8, metadata={"help": "dev examples in the first racing rung"})
-        eta: int = field(default=2, metadata={"help": "keep the best 1/eta at each rung"})
-        rounds: int = field(default=2, metadata={"help": "resampling rounds"})
-        top_fraction: float = field(default=0.25, metadata={"help": "share of candidates resampled each round"})
-        variations: int = field(default=2, metadata={"help": "rewordings per resampled candidate"})
-        chat: str = field(default="auto", metadata={"help": "auto, on or off: use the proposer's chat template"})
+        proposer: str = option("", "model that writes instructions (default: the target)")
+        subsamples: int = option(5, "random demo sets shown to the proposer", min=1)
+        demos: int = option(5, "demos per set", min=1)
+        samples_per_subsample: int = option(4, "instructions sampled per demo set", min=1)
+        temperature: float = option(0.9, "proposer sampling temperature", min=0, max=5)
+        max_tokens: int = option(40, "longest instruction the proposer may write, in tokens", min=1)
+        max_chars: int = option(300, "drop candidates longer than this", min=1)
+        race_start: int = option(8, "dev examples in the first racing rung", min=1)
+        eta: int = option(2, "keep the best 1/eta at each rung", min=2)
+        rounds: int = option(2, "resampling rounds", min=0)
+        top_fraction: float = option(0.25, "share of candidates resampled each round", above=0, max=1)
+        variations: int = option(2, "rewordings per resampled candidate", min=1)
+        chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         cfg = self.config

@@ -23,6 +23,46 @@ class SearchResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+           choices: tuple[str, ...] | None = None, above: float | None = None) -> Any:
+    """A searcher config field: its default, one line of help, and the values it accepts
+    (`min`/`max` inclusive, `above` exclusive, or `choices`). The CLI shows them, and every
+    config is checked against them before a search starts."""
+    return field(default=default, metadata={"help": help, "min": min, "max": max, "above": above, "choices": choices})
+
+
+def accepted(f) -> str:
+    """The values a config field accepts, in words ('' if any)."""
+    m = f.metadata
+    if m.get("choices"):
+        return "one of " + ", ".join(m["choices"])
+    parts = []
+    if m.get("above") is not None:
+        parts.append(f"> {m['above']:g}")
+    if m.get("min") is not None:
+        parts.append(f">= {m['min']:g}")
+    if m.get("max") is not None:
+        parts.append(f"<= {m['max']:g}")
+    return " and ".join(parts)
+
+
+def validate_config(searcher_cls: type["Searcher"], config: Any) -> Any:
+    """One clear error for the first field outside what it accepts."""
+    for f in fields(config):
+        m, value = f.metadata, getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            continue
+        bad = (m.get("choices") and value not in m["choices"]) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                (m.get("min") is not None and value < m["min"]) or (m.get("max") is not None and value > m["max"])
+                or (m.get("above") is not None and value <= m["above"])))
+        if bad:
+            raise PromptSearchError(
+                f"Option '{f.name}' of searcher '{searcher_cls.name}' must be {accepted(f)}, got {value!r}."
+            )
+    return config
+
+
 class Searcher:
     """Subclasses set `name`, a `Config` dataclass (fields with `metadata={"help": ...}`),
     and implement `search`. A searcher never calls a model to score; it asks the evaluator."""
@@ -35,18 +75,21 @@ class Searcher:
         pass
 
     def __init__(self, config: Any = None):
-        self.config = config if config is not None else self.Config()
+        self.config = validate_config(type(self), config if config is not None else self.Config())
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         raise NotImplementedError
 
     @classmethod
     def config_help(cls) -> list[tuple[str, str, Any, str]]:
-        """(name, type, default, help) for each config field: what the CLI shows."""
+        """(name, type, default, help) for each config field: what the CLI shows; the help
+        ends with the values the field accepts."""
         out = []
         for f in fields(cls.Config):
             default = f.default if f.default is not f.default_factory else f.default_factory()  # type: ignore[misc]
-            out.append((f.name, getattr(f.type, "__name__", str(f.type)), default, f.metadata.get("help", "")))
+            rule = accepted(f)
+            help_ = f.metadata.get("help", "") + (f" ({rule})" if rule else "")
+            out.append((f.name, getattr(f.type, "__name__", str(f.type)), default, help_))
         return out
 
 
@@ -64,7 +107,7 @@ def build_config(searcher_cls: type[Searcher], overrides: dict[str, str]) -> Any
                 f"Unknown option '{key}' for searcher '{searcher_cls.name}'.{hint} Options: {', '.join(known) or 'none'}."
             )
         kwargs[key] = _convert(raw, known[key], searcher_cls.name)
-    return searcher_cls.Config(**kwargs)
+    return validate_config(searcher_cls, searcher_cls.Config(**kwargs))
 
 
 def _convert(raw: str, f, searcher: str) -> Any:
@@ -79,7 +122,10 @@ def _convert(raw: str, f, searcher: str) -> Any:
         if t.startswith("int"):
             return int(raw)
         if t.startswith("float"):
-            return float(raw)
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
     except ValueError:
         raise PromptSearchError(f"Option '{f.name}' of searcher '{searcher}' must be {t}, got {raw!r}.") from None
     return raw

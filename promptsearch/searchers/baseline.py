@@ -4,14 +4,14 @@ task's manual instruction(s), and k-shot demos drawn from the train split."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.harness import _draw
-from promptsearch.searchers.base import SearchResult, Searcher
+from promptsearch.searchers.base import SearchResult, Searcher, option
 from promptsearch.tasks.base import Task
 
 
@@ -39,9 +39,9 @@ class BaselineSearcher(Searcher):
 
     @dataclass
     class Config:
-        shots: int = field(default=4, metadata={"help": "demos in the k-shot baseline (0 to leave it out)"})
-        balanced: bool = field(default=True, metadata={"help": "draw k-shot demos class-balanced"})
-        max_manual: int = field(default=5, metadata={"help": "how many of the task's manual instructions to try"})
+        shots: int = option(4, "demos in the k-shot baseline (0 to leave it out)", min=0)
+        balanced: bool = option(True, "draw k-shot demos class-balanced")
+        max_manual: int = option(5, "how many of the task's manual instructions to try", min=0)
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         cands = baseline_candidates(task, self.config.shots, seed, self.config.balanced, self.config.max_manual)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -15,40 +16,72 @@ BUSY_TIMEOUT_S = 60
 
 
 class Store:
+    """The database file is created on the first write, so a command that fails, a dry run
+    or a read of a new path leaves nothing behind; reads of a missing file find nothing."""
+
     def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise PromptSearchError(f"Database path '{self.path}' is a folder; give a file path (e.g. {self.path / 'promptsearch.db'}).")
+        self._engine = None
+        if self.path.exists():
+            self.engine  # an existing file is checked now: not a database, no permission
+        else:
+            ancestor = next(p for p in self.path.parents if p.exists())
+            if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+                raise PromptSearchError(f"Cannot create database '{self.path}': '{ancestor}' is not a writable folder; "
+                                        "set PROMPTSEARCH_DB or use --db.")
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = self._open()
+        return self._engine
+
+    def _open(self):
         from sqlalchemy import create_engine, event
         from sqlalchemy.exc import DatabaseError, OperationalError
         from sqlmodel import SQLModel
 
-        self.path = Path(path).expanduser()
-        if self.path.is_dir():
-            raise PromptSearchError(f"Database path '{self.path}' is a folder; give a file path (e.g. {self.path / 'promptsearch.db'}).")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PromptSearchError(f"Cannot create the folder for database '{self.path}': {e.strerror}; set PROMPTSEARCH_DB or --db.") from None
-        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_S})
+        engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_S})
 
-        @event.listens_for(self.engine, "connect")
+        @event.listens_for(engine, "connect")
         def _pragmas(conn, _):
             cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        try:
-            SQLModel.metadata.create_all(self.engine)
-        except (OperationalError, DatabaseError) as e:
-            msg = str(getattr(e, "orig", e))
-            raise PromptSearchError(f"Cannot use database '{self.path}': {msg}; check the path and its permissions, or use --db.") from None
+        for attempt in range(10):
+            try:
+                SQLModel.metadata.create_all(engine)
+                return engine
+            except (OperationalError, DatabaseError) as e:
+                msg = str(getattr(e, "orig", e))
+                # Another process created a table between our check and our CREATE: look again.
+                if "already exists" in msg and attempt < 9:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise PromptSearchError(f"Cannot use database '{self.path}': {msg}; check the path and its permissions, or use --db.") from None
+        return engine
+
+    def _readable(self) -> bool:
+        """Whether there is anything to read (a missing file is never created by a read)."""
+        return self._engine is not None or self.path.exists()
 
     # --- cache ---------------------------------------------------------------------
     def cache_get(self, keys: list[str]) -> dict[str, Any]:
         from sqlmodel import Session, col, select
 
         found: dict[str, Any] = {}
+        if not self._readable():
+            return found
         with Session(self.engine) as s:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
@@ -73,6 +106,8 @@ class Store:
         from sqlalchemy import func
         from sqlmodel import Session, select
 
+        if not self._readable():
+            return []
         with Session(self.engine) as s:
             q = select(CacheEntry.backend, CacheEntry.kind, func.count(), func.sum(CacheEntry.n_tokens)).group_by(
                 CacheEntry.backend, CacheEntry.kind
@@ -82,6 +117,8 @@ class Store:
     def cache_clear(self, backend: str | None = None) -> int:
         from sqlalchemy import delete
 
+        if not self._readable():
+            return 0
         stmt = delete(CacheEntry)
         if backend:
             stmt = stmt.where(CacheEntry.backend == backend)
@@ -106,6 +143,8 @@ class Store:
     def runs(self, task: str | None = None, limit: int = 50) -> list[Run]:
         from sqlmodel import Session, col, select
 
+        if not self._readable():
+            return []
         with Session(self.engine) as s:
             q = select(Run).order_by(col(Run.created).desc()).limit(limit)
             if task:
@@ -115,6 +154,9 @@ class Store:
     def get_run(self, run_id: str) -> Run:
         from sqlmodel import Session, col, select
 
+        if not self._readable():
+            raise PromptSearchError(f"Run '{run_id}': no such run in {self.path} (no database there yet); "
+                                    "list runs with `promptsearch runs`.")
         with Session(self.engine) as s:
             run = s.get(Run, run_id)
             if run is None:
@@ -128,11 +170,15 @@ class Store:
     def run_candidates(self, run_id: str) -> list[CandidateRow]:
         from sqlmodel import Session, select
 
+        if not self._readable():
+            return []
         with Session(self.engine) as s:
             return list(s.exec(select(CandidateRow).where(CandidateRow.run_id == run_id).order_by(CandidateRow.step)))
 
     def run_tests(self, run_id: str) -> list[TestResult]:
         from sqlmodel import Session, select
 
+        if not self._readable():
+            return []
         with Session(self.engine) as s:
             return list(s.exec(select(TestResult).where(TestResult.run_id == run_id)))

@@ -35,7 +35,15 @@ def load_task(spec: str) -> Task:
         return load_hf_task(spec[3:])
     path = Path(spec).expanduser()
     if path.exists():
-        return load_path(path)
+        try:
+            return load_path(path)
+        except PromptSearchError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+            # a shape no specific check foresaw: still one line that names the file
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise PromptSearchError(f"{path}: not a task this loader can read ({type(e).__name__}"
+                                    f"{': ' + detail if detail else ''}); see `promptsearch tasks` for the formats.") from None
     if spec in registry.tasks or not any(c in spec for c in "/\\."):
         task = registry.tasks.get(spec)()
         return task.validate()
@@ -104,7 +112,14 @@ def _read_csv(path: Path) -> list[tuple[int, dict]]:
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            return [(reader.line_num, row) for row in reader]
+            rows = []
+            for row in reader:
+                if None in row:  # DictReader puts fields past the header under None
+                    raise PromptSearchError(f"{path}:{reader.line_num}: {len(reader.fieldnames or []) + len(row[None])} "
+                                            f"fields, but the header has {len(reader.fieldnames or [])}; quote fields "
+                                            "that contain commas.")
+                rows.append((reader.line_num, row))
+            return rows
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PromptSearchError(f"{path}: cannot read the CSV file ({e}).") from None
 
@@ -125,13 +140,35 @@ def read_spec(data_path: Path) -> dict[str, Any]:
                     raise PromptSearchError(f"{cand}{line}: invalid YAML ({getattr(e, 'problem', e)}).") from None
             if not isinstance(spec, dict):
                 raise PromptSearchError(f"{cand}: the task spec must be a mapping of settings.")
-            unknown = set(spec) - SPEC_KEYS
+            unknown = set(map(str, spec)) - SPEC_KEYS
             if unknown:
                 raise PromptSearchError(
                     f"{cand}: unknown spec key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(SPEC_KEYS))}."
                 )
-            return spec
+            return _check_spec(spec, cand)
     return {}
+
+
+def _check_spec(spec: dict, where: Path) -> dict:
+    """Each spec value has the type its key needs; one line names the first that does not."""
+    for key in ("name", "template", "metric", "input", "target", "id", "split_field", "description"):
+        if key in spec and not isinstance(spec[key], str):
+            raise PromptSearchError(f"{where}: '{key}' must be text, got {spec[key]!r}.")
+    if "seed" in spec and (isinstance(spec["seed"], bool) or not isinstance(spec["seed"], int)):
+        raise PromptSearchError(f"{where}: 'seed' must be a whole number, got {spec['seed']!r}.")
+    if "splits" in spec:
+        fr = spec["splits"]
+        if not isinstance(fr, dict) or set(map(str, fr)) - set(SPLITS) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fr.values()):
+            raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions of at least 0, "
+                                    f"e.g. {{train: 0.2, dev: 0.3, test: 0.5}}; got {fr!r}.")
+    if "instructions" in spec:
+        ins = spec["instructions"]
+        if not (isinstance(ins, str) or (isinstance(ins, list) and all(isinstance(i, str) for i in ins))):
+            raise PromptSearchError(f"{where}: 'instructions' must be a text or a list of texts.")
+    if "template" in spec and "{input}" not in spec["template"]:
+        raise PromptSearchError(f"{where}: the template {spec['template']!r} has no {{input}} slot; add one.")
+    return spec
 
 
 def _spec_loader():
@@ -152,14 +189,29 @@ def _spec_loader():
     return Loader
 
 
-def _labels_from_spec(value: Any, where: str) -> dict[str, str] | None:
+def _labels_from_spec(value: Any, where: str) -> dict[str, str | list[str]] | None:
+    """`[a, b]` (each label is its own word), or `{label: word}`, or `{label: [word, ...]}`
+    (the label scores the probability of saying any of its words; demos show the first)."""
     if value is None:
         return None
+    bad = PromptSearchError(f"{where}: 'labels' must be a list of labels, or a mapping label -> word or "
+                            "label -> [words], e.g. {{positive: [positive, good], negative: [negative, bad]}}.")
+    scalar = (str, int, float)
     if isinstance(value, list):
+        if not value or not all(isinstance(v, scalar) and str(v).strip() for v in value):
+            raise bad
         return {str(v): str(v) for v in value}
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    raise PromptSearchError(f"{where}: 'labels' must be a list of labels or a mapping label -> word.")
+    if isinstance(value, dict) and value:
+        out: dict[str, str | list[str]] = {}
+        for k, v in value.items():
+            if isinstance(v, list) and v and all(isinstance(w, scalar) and str(w).strip() for w in v):
+                out[str(k)] = [str(w) for w in v]
+            elif isinstance(v, scalar) and not isinstance(v, bool) and str(v).strip():
+                out[str(k)] = str(v)
+            else:
+                raise bad
+        return out
+    raise bad
 
 
 def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = None) -> Task:
@@ -188,9 +240,16 @@ def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = Non
             raise PromptSearchError(f"{path}:{line}: field '{tgt_field}' is missing or empty.")
         target = row[tgt_field]
         if isinstance(target, list):
+            if not target or not all(isinstance(t, (str, int, float)) for t in target):
+                raise PromptSearchError(f"{path}:{line}: field '{tgt_field}' must be a text or a non-empty list of "
+                                        f"texts, got {target!r}.")
             target = tuple(str(t) for t in target)
+        elif isinstance(target, (dict, bool)):
+            raise PromptSearchError(f"{path}:{line}: field '{tgt_field}' must be a text or a list of texts, got {target!r}.")
         else:
             target = str(target)
+        if isinstance(row[in_field], (dict, list)):
+            raise PromptSearchError(f"{path}:{line}: field '{in_field}' must be text, got {type(row[in_field]).__name__}.")
         ex_id = str(row.get(spec.get("id", "id")) or f"L{line}")
         if labels and isinstance(target, str) and target not in labels:
             raise PromptSearchError(
@@ -228,7 +287,8 @@ def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = Non
 
 
 def _split_by_fraction(items: list[Example], fractions: dict, seed: int, where: str) -> dict[str, list[Example]]:
-    if not isinstance(fractions, dict) or set(fractions) - set(SPLITS):
+    if not isinstance(fractions, dict) or set(fractions) - set(SPLITS) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fractions.values()):
         raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions, e.g. {DEFAULT_FRACTIONS}.")
     total = sum(float(v) for v in fractions.values())
     if total <= 0:
