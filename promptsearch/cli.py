@@ -30,6 +30,10 @@ class _Group(TyperGroup):
         _log_to_stderr()
         try:
             return super().invoke(ctx)
+        except _usage_errors() as e:  # a bad flag or value: one line, like every other input error
+            where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            typer.echo(f"Error: {e.format_message()}{where}", err=True)
+            raise typer.Exit(2) from None
         except PromptSearchError as e:
             from promptsearch.records import redact
 
@@ -38,6 +42,17 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             typer.echo(INTERRUPTED, err=True)
             raise typer.Exit(130) from None
+
+
+def _usage_errors() -> tuple[type, ...]:
+    """click's UsageError, from the copy of click typer uses (typer 0.2x ships its own)."""
+    found = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(__import__(mod, fromlist=["UsageError"]).UsageError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 class _StderrLines(logging.Handler):
@@ -371,16 +386,42 @@ def runs(
     if not rows:
         con.print(f"No runs in {store.path} yet. Start one with `promptsearch run`.")
         return
-    table = Table(title=f"Runs in {store.path}", title_justify="left")
-    for col in ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt"):
-        # the run id is what users copy: never wrap it
-        table.add_column(col, no_wrap=col in ("run", "dev", "test"), overflow="fold",
-                         max_width=50 if col == "best prompt" else None)
-    for r in rows:
-        table.add_row(r.id, datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), r.task, r.searcher, r.model,
-                      f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
-                      f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(r.best_text))
+    # Like `git log --oneline`: a short id (its random tail, which `show` and `report` accept),
+    # short model names, and the prompt cut to what is left of the line.
+    table = Table(title=f"Runs in {store.path}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+    cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
+              escape(r.task[:18]), r.searcher, escape(_short_model(r.model)[:18]),
+              f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
+              f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(" ".join(r.best_text.split()))]
+             for r in rows]
+    names = ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt")
+    widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names)]
+    # every column keeps its width; only the prompt is cut to what is left of the line
+    widths[-1] = max(12, min(widths[-1], con.width - sum(widths[:-1]) - len(names)))
+    for col, width in zip(names, widths):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+    for c in cells:
+        table.add_row(*c)
     con.print(table)
+    con.print("[dim]promptsearch show RUN (the short id, or the whole one) for the details[/dim]")
+
+
+def short_id(run_id: str, others: list[str]) -> str:
+    """The id's random tail, lengthened until no other listed run ends the same way."""
+    for n in (4, 9, len(run_id)):
+        tail = run_id[-n:]
+        if sum(o.endswith(tail) for o in others) == 1:
+            return tail
+    return run_id
+
+
+def _short_model(model: str) -> str:
+    kind, _, rest = model.partition(":")
+    if kind == "embedded":
+        return "embedded"
+    if kind == "hf" and "/" in rest:
+        return "hf:" + rest.rstrip("/").rsplit("/", 1)[-1]
+    return model
 
 
 @app.command()

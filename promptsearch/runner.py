@@ -148,6 +148,7 @@ def run_search(
     evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness,
                           phase=phase)
 
+    evaluator.check_prices()
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:
         result = searcher_obj.search(task, evaluator, budget, seed)

@@ -20,6 +20,7 @@ from promptsearch.backends.base import (
     LoglikResult,
     Prompt,
     SoftPrompt,
+    prompt_key,
     prompt_segments,
 )
 from promptsearch.errors import PromptSearchError
@@ -85,12 +86,27 @@ class HFBackend:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise PromptSearchError(f"PROMPTSEARCH_DEVICE={device}, but torch sees no CUDA device here; "
                                     "use cpu or auto.")
+        dtype = torch.float32 if device == "cpu" else "auto"
+        local = Path(self.name_or_path).expanduser().is_dir()
         try:
-            tok = AutoTokenizer.from_pretrained(self.name_or_path)
-            model = AutoModelForCausalLM.from_pretrained(
-                self.name_or_path, dtype=torch.float32 if device == "cpu" else "auto"
-            )
+            try:  # a hub id already in the local cache loads without asking the network
+                tok = AutoTokenizer.from_pretrained(self.name_or_path, local_files_only=not local or None)
+                model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype,
+                                                             local_files_only=not local or None)
+            except OSError:
+                if local:
+                    raise
+                if not _hub_reachable():
+                    raise PromptSearchError(
+                        f"Cannot load model '{self.name_or_path}': it is not in the local Hugging Face cache and the hub "
+                        "cannot be reached from here; download it where there is a network, or give a local folder "
+                        "(hf:/path/to/model).") from None
+                with _quiet_hub():
+                    tok = AutoTokenizer.from_pretrained(self.name_or_path)
+                    model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype)
             model.to(device).eval()
+        except PromptSearchError:
+            raise
         except Exception as e:  # any failure to load a folder or hub id is the user's to fix: one line
             raise PromptSearchError(f"Cannot load model '{self.name_or_path}': {_one_line(e)}") from None
         if self.batch_tokens is None:
@@ -322,20 +338,18 @@ class HFBackend:
                     e = encoded[i]
                     ids[b, L - len(e):] = torch.tensor(e)
                     mask[b, L - len(e):] = 1
-                kwargs: dict[str, Any] = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
                 if temp > 0:
-                    seed = requests[chunk[0]].seed * 1_000_003 + requests[chunk[0]].sample_index
-                    torch.manual_seed(seed)
-                    kwargs.update(do_sample=True, temperature=temp, top_p=top_p)
+                    news = self._sample(ids, mask, [requests[i] for i in chunk], max_new, temp, top_p, stop)
                 else:
-                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                if stop:
-                    kwargs.update(stop_strings=list(stop), tokenizer=tok)
-                with torch.inference_mode():
-                    gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **kwargs)
+                    kwargs: dict[str, Any] = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
+                                                  do_sample=False, temperature=None, top_p=None, top_k=None)
+                    if stop:
+                        kwargs.update(stop_strings=list(stop), tokenizer=tok)
+                    with torch.inference_mode():
+                        gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **kwargs)
+                    news = [gen[b, L:].tolist() for b in range(len(chunk))]
                 for b, i in enumerate(chunk):
-                    new = gen[b, L:].tolist()
-                    new = [t for t in new if t != tok.pad_token_id]
+                    new = [t for t in news[b] if t != tok.pad_token_id]
                     text = tok.decode(new, skip_special_tokens=True)
                     for st in stop:
                         cut = text.find(st)
@@ -343,6 +357,54 @@ class HFBackend:
                             text = text[:cut]
                     out[i] = GenResult(text, len(encoded[i]) + len(new), len(new))
         return out  # type: ignore[return-value]
+
+
+    def _sample(self, ids, mask, reqs: list[GenRequest], max_new: int, temp: float, top_p: float,
+                stop: tuple[str, ...]) -> list[list[int]]:
+        """Temperature and nucleus sampling for a left-padded batch, with one random generator
+        per request seeded from that request alone (prompt, settings, seed, sample index):
+        a sample does not depend on which requests share its batch, so a fresh run and the
+        cache agree. Rows that finish (end of text or a stop string) stop growing."""
+        import torch
+
+        model, tok = self.model, self.tokenizer
+        dev = model.device
+        gens = []
+        for r in reqs:
+            key = json.dumps([prompt_key(r.prompt), r.max_new_tokens, r.temperature, r.top_p, list(r.stop),
+                              r.seed, r.sample_index])
+            gens.append(torch.Generator().manual_seed(int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)))
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, L]: left pads do not shift positions
+        new: list[list[int]] = [[] for _ in reqs]
+        done = [False] * len(reqs)
+        with torch.inference_mode():
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            for _ in range(max_new):
+                probs = torch.softmax(out.logits[:, -1].float() / temp, dim=-1).cpu()  # [B, V]
+                if top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
+                    sp, si = probs.sort(dim=-1, descending=True)
+                    drop = sp.cumsum(-1) - sp > top_p
+                    probs = probs.scatter(-1, si, sp.masked_fill(drop, 0.0))
+                nxt = []
+                for b, g in enumerate(gens):
+                    t = int(torch.multinomial(probs[b], 1, generator=g)) if not done[b] else tok.pad_token_id
+                    nxt.append(t)
+                    if done[b]:
+                        continue
+                    if t == tok.eos_token_id:
+                        done[b] = True
+                        continue
+                    new[b].append(t)
+                    if stop and any(st in tok.decode(new[b], skip_special_tokens=True) for st in stop):
+                        done[b] = True
+                if all(done):
+                    break
+                mask = torch.cat([mask, mask.new_ones((len(reqs), 1))], dim=1)
+                pos = pos[:, -1:] + 1
+                out = model(input_ids=torch.tensor(nxt, device=dev)[:, None], attention_mask=mask, position_ids=pos,
+                            use_cache=True, **{self._cache_kw: out.cache if self._cache_kw == "cache" else out.past_key_values})
+        return new
 
 
 Row = tuple  # (token ids, [(request index, position read, target token id)])
@@ -366,6 +428,38 @@ def _truncate(row: Row, max_len: int) -> Row:
     ids, reads = row
     cut = max(0, len(ids) - max_len)
     return (ids[cut:], [(r, p - cut, t) for r, p, t in reads if p - cut >= 0]) if cut else row
+
+
+def _hub_reachable() -> bool:
+    """Whether the hub's host name resolves: no resolution means no network, and the hub
+    client's retries (tens of seconds of noise) can be skipped."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+class _quiet_hub:
+    """Keeps the hub client's retry warnings out of the user's terminal; the one-line error
+    that follows a failure says what matters."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("huggingface_hub")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
 
 
 def _one_line(e: Exception, limit: int = 300) -> str:

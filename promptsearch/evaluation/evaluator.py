@@ -98,15 +98,19 @@ class Evaluator:
     def _unpriced(self) -> bool:
         return any(getattr(b, "priced", True) is False for b in (self.backend, *self._others))
 
+    def check_prices(self) -> None:
+        """A dollar budget needs every model's price: refused before the first call."""
+        if self.budget.max_dollars is not None and self._unpriced():
+            raise PromptSearchError("A dollar budget needs every model's price, and a model in this search has "
+                                    "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars.")
+
     def check_budget(self, n_examples: int = 0, requests: Sequence | None = None, backend=None,
                      soft_prompt=None) -> None:
         """Raise BudgetExhausted if a scoring of `n_examples` (or a searcher's own model calls,
         `requests`) may not start. Answers all in the cache are free: only the evaluation
         count limits them."""
         b = self.budget
-        if b.max_dollars is not None and self._unpriced():
-            raise PromptSearchError("A dollar budget needs every model's price, and a model in this search has "
-                                    "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars.")
+        self.check_prices()
         if b.max_evals is not None and n_examples and self.dev_evals + n_examples > b.max_evals:
             raise BudgetExhausted(f"evaluation budget of {b.max_evals} example scorings reached")
         if requests is not None and not _uncached(backend or self.backend, requests, soft_prompt):

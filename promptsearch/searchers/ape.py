@@ -115,7 +115,7 @@ class APESearcher(Searcher):
         target = evaluator.backend
         proposer = target.companion(inner) if isinstance(target, CachedBackend) else inner
         evaluator.attach(proposer)  # its calls, tokens and dollars count in the run's cost and budget
-        evaluator.check_budget()  # a dollar budget with an unpriced proposer stops here, before any call
+        evaluator.check_prices()  # a dollar budget with an unpriced proposer stops here, before any call
         return proposer
 
     def _fill(self, meta: MetaPrompt, **slots: str) -> str:

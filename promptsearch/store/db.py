@@ -160,7 +160,10 @@ class Store:
         with Session(self.engine) as s:
             run = s.get(Run, run_id)
             if run is None:
+                # a unique prefix, or a unique tail (the short id `promptsearch runs` shows)
                 matches = list(s.exec(select(Run).where(col(Run.id).startswith(run_id)).limit(3)))
+                if not matches:
+                    matches = list(s.exec(select(Run).where(col(Run.id).endswith(run_id)).limit(3)))
                 if len(matches) == 1:
                     return matches[0]
                 hint = "ambiguous prefix" if matches else "no such run"
