@@ -18,6 +18,7 @@ class Candidate:
     soft_prompt: SoftPrompt | None = None  # vectors prepended to the input embeddings
     # label -> word(s) this candidate has the model say instead of the task's verbalizer
     labels: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    template: str | None = None  # the task's template with a {trigger} slot where this candidate puts it
     name: str = ""  # display name, e.g. "manual-1", "4-shot", "ape-r2-07"
     origin: str = ""  # the searcher and step that made it
 
@@ -28,6 +29,8 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"labels": {lab: list(ws) for lab, ws in self.labels}} if self.labels is not None else {}
+        if self.template is not None:
+            extra["template"] = self.template
         return {**extra, **{
             "instruction": self.instruction,
             "demos": list(self.demos),

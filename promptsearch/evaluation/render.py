@@ -14,7 +14,9 @@ def answer_text(task: Task, ex: Example) -> str:
 
 
 def task_for(task: Task, cand: Candidate) -> Task:
-    """The task as this candidate runs it: with the candidate's own label words, if any."""
+    """The task as this candidate runs it: with the candidate's own template and label words, if any."""
+    if cand.template is not None:
+        task = replace(task, template=cand.template)
     if cand.labels is None or not task.labels:
         return task
     return replace(task, labels={**task.labels, **{lab: list(ws) for lab, ws in cand.labels}})
