@@ -22,23 +22,21 @@ class Candidate:
     name: str = ""  # display name, e.g. "manual-1", "4-shot", "ape-r2-07"
     origin: str = ""  # the searcher and step that made it
 
-    @staticmethod
-    def verbalizer(mapping: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """A `labels` value from a dict label -> word or words."""
-        return tuple((lab, (w,) if isinstance(w, str) else tuple(w)) for lab, w in mapping.items())
-
     def to_dict(self) -> dict[str, Any]:
-        extra = {"labels": {lab: list(ws) for lab, ws in self.labels}} if self.labels is not None else {}
-        if self.template is not None:
-            extra["template"] = self.template
-        return {**extra, **{
+        d: dict[str, Any] = {
             "instruction": self.instruction,
             "demos": list(self.demos),
             "trigger": list(self.trigger) if self.trigger is not None else None,
             "soft_prompt": self.soft_prompt.fingerprint() if self.soft_prompt is not None else None,
             "name": self.name,
             "origin": self.origin,
-        }}
+        }
+        # only when set, so candidates without them keep the keys they always had
+        if self.labels is not None:
+            d["labels"] = {lab: list(ws) for lab, ws in self.labels}
+        if self.template is not None:
+            d["template"] = self.template
+        return d
 
     def key(self) -> str:
         """Content identity (name and origin excluded): equal keys score equally."""

@@ -11,11 +11,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-def dumps(doc, **kwargs) -> str:
-    from promptsearch.records import dumps as _dumps
-
-    return _dumps(doc, **kwargs)
-
+from promptsearch.records import dumps, redact  # light: json and re only
 
 INTERRUPTED = "Interrupted. Answers received so far are in the cache; run the same command again to resume."
 
@@ -35,8 +31,6 @@ class _Group(TyperGroup):
             typer.echo(f"Error: {e.format_message()}{where}", err=True)
             raise typer.Exit(2) from None
         except PromptSearchError as e:
-            from promptsearch.records import redact
-
             typer.echo(f"Error: {redact(str(e))}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
@@ -59,8 +53,6 @@ class _StderrLines(logging.Handler):
     """Plain "Warning: ..." lines on whatever stderr is now (tests swap it per command)."""
 
     def emit(self, record) -> None:
-        from promptsearch.records import redact
-
         sys.stderr.write(f"Warning: {redact(record.getMessage())}\n")
 
 

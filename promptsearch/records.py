@@ -21,16 +21,21 @@ _BEARER = re.compile(r"(\bBearer\s+)([^\s,;'\"]+)", re.IGNORECASE)
 _KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}")
 
 
-def redact(text: str) -> str:
-    """`text` with every secret replaced by ***."""
-    if not text:
-        return text
+def _configured_key() -> str | None:
     from promptsearch.settings import get_settings
 
     try:
-        key = get_settings().openai_api_key
+        return get_settings().openai_api_key
     except Exception:  # settings that do not parse are reported elsewhere
-        key = None
+        return None
+
+
+def redact(text: str, key: str | None = None) -> str:
+    """`text` with every secret replaced by ***. `key`: the configured API key, if the
+    caller has it at hand (else it is read from the settings)."""
+    if not text:
+        return text
+    key = key if key is not None else _configured_key()
     if key and len(key) >= 6:
         text = text.replace(key, MASK)
     text = _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
@@ -39,17 +44,18 @@ def redact(text: str) -> str:
     return _KEY_SHAPED.sub(MASK, text)
 
 
-def clean(obj: Any) -> Any:
+def clean(obj: Any, key: str | None = None) -> Any:
     """A JSON-able structure with secrets redacted from every string and non-finite numbers
     (which JSON cannot hold) turned into null."""
+    key = key if key is not None else (_configured_key() or "")
     if isinstance(obj, str):
-        return redact(obj)
+        return redact(obj, key)
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {clean(k) if isinstance(k, str) else k: clean(v) for k, v in obj.items()}
+        return {redact(k, key) if isinstance(k, str) else k: clean(v, key) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
+        return [clean(v, key) for v in obj]
     return obj
 
 

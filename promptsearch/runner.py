@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 from promptsearch import registry
-from promptsearch.records import clean, dumps
+from promptsearch.records import clean
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
@@ -264,7 +264,7 @@ def _store(store: Store, doc: dict, tests: dict[str, EvalResult], started: float
     run = Run(id=doc["run_id"], created=started, task=doc["task"]["name"], task_hash=doc["task"]["hash"],
               searcher=doc["searcher"]["name"], model=doc["model"]["model"], harness=doc["harness"], seed=doc["seed"],
               best_name=doc["best"]["name"], best_text=doc["best"]["prompt"], dev_score=doc["best"]["dev"]["mean"],
-              test_score=doc["best"]["test"]["mean"], result=dumps(doc))
+              test_score=doc["best"]["test"]["mean"], result=json.dumps(doc, ensure_ascii=False, allow_nan=False))
     cands = [CandidateRow(run_id=run.id, step=c["step"], name=c["name"], text=c["prompt"],
                           candidate=json.dumps(c["candidate"]), dev_score=c["dev_mean"], dev_n=c["dev_n"])
              for c in doc["candidates"]]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from promptsearch.backends import LoglikRequest, TokenIds
-from promptsearch.backends.hf import HFBackend
+from promptsearch.backends.hf import HFBackend, _shared
 
 WORDS = "the a film plot was not great dull fun bright sad actor scene long short story ending music odd".split()
 LABELS = [" (a)", " (b)", " (c)", " positive", " negative", " so-so really", " not the same", " same", " 4 - almost", " 4 - maybe"]
@@ -64,8 +64,8 @@ def test_many_candidates_on_one_input_run_the_input_once(backend):
     triggers = [(100 + i, 200 + i) for i in range(8)]
     reqs = [LoglikRequest((f"Review: {x}", TokenIds(t), " It was"), lab) for t in triggers for lab in (" good", " bad")]
     plan = backend._plan(backend_rows(backend, reqs))
-    assert all(shared >= len(backend.tokenizer(f"Review: {x}", add_special_tokens=False).input_ids) - 1
-               for _, shared in plan)  # every batch reuses the input's KV
+    assert all(_shared(batch) >= len(backend.tokenizer(f"Review: {x}", add_special_tokens=False).input_ids) - 1
+               for batch in plan)  # every batch reuses the input's KV
     for r, g in zip(reqs, backend.loglikelihood(reqs)):
         assert g.logprob == pytest.approx(reference(backend, r), abs=1e-4)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,11 +89,11 @@ class HFBackend:
                                     "use cpu or auto.")
         dtype = torch.float32 if device == "cpu" else "auto"
         local = Path(self.name_or_path).expanduser().is_dir()
+        cached_only = {} if local else {"local_files_only": True}  # a cached hub id loads without the network
         try:
-            try:  # a hub id already in the local cache loads without asking the network
-                tok = AutoTokenizer.from_pretrained(self.name_or_path, local_files_only=not local or None)
-                model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype,
-                                                             local_files_only=not local or None)
+            try:
+                tok = AutoTokenizer.from_pretrained(self.name_or_path, **cached_only)
+                model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype, **cached_only)
             except OSError:
                 if local:
                     raise
@@ -182,17 +183,17 @@ class HFBackend:
         rows = [_truncate(r, max_len - n_soft) for r in rows]
         logp = [0.0] * len(requests)
         greedy = [True] * len(requests)
-        plan = [(b, 0) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])))] if soft_prompt is not None \
-            else self._plan(rows)
+        # soft prompts come before every row, so rows share no prefix of token ids
+        plan = self._batches(sorted(rows, key=lambda r: -len(r[0]))) if soft_prompt is not None else self._plan(rows)
         with torch.inference_mode():
-            for batch, _ in plan:
+            for batch in plan:
                 for req_i, lp, is_g in self._score_batch(batch, soft_prompt):
                     logp[req_i] += lp
                     greedy[req_i] = greedy[req_i] and is_g
         return [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
 
-    def _plan(self, rows: list[Row]) -> list[tuple[list[Row], int]]:
-        """Batches, each with the prefix its rows share (run once, its KV reused).
+    def _plan(self, rows: list[Row]) -> list[list[Row]]:
+        """Batches whose rows share a prefix (run once by `_score_batch`, its KV reused).
 
         Rows are sorted by token ids, so rows sharing a prefix sit together; a run of rows
         that shares at least MIN_SHARED_PREFIX tokens more than all rows do (one input under
@@ -200,8 +201,8 @@ class HFBackend:
         its own and its prefix is run once. The other rows are batched longest first, sharing
         whatever prefix every row has (the instruction and demos), as a plain batch would."""
         if len(rows) < 2:
-            return [(rows, 0)] if rows else []
-        every = _shared([r for r in rows])
+            return [rows] if rows else []
+        every = _shared(rows)
         order = sorted(range(len(rows)), key=lambda i: rows[i][0])
         clusters: list[list[int]] = [[order[0]]]
         for a, b in zip(order, order[1:]):
@@ -209,15 +210,13 @@ class HFBackend:
                 clusters[-1].append(b)
             else:
                 clusters.append([b])
-        plan: list[tuple[list[Row], int]] = []
-        loose = [rows[c[0]] for c in clusters if len(c) == 1]
+        plan: list[list[Row]] = []
         for c in clusters:
             if len(c) > 1:
                 members = sorted((rows[i] for i in c), key=lambda r: -len(r[0]))
-                plan += [(b, _shared(b)) for b in self._batches(members, discount=_shared(members))]
-        loose.sort(key=lambda r: -len(r[0]))
-        plan += [(b, _shared(b)) for b in self._batches(loose, discount=every)]
-        return plan
+                plan += self._batches(members, discount=_shared(members))
+        loose = sorted((rows[c[0]] for c in clusters if len(c) == 1), key=lambda r: -len(r[0]))
+        return plan + list(self._batches(loose, discount=every))
 
     def _batches(self, rows, discount: int = 0):
         """Rows arrive longest first; cut batches so padded width x rows stays in budget. A
@@ -447,19 +446,19 @@ def _hub_reachable() -> bool:
         return False
 
 
-class _quiet_hub:
+@contextmanager
+def _quiet_hub():
     """Keeps the hub client's retry warnings out of the user's terminal; the one-line error
     that follows a failure says what matters."""
+    import logging
 
-    def __enter__(self):
-        import logging
-
-        self.logger = logging.getLogger("huggingface_hub")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _one_line(e: Exception, limit: int = 300) -> str:

@@ -104,26 +104,28 @@ class Evaluator:
             raise PromptSearchError("A dollar budget needs every model's price, and a model in this search has "
                                     "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars.")
 
-    def check_budget(self, n_examples: int = 0, requests: Sequence | None = None, backend=None,
+    def check_budget(self, n_examples: int = 0, requests: Callable[[], Sequence] | None = None, backend=None,
                      soft_prompt=None) -> None:
-        """Raise BudgetExhausted if a scoring of `n_examples` (or a searcher's own model calls,
-        `requests`) may not start. Answers all in the cache are free: only the evaluation
-        count limits them."""
+        """Raise BudgetExhausted if a scoring of `n_examples` (or a searcher's own model calls)
+        may not start. Answers all in the cache are free: when a limit other than the
+        evaluation count is reached, the requests (`requests()` builds them) are looked up,
+        and a scoring the cache answers whole goes ahead."""
         b = self.budget
         self.check_prices()
         if b.max_evals is not None and n_examples and self.dev_evals + n_examples > b.max_evals:
             raise BudgetExhausted(f"evaluation budget of {b.max_evals} example scorings reached")
-        if requests is not None and not _uncached(backend or self.backend, requests, soft_prompt):
-            return
         cost = self.cost
-        if b.max_calls is not None and cost.calls >= b.max_calls:
-            raise BudgetExhausted(f"call budget of {b.max_calls} model calls reached")
-        if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds:
-            raise BudgetExhausted(f"time budget of {b.max_seconds:.0f} s reached")
-        if b.max_tokens is not None and cost.tokens >= b.max_tokens:
-            raise BudgetExhausted(f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)")
-        if b.max_dollars is not None and cost.dollars >= b.max_dollars:
-            raise BudgetExhausted(f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)")
+        reached = (
+            f"call budget of {b.max_calls} model calls reached" if b.max_calls is not None and cost.calls >= b.max_calls
+            else f"time budget of {b.max_seconds:.0f} s reached"
+            if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds
+            else f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)"
+            if b.max_tokens is not None and cost.tokens >= b.max_tokens
+            else f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)"
+            if b.max_dollars is not None and cost.dollars >= b.max_dollars
+            else "")
+        if reached and (requests is None or _missing(backend or self.backend, requests(), soft_prompt)):
+            raise BudgetExhausted(reached)
 
     def ask(self, backend, requests: Sequence[GenRequest]) -> list[GenResult]:
         """A searcher's own generation calls (a proposer writing instructions), budgeted like
@@ -131,12 +133,12 @@ class Evaluator:
         left (answers in the cache are free). May return fewer results than requests."""
         requests = list(requests)
         self.attach(backend)
-        self.check_budget(0, requests, backend)
+        self.check_budget(0, lambda: requests, backend)
         if self.budget.max_calls is not None:
-            left = self.budget.max_calls - self.cost.calls
             missing = _missing(backend, requests)
+            left = max(0, self.budget.max_calls - self.cost.calls)
             if len(missing) > left:
-                requests = requests[: missing[left]] if left > 0 else requests[: missing[0]]
+                requests = requests[: missing[left]]  # the cached ones before it come free
         return list(backend.generate(requests)) if requests else []
 
     def score(self, cand: Candidate, examples: Sequence[Example], split: str = "dev") -> EvalResult:
@@ -172,8 +174,8 @@ class Evaluator:
         prompts = [[render(t, c, ex, self._demos_for(self.demos(c), ex)) for ex in examples] for c, t in zip(cands, tasks)]
         soft = cands[0].soft_prompt
         if searching:  # one check per scoring, over every request it would send
-            reqs = self._gen_requests(tasks[0], prompts[0]) if generates else self._classify_requests(tasks, prompts)[0]
-            self.check_budget(len(examples) * len(cands), reqs, soft_prompt=soft)
+            self.check_budget(len(examples) * len(cands), soft_prompt=soft, requests=lambda: (
+                self._gen_requests(tasks[0], prompts[0]) if generates else self._classify_requests(tasks, prompts)[0]))
         step = max(1, self.chunk_size // len(cands))
         for s in range(0, len(examples), step):
             chunk = examples[s : s + step]
@@ -318,10 +320,6 @@ def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:
     """Indices of requests the model would have to answer (not in the cache)."""
     find = getattr(backend, "missing", None)
     return find(requests, soft_prompt) if find is not None else list(range(len(requests)))
-
-
-def _uncached(backend, requests: Sequence, soft_prompt=None) -> int:
-    return len(_missing(backend, requests, soft_prompt))
 
 
 def _share(cost: Usage, n: int) -> Usage:

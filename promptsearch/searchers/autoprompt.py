@@ -19,7 +19,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from promptsearch.backends.base import LoglikRequest, TokenIds
+from promptsearch.backends.base import LoglikRequest, TokenIds, prompt_segments
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
@@ -55,7 +55,7 @@ class AutoPromptSearcher(Searcher):
         cfg = self.config
         backend = evaluator.backend
         try:
-            model, tok = backend.model, backend.tokenizer
+            tok = backend.tokenizer  # only local transformers backends have one
         except AttributeError:
             raise PromptSearchError(
                 f"AutoPrompt needs gradients from a local transformers model (embedded or hf:...); "
@@ -68,7 +68,7 @@ class AutoPromptSearcher(Searcher):
         allowed = _allowed_tokens(tok, task)
         trigger = _init_trigger(tok, cfg.init, cfg.length)
         best_dev: EvalResult | None = None
-        cur_loss, stale, stopped = math.inf, 0, ""
+        stale, stopped = 0, ""
         log: list[dict] = []
         evaluator.say(f"AutoPrompt: {cfg.iterations} iterations, trigger of {cfg.length} tokens, "
                       f"{cfg.sampler} sampler, minibatches of {cfg.batch_size} train examples")
@@ -80,10 +80,10 @@ class AutoPromptSearcher(Searcher):
                 cands = [c for c in cands if _stable(tok, c)]
                 pool = [trigger] + [c for c in dict.fromkeys(cands) if c != trigger]
                 scored = evaluator.score_many([_cand(c, template, tok, it) for c in pool], batch, split="train")
-                losses = [_loss(r, task) for r in scored]
+                gold = {e.id: e.label for e in batch}
+                losses = [_loss(r, gold) for r in scored]  # losses[0]: the current trigger
                 k = min(range(len(pool)), key=lambda i: (losses[i], i))
-                cur_loss = losses[0]
-                if k != 0 and losses[k] < cur_loss - 1e-6:
+                if k != 0 and losses[k] < losses[0] - 1e-6:
                     trigger, stale = pool[k], 0
                 else:
                     stale += 1
@@ -169,21 +169,16 @@ def _sample(grad, trigger: tuple[int, ...], allowed, cfg, rng: random.Random) ->
     return out
 
 
-def _loss(res: EvalResult, task: Task) -> float:
-    """Cross-entropy over the label set (from the evaluator's label log-probabilities), or
-    1 - score for open-answer tasks."""
+def _loss(res: EvalResult, gold: dict[str, str]) -> float:
+    """Cross-entropy over the label set (from the evaluator's label log-probabilities; `gold`
+    maps example id to label), or 1 - score for open-answer tasks."""
     if not res.label_logprobs:
         return 1.0 - res.mean
     total = 0.0
-    for row, gold in zip(res.label_logprobs, _golds(task, res)):
+    for row, ex_id in zip(res.label_logprobs, res.example_ids):
         m = max(row.values())
-        total += -(row[gold] - (m + math.log(sum(math.exp(v - m) for v in row.values()))))
+        total += -(row[gold[ex_id]] - (m + math.log(sum(math.exp(v - m) for v in row.values()))))
     return total / len(res.label_logprobs)
-
-
-def _golds(task: Task, res: EvalResult) -> list[str]:
-    by_id = {e.id: e for e in task.train + task.dev + task.test}
-    return [by_id[i].label for i in res.example_ids]
 
 
 def _trigger_grad(backend, task: Task, template: str, trigger: tuple[int, ...], batch: list[Example]):
@@ -202,7 +197,7 @@ def _trigger_grad(backend, task: Task, template: str, trigger: tuple[int, ...], 
     rows, reads = [], []  # token ids with the trigger's place, and (row, positions, targets, example, label)
     for ex in batch:
         prompt = render(t, cand, ex, [])
-        segs = prompt if isinstance(prompt, tuple) else (prompt,)
+        segs = prompt_segments(prompt)
         start = len(backend.encode_prompt(segs[: next(i for i, s in enumerate(segs) if isinstance(s, TokenIds))]))
         answers = [(lab, w) for lab, word in t.labels.items() for w in label_words(word)] if t.labels \
             else [(None, ex.answers[0])]

@@ -58,18 +58,19 @@ class Store:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        for attempt in range(10):
+        attempt = 0
+        while True:
             try:
                 SQLModel.metadata.create_all(engine)
                 return engine
             except (OperationalError, DatabaseError) as e:
                 msg = str(getattr(e, "orig", e))
+                attempt += 1
                 # Another process created a table between our check and our CREATE: look again.
-                if "already exists" in msg and attempt < 9:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise PromptSearchError(f"Cannot use database '{self.path}': {msg}; check the path and its permissions, or use --db.") from None
-        return engine
+                if "already exists" not in msg or attempt >= 10:
+                    raise PromptSearchError(f"Cannot use database '{self.path}': {msg}; check the path and its "
+                                            "permissions, or use --db.") from None
+                time.sleep(0.05 * attempt)
 
     def _readable(self) -> bool:
         """Whether there is anything to read (a missing file is never created by a read)."""

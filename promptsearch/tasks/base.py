@@ -11,9 +11,6 @@ from promptsearch.errors import PromptSearchError
 
 SPLITS = ("train", "dev", "test")
 
-Verbalizer = "str | list[str] | tuple[str, ...]"  # the word(s) the model should say for a label
-
-
 def label_words(word) -> tuple[str, ...]:
     """A label's verbalizer as a tuple: one word, or several (scored as "any of them")."""
     return (word,) if isinstance(word, str) else tuple(word)

@@ -158,8 +158,7 @@ def _check_spec(spec: dict, where: Path) -> dict:
         raise PromptSearchError(f"{where}: 'seed' must be a whole number, got {spec['seed']!r}.")
     if "splits" in spec:
         fr = spec["splits"]
-        if not isinstance(fr, dict) or set(map(str, fr)) - set(SPLITS) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fr.values()):
+        if not _valid_fractions(fr):
             raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions of at least 0, "
                                     f"e.g. {{train: 0.2, dev: 0.3, test: 0.5}}; got {fr!r}.")
     if "instructions" in spec:
@@ -286,9 +285,14 @@ def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = Non
     ).validate()
 
 
+def _valid_fractions(fr: Any) -> bool:
+    """A mapping of train/dev/test to numbers of at least 0."""
+    return isinstance(fr, dict) and not set(map(str, fr)) - set(SPLITS) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fr.values())
+
+
 def _split_by_fraction(items: list[Example], fractions: dict, seed: int, where: str) -> dict[str, list[Example]]:
-    if not isinstance(fractions, dict) or set(fractions) - set(SPLITS) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fractions.values()):
+    if not _valid_fractions(fractions):
         raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions, e.g. {DEFAULT_FRACTIONS}.")
     total = sum(float(v) for v in fractions.values())
     if total <= 0:
