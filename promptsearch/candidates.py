@@ -19,6 +19,7 @@ class Candidate:
     # label -> word(s) this candidate has the model say instead of the task's verbalizer
     labels: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     template: str | None = None  # the task's template with a {trigger} slot where this candidate puts it
+    trigger_text: str = ""  # the trigger decoded, for display (not part of the content key)
     name: str = ""  # display name, e.g. "manual-1", "4-shot", "ape-r2-07"
     origin: str = ""  # the searcher and step that made it
 
@@ -36,12 +37,14 @@ class Candidate:
             d["labels"] = {lab: list(ws) for lab, ws in self.labels}
         if self.template is not None:
             d["template"] = self.template
+        if self.trigger_text:
+            d["trigger_text"] = self.trigger_text
         return d
 
     def key(self) -> str:
         """Content identity (name and origin excluded): equal keys score equally."""
         d = self.to_dict()
-        d.pop("name"), d.pop("origin")
+        d.pop("name"), d.pop("origin"), d.pop("trigger_text", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
@@ -51,7 +54,9 @@ class Candidate:
         if self.demos:
             parts.append(f"[{len(self.demos)} demos]")
         if self.trigger is not None:
-            parts.append(f"[trigger {len(self.trigger)} tokens]")
+            ids = " ".join(map(str, self.trigger))
+            parts.append(f"[trigger {self.trigger_text!r} = ids {ids}]" if self.trigger_text
+                         else f"[trigger {len(self.trigger)} tokens: ids {ids}]")
         if self.soft_prompt is not None:
             parts.append(f"[soft prompt {self.soft_prompt.name}]")
         if self.labels is not None:

@@ -192,6 +192,30 @@ class HFBackend:
                     greedy[req_i] = greedy[req_i] and is_g
         return [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
 
+    def next_token_logprobs(self, prompts: Sequence[Prompt], batch_size: int = 16):
+        """The model's whole next-token distribution after each prompt, as a float32 CPU
+        tensor [len(prompts), vocab] of log-probabilities. The context is tokenised as
+        `loglikelihood` tokenises it before a continuation that starts with a space, so entry
+        [i, t] is the log-probability `loglikelihood` gives a one-token word t after prompt i."""
+        import torch
+
+        ctxs = [self._split_context(LoglikRequest(p, " x"))[0] for p in prompts]
+        model = self.model
+        base, head = getattr(model, model.base_model_prefix), model.get_output_embeddings()
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(ctxs), batch_size):
+                part = ctxs[s : s + batch_size]
+                ids = torch.full((len(part), max(len(c) for c in part)), self.tokenizer.pad_token_id,
+                                 dtype=torch.long, device=model.device)  # right-padded, as _score_batch
+                for b, c in enumerate(part):
+                    ids[b, : len(c)] = torch.tensor(c, device=model.device)
+                hidden = base(input_ids=ids).last_hidden_state
+                last = hidden[torch.arange(len(part), device=model.device),
+                              torch.tensor([len(c) - 1 for c in part], device=model.device)]
+                out.append(torch.log_softmax(head(last).float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros((0, len(self.tokenizer)))
+
     def _plan(self, rows: list[Row]) -> list[list[Row]]:
         """Batches whose rows share a prefix (run once by `_score_batch`, its KV reused).
 

@@ -215,6 +215,36 @@ class Evaluator:
             out.append(result)
         return out
 
+    def answer_logprobs(self, cands: Sequence[Candidate], examples: Sequence[Example]) -> list[list[float]]:
+        """Per candidate, the log-probability of each example's first gold answer after the
+        candidate's prompt: the training signal of searchers that fit a prompt to an
+        open-answer task. Cached and budgeted like a train scoring; not in `history`."""
+        examples, cands = list(examples), list(cands)
+        if len({id(c.soft_prompt) for c in cands}) > 1:  # one soft prompt per model call
+            return [lp for c in cands for lp in self.answer_logprobs([c], examples)]
+        tasks = [task_for(self.task, c) for c in cands]
+
+        def requests(chunk: list[Example]) -> list[LoglikRequest]:
+            out = []
+            for c, t in zip(cands, tasks):
+                for ex in chunk:
+                    p = render(t, c, ex, self._demos_for(self.demos(c), ex))
+                    out.append(LoglikRequest(p, continuation(p, ex.answers[0])))
+            return out
+
+        self.check_budget(len(examples) * len(cands), requests=lambda: requests(examples),
+                          soft_prompt=cands[0].soft_prompt if cands else None)
+        out: list[list[float]] = [[] for _ in cands]
+        step = max(1, self.chunk_size // max(1, len(cands)))  # every candidate of an example in one call
+        for s in range(0, len(examples), step):
+            chunk = examples[s : s + step]
+            soft = cands[0].soft_prompt
+            res = self.backend.loglikelihood(requests(chunk), **({"soft_prompt": soft} if soft is not None else {}))
+            for k in range(len(cands)):
+                out[k] += [r.logprob for r in res[k * len(chunk) : (k + 1) * len(chunk)]]
+        self.dev_evals += len(examples) * len(cands)
+        return out
+
     def _demos_for(self, cand_demos: list[Example], ex: Example) -> list[Example]:
         """The candidate's own demos, then the harness's few-shot demos for this example."""
         ids = {d.id for d in cand_demos}
