@@ -48,6 +48,10 @@ class HFBackend:
         self._prefix_cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._enc_cache: dict[str, list[int]] = {}
         self._kw: str | None = None
+        # what scoring shares: "clusters" (per-input prefixes and the batch's), "batch" (only the
+        # prefix every row of a batch has), "none" (every row run in full); benchmarks compare them
+        self.sharing = "clusters"
+        self.tokens_run = 0  # token positions the model has run for scoring, padding included
 
     # --- loading (lazy: a fully cached run never loads the model) -----------------------
     def identity(self) -> dict[str, str]:
@@ -227,6 +231,8 @@ class HFBackend:
         if len(rows) < 2:
             return [rows] if rows else []
         every = _shared(rows)
+        if self.sharing != "clusters":
+            return list(self._batches(sorted(rows, key=lambda r: -len(r[0])), discount=every))
         order = sorted(range(len(rows)), key=lambda i: rows[i][0])
         clusters: list[list[int]] = [[order[0]]]
         for a, b in zip(order, order[1:]):
@@ -263,12 +269,13 @@ class HFBackend:
         model = self.model
         base = getattr(model, model.base_model_prefix)
         head = model.get_output_embeddings()
-        shared = _shared(batch) if soft_prompt is None and len(batch) > 1 else 0
+        shared = _shared(batch) if soft_prompt is None and len(batch) > 1 and self.sharing != "none" else 0
         if shared < MIN_SHARED_PREFIX:
             shared = 0
         dev = model.device
         pad = self.tokenizer.pad_token_id
         L = max(len(ids) for ids, _ in batch) - shared
+        self.tokens_run += L * len(batch)
         input_ids = torch.full((len(batch), L), pad, dtype=torch.long, device=dev)  # [B, L] right-padded
         for b, (ids, _) in enumerate(batch):
             input_ids[b, : len(ids) - shared] = torch.tensor(ids[shared:], device=dev)
@@ -324,6 +331,7 @@ class HFBackend:
                 if base_len < len(key) < len(prefix) and prefix[: len(key)] == key:
                     base_len, base_kv = len(key), val
             model = getattr(self.model, self.model.base_model_prefix)
+            self.tokens_run += len(prefix) - base_len
             past = DynamicCache(ddp_cache_data=base_kv, config=self.model.config) if base_kv else None
             out = model(input_ids=torch.tensor([prefix[base_len:]], device=self.model.device),
                         **({self._cache_kw: past} if past is not None else {}), use_cache=True)
