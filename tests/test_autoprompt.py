@@ -93,15 +93,15 @@ def test_the_gradient_matches_a_finite_difference_along_the_embedding(tiny):
     saved = E.data[trig[pos]].clone()
     direction = E.data[other] - saved
     losses = []
-    for h in (1e-3, -1e-3):
+    for h in (1e-2, -1e-2):
         E.data[trig[pos]] = saved + h * direction
         try:
             losses.append(_grad_free_loss(tiny, task, cand, batch))
         finally:
             E.data[trig[pos]] = saved
-    numeric = (losses[0] - losses[1]) / 2e-3
-    # the perturbed row is also the trigger's own token wherever else it appears (nowhere here)
-    assert abs(numeric - analytic) <= 1e-2 * max(1.0, abs(analytic))
+    numeric = (losses[0] - losses[1]) / 2e-2
+    assert abs(analytic) > 1e-4  # a real signal, not two zeros agreeing
+    assert abs(numeric - analytic) <= 0.02 * abs(analytic)  # fp32 loss differences: a few digits
 
 
 def _grad_free_loss(tiny, task, cand, batch):
@@ -117,7 +117,7 @@ def _grad_free_loss(tiny, task, cand, batch):
         lps = {lab: tiny.loglikelihood([LoglikRequest(p, continuation(p, w))])[0].logprob for lab, w in t.labels.items()}
         m = max(lps.values())
         total -= lps[ex.label] - (m + math.log(sum(math.exp(v - m) for v in lps.values())))
-    return total
+    return total / len(batch)  # the minibatch mean, as the searcher's loss
 
 
 def test_next_token_logprobs_agree_with_loglikelihood(tiny):

@@ -33,3 +33,24 @@ def test_rlprompt_sst2_and_instruction_induction(embedded_folder, shared_data):
     assert res.n == 8 and all(len(p) < 40 for p in res.predictions)
     again = evaluate(str(ii), Candidate(instruction="Write the first letter of the word."), model="embedded", limit=8)
     assert again.cost.calls == 0 and again.predictions == res.predictions
+
+
+def test_autoprompt_short_run_with_label_search(embedded_folder, tmp_path):
+    """A few AutoPrompt iterations on the real model: the trigger comes back as text and ids,
+    with the label words it was searched for, scored on test beside the baselines."""
+    runner = CliRunner()
+    args = ["run", "--task", "sentiment", "--searcher", "autoprompt", "--shots", "0", "-o", "iterations=2",
+            "-o", "search_width=6", "-o", "batch_size=6", "-o", "eval_every=2", "-o", "search_labels=true",
+            "-o", "label_candidates=2", "--db", str(tmp_path / "ap.db")]
+    first = runner.invoke(app, args + ["--json"])
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    notes = doc["record"]["searcher_notes"]
+    ids, text = notes["trigger_ids"], notes["trigger_text"]
+    assert len(ids) == 5 and text and doc["best"]["candidate"]["trigger"] == ids
+    assert len(notes["label_search"]) == 4 and set(notes["label_words"]) == {"negative", "positive"}
+    assert doc["best"]["candidate"]["labels"] == notes["label_words"]
+    assert doc["best"]["test"]["n"] == doc["task"]["sizes"]["test"] and {b["name"] for b in doc["baselines"]} >= {"empty"}
+    again = runner.invoke(app, args)  # fully cached, human output
+    assert again.exit_code == 0 and "0 model calls" in again.output
+    assert "ids " + " ".join(map(str, ids[:2])) in " ".join(again.output.split())

@@ -66,19 +66,32 @@ class GenResult:
 
 @dataclass(frozen=True)
 class SoftPrompt:
-    """Continuous prompt vectors prepended to the input embeddings: shape [n_virtual, hidden]."""
+    """A continuous prompt. Either `vectors` [n_virtual, hidden], prepended to the input
+    embeddings (prompt tuning, P-tuning), or `kv`: per layer a (keys, values) pair, each
+    [kv_heads, n_virtual, head_dim], that every layer attends to before the input (prefix
+    tuning; the input's positions start after the virtual tokens)."""
 
-    vectors: Any  # numpy array or torch tensor
+    vectors: Any = None  # numpy array or torch tensor
     name: str = "soft"
     digest: str = field(default="", compare=False)
+    kv: Any = None  # tuple of (keys, values) per layer
+
+    @property
+    def length(self) -> int:
+        """Virtual tokens."""
+        return int(self.vectors.shape[0]) if self.vectors is not None else int(self.kv[0][0].shape[1])
 
     def fingerprint(self) -> str:
         if self.digest:
             return self.digest
         import numpy as np
 
-        arr = self.vectors.detach().cpu().float().numpy() if hasattr(self.vectors, "detach") else np.asarray(self.vectors, dtype="float32")
-        return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:16]
+        def raw(x):
+            arr = x.detach().cpu().float().numpy() if hasattr(x, "detach") else np.asarray(x, dtype="float32")
+            return arr.tobytes() + str(arr.shape).encode()
+
+        parts = [raw(self.vectors)] if self.vectors is not None else [b"kv"] + [raw(t) for kv in self.kv for t in kv]
+        return hashlib.sha256(b"".join(parts)).hexdigest()[:16]
 
 
 @runtime_checkable

@@ -109,7 +109,7 @@ class HFBackend:
                 with _quiet_hub():
                     tok = AutoTokenizer.from_pretrained(self.name_or_path)
                     model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype)
-            model.to(device).eval()
+            model.to(device).eval().requires_grad_(False)  # searchers take gradients wrt their own inputs only
         except PromptSearchError:
             raise
         except Exception as e:  # any failure to load a folder or hub id is the user's to fix: one line
@@ -170,7 +170,7 @@ class HFBackend:
         # of one context that are a single token each share one row (one forward pass).
         by_ctx: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
         ntok = [0] * len(requests)
-        n_soft = 0 if soft_prompt is None else int(soft_prompt.vectors.shape[0])
+        n_soft = 0 if soft_prompt is None else soft_prompt.length
         for i, req in enumerate(requests):
             ctx, cont = self._split_context(req)
             by_ctx.setdefault(tuple(ctx), []).append((i, cont))
@@ -281,7 +281,10 @@ class HFBackend:
             input_ids[b, : len(ids) - shared] = torch.tensor(ids[shared:], device=dev)
         # Right padding needs no attention mask: causal attention never lets a real token
         # see the pads after it, and pads are never read.
-        if soft_prompt is not None:
+        if soft_prompt is not None and soft_prompt.kv is not None:  # prefix tuning: per-layer KV before the input
+            hidden = base(input_ids=input_ids, **{self._cache_kw: _soft_kv(soft_prompt, len(batch), model)},
+                          use_cache=True).last_hidden_state
+        elif soft_prompt is not None:
             vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=dev)  # [V, H]
             emb = model.get_input_embeddings()(input_ids)  # [B, L, H]
             emb = torch.cat([vec.unsqueeze(0).expand(len(batch), -1, -1), emb], dim=1)
@@ -439,6 +442,19 @@ class HFBackend:
 
 
 Row = tuple  # (token ids, [(request index, position read, target token id)])
+
+
+def _soft_kv(soft_prompt: SoftPrompt, batch_size: int, model):
+    """A prefix-tuned prompt's per-layer keys and values as a cache for a batch (views)."""
+    import torch
+    from transformers import DynamicCache
+
+    data = []
+    for k, v in soft_prompt.kv:
+        k = torch.as_tensor(k, dtype=model.dtype, device=model.device)
+        v = torch.as_tensor(v, dtype=model.dtype, device=model.device)
+        data.append((k.unsqueeze(0).expand(batch_size, -1, -1, -1), v.unsqueeze(0).expand(batch_size, -1, -1, -1)))
+    return DynamicCache(ddp_cache_data=data, config=model.config)
 
 
 def _shared(rows: list[Row]) -> int:

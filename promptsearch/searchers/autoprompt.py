@@ -20,12 +20,13 @@ import math
 import random
 from dataclasses import dataclass, replace
 
-from promptsearch.backends.base import LoglikRequest, TokenIds, prompt_segments
+from promptsearch.backends.base import TokenIds, prompt_segments
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
-from promptsearch.evaluation.render import continuation, render, task_for
+from promptsearch.evaluation.render import render, task_for
+from promptsearch.searchers import objective
 from promptsearch.searchers.base import SearchResult, Searcher, option
 from promptsearch.tasks.base import Example, Task, label_words
 
@@ -291,10 +292,10 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
 
 
 def _trigger_grad(backend, task: Task, cand: Candidate, batch: list[Example]):
-    """d loss / d one-hot(trigger), summed over the minibatch: [length, vocab]."""
+    """d loss / d one-hot(trigger), for the minibatch's mean loss: [length, vocab]."""
     import torch
 
-    model, tok = backend.model, backend.tokenizer
+    model = backend.model
     emb = model.get_input_embeddings()
     E = emb.weight  # [V, H]
     trigger = cand.trigger
@@ -302,42 +303,15 @@ def _trigger_grad(backend, task: Task, cand: Candidate, batch: list[Example]):
     one_hot[torch.arange(len(trigger)), torch.tensor(trigger)] = 1.0
     one_hot.requires_grad_(True)
     trig_emb = one_hot @ E  # [n, H]
-    t = task_for(task, cand)
-    rows, reads = [], []  # token ids with the trigger's place, and (row, positions, targets, example, label)
-    for ex in batch:
-        prompt = render(t, cand, ex, [])
-        segs = prompt_segments(prompt)
-        start = len(backend.encode_prompt(segs[: next(i for i, s in enumerate(segs) if isinstance(s, TokenIds))]))
-        answers = [(lab, w) for lab, word in t.labels.items() for w in label_words(word)] if t.labels \
-            else [(None, ex.answers[0])]
-        for lab, word in answers:
-            ctx, cont = backend._split_context(LoglikRequest(prompt, continuation(prompt, word)))
-            reads.append((len(rows), start, list(range(len(ctx) - 1, len(ctx) - 1 + len(cont))), cont, ex, lab))
-            rows.append(ctx + cont[:-1])
-    L = max(len(r) for r in rows)
-    ids = torch.full((len(rows), L), tok.pad_token_id, dtype=torch.long, device=E.device)  # [B, L], right-padded
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r)
+    rows, reads = objective.answer_rows(backend, task, cand, batch)
+    ids, _ = objective.padded(rows, backend.tokenizer.pad_token_id, E.device)  # right padding needs no mask
     x = emb(ids).detach()  # [B, L, H]
     n = len(trigger)
     parts = []
-    for b, (_, start, *_rest) in enumerate(reads):
-        parts.append(torch.cat([x[b, :start], trig_emb, x[b, start + n:]], dim=0))
+    for r in reads:  # the trigger's embeddings at its place in each row
+        segs = prompt_segments(r.prompt)
+        start = len(backend.encode_prompt(segs[: next(i for i, s in enumerate(segs) if isinstance(s, TokenIds))]))
+        parts.append(torch.cat([x[r.row, :start], trig_emb, x[r.row, start + n:]], dim=0))
     hidden = getattr(model, model.base_model_prefix)(inputs_embeds=torch.stack(parts)).last_hidden_state  # [B, L, H]
-    head = model.get_output_embeddings()
-    # the LM head only where a word is read: [B, L, V] logits would not fit a large batch
-    word_lp = [torch.log_softmax(head(hidden[b, pos]).float(), dim=-1)[torch.arange(len(cont)), cont].sum()
-               for b, _, pos, cont, _, _ in reads]
-    if t.labels:
-        loss = 0.0
-        by_ex: dict[str, dict[str, list]] = {}
-        for lp, (_, _, _, _, ex, lab) in zip(word_lp, reads):
-            by_ex.setdefault(ex.id, {}).setdefault(lab, []).append(lp)
-        for ex in batch:
-            scores = {lab: torch.logsumexp(torch.stack(v), 0) for lab, v in by_ex[ex.id].items()}
-            stacked = torch.stack(list(scores.values()))
-            loss = loss - (scores[ex.label] - torch.logsumexp(stacked, 0))
-    else:
-        loss = -sum(word_lp)
-    loss.backward()
+    objective.loss(objective.read_logprobs(hidden, model.get_output_embeddings(), reads), reads, batch).backward()
     return one_hot.grad.detach()

@@ -1,0 +1,137 @@
+"""Soft prompts with PEFT on a tiny random-weight model (no download)."""
+
+import random
+
+import pytest
+
+from fakes import FakeBackend
+from promptsearch.backends.base import LoglikRequest
+from promptsearch.backends.hf import HFBackend
+from promptsearch.candidates import Candidate
+from promptsearch.errors import PromptSearchError
+from promptsearch.evaluation.evaluator import Evaluator
+from promptsearch.evaluation.render import continuation, render
+from promptsearch.searchers.soft import SoftPromptSearcher, _batch_loss, _learned, _peft_model, _unwrap
+from promptsearch.tasks.builtin import sentiment
+
+METHODS = ["prompt", "ptuning", "prefix"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    return HFBackend(str(tiny_model))
+
+
+def search(tiny, **cfg):
+    task = sentiment()
+    ev = Evaluator(task, tiny)
+    cfg = {"steps": 4, "batch_size": 4, "eval_every": 2, "lr": 0.05, **cfg}
+    return SoftPromptSearcher(SoftPromptSearcher.Config(**cfg)).search(task, ev, ev.budget, 0), ev
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_loss_goes_down_on_a_fixed_batch(tiny, method):
+    import torch
+
+    task = sentiment()
+    batch = task.train[:4]
+    cfg = SoftPromptSearcher.Config(method=method, init="random", lr=0.05)
+    torch.manual_seed(0)
+    pm = _peft_model(tiny.model, tiny, cfg, None)
+    try:
+        opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=0.05)
+        losses = []
+        for _ in range(8):
+            loss = _batch_loss(pm, tiny, task, batch, method)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        _unwrap(pm)
+    assert losses[-1] < losses[0] - 1e-3
+    assert not any(p.requires_grad for p in tiny.model.parameters())  # the target is left frozen
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_loss_is_what_the_backend_scores(tiny, method):
+    """The loss the optimizer sees equals the cross-entropy from the backend's scoring of the
+    learned prompt: the same positions, offsets and tokens."""
+    import math
+
+    import torch
+
+    task = sentiment()
+    batch = task.train[:3]
+    torch.manual_seed(1)
+    pm = _peft_model(tiny.model, tiny, SoftPromptSearcher.Config(method=method, init="random"), None)
+    try:
+        with torch.no_grad():
+            train_loss = float(_batch_loss(pm, tiny, task, batch, method))
+        sp = _learned(pm, method, "t")
+    finally:
+        _unwrap(pm)
+    total = 0.0
+    for ex in batch:
+        p = render(task, Candidate(), ex, [])
+        lps = {lab: tiny.loglikelihood([LoglikRequest(p, continuation(p, w))], soft_prompt=sp)[0].logprob
+               for lab, w in task.labels.items()}
+        m = max(lps.values())
+        total -= lps[ex.label] - (m + math.log(sum(math.exp(v - m) for v in lps.values())))
+    assert abs(total / len(batch) - train_loss) < 1e-4
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_search_saves_a_peft_adapter_that_loads_and_scores_the_same(tiny, method):
+    import torch
+    from peft import PeftModel
+
+    result, ev = search(tiny, method=method)
+    sp = result.best.soft_prompt
+    assert sp is not None and result.notes["method"] == method
+    folder = result.notes["saved"]
+    task = sentiment()
+    ex = task.dev[0]
+    p = render(task, Candidate(), ex, [])
+    ours = [tiny.loglikelihood([LoglikRequest(p, continuation(p, w))], soft_prompt=sp)[0].logprob for w in task.labels.values()]
+    loaded = PeftModel.from_pretrained(tiny.model, folder)
+    try:
+        theirs = []
+        ctx = tiny.encode_prompt(p)
+        for w in task.labels.values():
+            (t,) = tiny.tokenizer(" " + w, add_special_tokens=False).input_ids
+            with torch.no_grad():
+                logits = loaded(input_ids=torch.tensor([ctx]), attention_mask=torch.ones(1, len(ctx), dtype=torch.long)).logits
+            theirs.append(float(torch.log_softmax(logits[0, -1].float(), -1)[t]))
+    finally:
+        _unwrap(loaded)
+    assert max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-4
+
+
+def test_readout_is_real_token_ids_and_is_scored(tiny):
+    result, _ = search(tiny, method="prompt")
+    r = result.notes["readout"]
+    assert len(r["ids"]) == 8 and all(0 <= i < len(tiny.tokenizer) for i in r["ids"]) and "dev" in r
+    assert r["text"] == tiny.tokenizer.decode(r["ids"])
+
+
+def test_a_seed_reproduces(tiny):
+    a, _ = search(tiny, method="ptuning")
+    b, _ = search(tiny, method="ptuning")
+    assert a.notes["steps"] == b.notes["steps"] and a.best.soft_prompt.fingerprint() == b.best.soft_prompt.fingerprint()
+
+
+def test_bad_input_is_one_line(tiny):
+    task = sentiment()
+    ev = Evaluator(task, FakeBackend())
+    with pytest.raises(PromptSearchError, match="need gradients"):
+        SoftPromptSearcher().search(task, ev, ev.budget, 0)
+    with pytest.raises(PromptSearchError, match="num_virtual_tokens"):
+        SoftPromptSearcher(SoftPromptSearcher.Config(num_virtual_tokens=0))
+    ev = Evaluator(task, tiny)
+    cfg = SoftPromptSearcher.Config(init_text=" ".join(random.Random(0).choice(["good", "film"]) for _ in range(20)),
+                                    truncate=False)
+    with pytest.raises(PromptSearchError, match="more than num_virtual_tokens"):
+        SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
+    with pytest.raises(PromptSearchError, match="init=best: no discrete prompt"):
+        SoftPromptSearcher(SoftPromptSearcher.Config(init="best")).search(task, ev, ev.budget, 0)
