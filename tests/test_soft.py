@@ -135,3 +135,55 @@ def test_bad_input_is_one_line(tiny):
         SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
     with pytest.raises(PromptSearchError, match="init=best: no discrete prompt"):
         SoftPromptSearcher(SoftPromptSearcher.Config(init="best")).search(task, ev, ev.budget, 0)
+
+
+def _prefix_tokens(tiny):
+    return tiny.tokenizer(" Answer briefly:", add_special_tokens=False).input_ids
+
+
+def test_generation_with_soft_vectors_equals_the_same_tokens_as_text(tiny):
+    """Vectors that are token embeddings must generate what those tokens generate."""
+    import torch
+
+    from promptsearch.backends.base import GenRequest, SoftPrompt
+
+    ids = _prefix_tokens(tiny)
+    sp = SoftPrompt(vectors=tiny.model.get_input_embeddings().weight[torch.tensor(ids)].detach().clone())
+    from promptsearch.backends.base import TokenIds
+
+    prompts = ["Review: fine film\nSentiment:", "Review: a dull, long mess\nSentiment:", "x"]
+    soft = tiny.generate([GenRequest(p, 6) for p in prompts], soft_prompt=sp)
+    plain = tiny.generate([GenRequest((TokenIds(tuple(ids)), p), 6) for p in prompts])
+    assert [r.text for r in soft] == [r.text for r in plain] and any(r.text for r in plain)
+
+
+def test_generation_with_prefix_kv_equals_the_same_tokens_as_text(tiny):
+    import torch
+
+    from promptsearch.backends.base import GenRequest, SoftPrompt, TokenIds
+
+    ids = _prefix_tokens(tiny)
+    base = getattr(tiny.model, tiny.model.base_model_prefix)
+    with torch.no_grad():
+        out = base(input_ids=torch.tensor([ids]), use_cache=True)
+    cache = out.cache if tiny._cache_kw == "cache" else out.past_key_values
+    sp = SoftPrompt(kv=tuple((layer.keys[0].clone(), layer.values[0].clone()) for layer in cache.layers))
+    prompts = ["Review: fine film\nSentiment:", "Review: a dull, long mess\nSentiment:"]
+    soft = tiny.generate([GenRequest(p, 6) for p in prompts], soft_prompt=sp)
+    plain = tiny.generate([GenRequest((TokenIds(tuple(ids)), p), 6) for p in prompts])
+    assert [r.text for r in soft] == [r.text for r in plain]
+
+
+@pytest.mark.parametrize("method", ["prompt", "prefix"])
+def test_soft_prompts_on_an_open_answer_task_generate(tiny, method):
+    from promptsearch.tasks.base import Example, Task
+
+    exs = [Example(f"e{i}", w, w.upper()) for i, w in enumerate(["cat", "dog", "sun", "red", "one", "two", "map", "pen"])]
+    task = Task(name="upper", train=exs[:4], dev=exs[4:6], test=exs[6:], template="Word: {input}\nUpper:",
+                metric="exact_match").validate()
+    ev = Evaluator(task, tiny)
+    cfg = SoftPromptSearcher.Config(method=method, steps=2, batch_size=4, eval_every=2, init="random")
+    result = SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
+    dev = ev.history[0]
+    assert dev.candidate.soft_prompt is not None and len(dev.predictions) == 2
+    assert result.notes["steps"][0]["loss"] > 0

@@ -350,7 +350,9 @@ class HFBackend:
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     # --- generation ------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+    def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[GenResult]:
+        """Greedy or sampled continuations. With a soft prompt, its virtual tokens come before
+        every prompt (vectors before the embeddings, or per-layer keys/values)."""
         import torch
 
         tok, model = self.tokenizer, self.model
@@ -372,8 +374,8 @@ class HFBackend:
                     e = encoded[i]
                     ids[b, L - len(e):] = torch.tensor(e)
                     mask[b, L - len(e):] = 1
-                if temp > 0:
-                    news = self._sample(ids, mask, [requests[i] for i in chunk], max_new, temp, top_p, stop)
+                if temp > 0 or soft_prompt is not None:
+                    news = self._sample(ids, mask, [requests[i] for i in chunk], max_new, temp, top_p, stop, soft_prompt)
                 else:
                     kwargs: dict[str, Any] = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
                                                   do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -394,11 +396,13 @@ class HFBackend:
 
 
     def _sample(self, ids, mask, reqs: list[GenRequest], max_new: int, temp: float, top_p: float,
-                stop: tuple[str, ...]) -> list[list[int]]:
-        """Temperature and nucleus sampling for a left-padded batch, with one random generator
-        per request seeded from that request alone (prompt, settings, seed, sample index):
-        a sample does not depend on which requests share its batch, so a fresh run and the
-        cache agree. Rows that finish (end of text or a stop string) stop growing."""
+                stop: tuple[str, ...], soft_prompt: SoftPrompt | None = None) -> list[list[int]]:
+        """Temperature and nucleus sampling (greedy at temperature 0) for a left-padded batch,
+        with one random generator per request seeded from that request alone (prompt,
+        settings, seed, sample index): a sample does not depend on which requests share its
+        batch, so a fresh run and the cache agree. Rows that finish (end of text or a stop
+        string) stop growing. A soft prompt's virtual tokens sit between a row's left padding
+        and its tokens (vectors), or before everything as keys and values (prefix)."""
         import torch
 
         model, tok = self.model, self.tokenizer
@@ -412,10 +416,27 @@ class HFBackend:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, L]: left pads do not shift positions
         new: list[list[int]] = [[] for _ in reqs]
         done = [False] * len(reqs)
+        first: dict[str, Any] = {"input_ids": ids}
+        if soft_prompt is not None and soft_prompt.kv is not None:
+            n = soft_prompt.length
+            first[self._cache_kw] = _soft_kv(soft_prompt, len(reqs), model)
+            pos = pos + n
+            mask = torch.cat([mask.new_ones((len(reqs), n)), mask], dim=1)
+        elif soft_prompt is not None:
+            vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=dev)  # [n, H]
+            emb = model.get_input_embeddings()(ids)
+            pads = (mask == 0).sum(-1).tolist()
+            first = {"inputs_embeds": torch.stack([torch.cat([emb[b, :p], vec, emb[b, p:]]) for b, p in enumerate(pads)])}
+            mask = torch.stack([torch.cat([mask[b, :p], mask.new_ones(len(vec)), mask[b, p:]]) for b, p in enumerate(pads)])
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            out = model(**first, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
             for _ in range(max_new):
-                probs = torch.softmax(out.logits[:, -1].float() / temp, dim=-1).cpu()  # [B, V]
+                if temp == 0:  # greedy
+                    probs = torch.zeros_like(out.logits[:, -1], dtype=torch.float, device="cpu")
+                    probs[torch.arange(len(reqs)), out.logits[:, -1].argmax(-1).cpu()] = 1.0
+                else:
+                    probs = torch.softmax(out.logits[:, -1].float() / temp, dim=-1).cpu()  # [B, V]
                 if top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
                     sp, si = probs.sort(dim=-1, descending=True)
                     drop = sp.cumsum(-1) - sp > top_p

@@ -300,10 +300,9 @@ class Evaluator:
     def _generate(self, task: Task, cand: Candidate, chunk: list[Example], reqs: list[GenRequest], stats: dict[str, int]):
         """Generate (with the CoT trigger, n samples), extract an answer from each sample,
         optionally ask "Therefore, the answer is" where extraction failed, and vote."""
-        if cand.soft_prompt is not None:
-            raise PromptSearchError("Soft prompts are scored by log-likelihood; this task or harness needs generation.")
         h = self.harness
-        texts = [r.text for r in self.backend.generate(reqs)]
+        soft = {"soft_prompt": cand.soft_prompt} if cand.soft_prompt is not None else {}
+        texts = [r.text for r in self.backend.generate(reqs, **soft)]
         found = [extract(t, task, h.cot) for t in texts]
         if h.answer_call:
             redo = [i for i, (_, how) in enumerate(found) if how != "strict"]

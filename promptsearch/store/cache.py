@@ -137,19 +137,23 @@ class CachedBackend:
         return [{"context": prompt_key(r.context), "continuation": r.continuation, "soft_prompt": soft} for r in requests]
 
     @staticmethod
-    def _gen_payloads(requests: Sequence[GenRequest]) -> list[dict]:
-        return [{"prompt": prompt_key(r.prompt), "max_new_tokens": r.max_new_tokens, "temperature": r.temperature,
-                 "top_p": r.top_p, "stop": list(r.stop),
-                 # greedy decoding ignores seed and sample index: one entry serves them all
-                 "sample_index": r.sample_index if r.temperature > 0 else 0,
-                 "seed": r.seed if r.temperature > 0 else 0} for r in requests]
+    def _gen_payloads(requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[dict]:
+        out = [{"prompt": prompt_key(r.prompt), "max_new_tokens": r.max_new_tokens, "temperature": r.temperature,
+                "top_p": r.top_p, "stop": list(r.stop),
+                # greedy decoding ignores seed and sample index: one entry serves them all
+                "sample_index": r.sample_index if r.temperature > 0 else 0,
+                "seed": r.seed if r.temperature > 0 else 0} for r in requests]
+        if soft_prompt is not None:  # only then, so plain generations keep the keys they always had
+            for d in out:
+                d["soft_prompt"] = soft_prompt.fingerprint()
+        return out
 
     def missing(self, requests: Sequence, soft_prompt: SoftPrompt | None = None) -> list[int]:
         """Indices of the requests the cache cannot answer (what a budget has to pay for)."""
         if not requests:
             return []
         if isinstance(requests[0], GenRequest):
-            kind, payloads = "gen", self._gen_payloads(requests)
+            kind, payloads = "gen", self._gen_payloads(requests, soft_prompt)
         else:
             kind, payloads = "loglik", self._ll_payloads(requests, soft_prompt)
         keys = [request_key(self.identity(), kind, p) for p in payloads]
@@ -170,11 +174,14 @@ class CachedBackend:
 
         return self._run("loglik", requests, self._ll_payloads(requests, soft_prompt), call, lambda d: LoglikResult(**d))
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+    def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[GenResult]:
         def call(rs, on_result):
-            return self.inner.generate(rs, on_result=on_result) if on_result is not None else self.inner.generate(rs)
+            kwargs: dict = {"soft_prompt": soft_prompt} if soft_prompt is not None else {}
+            if on_result is not None:
+                kwargs["on_result"] = on_result
+            return self.inner.generate(rs, **kwargs)
 
-        return self._run("gen", requests, self._gen_payloads(requests), call, lambda d: GenResult(**d))
+        return self._run("gen", requests, self._gen_payloads(requests, soft_prompt), call, lambda d: GenResult(**d))
 
     def __getattr__(self, name):  # model, tokenizer, encode_prompt ... for gradient searchers
         return getattr(self.inner, name)
