@@ -146,18 +146,19 @@ def _init_text(task: Task, cfg, evaluator: Evaluator, backend) -> str | None:
     runs = store.runs(task=task.name, limit=200) if store is not None else []
     import json
 
-    best = None
+    best = None  # (same task data, dev score, text): a run on these very splits first
     for r in runs:
         if r.model != backend.model_id or r.searcher == "soft" or r.dev_score is None:
             continue
         cand = json.loads(r.result).get("best", {}).get("candidate", {})
         text = cand.get("instruction") or cand.get("trigger_text") or ""
-        if text and (best is None or r.dev_score > best[0]):
-            best = (r.dev_score, text)
+        rank = (r.task_hash == task.hash(), r.dev_score, text)
+        if text and (best is None or rank[:2] > best[:2]):
+            best = rank
     if best is None:
         raise PromptSearchError(f"init=best: no discrete prompt is stored for task '{task.name}' and model "
                                 f"'{backend.model_id}'; run a discrete searcher first (e.g. --searcher ape) or use init=text.")
-    return best[1]
+    return best[2]
 
 
 def _peft_model(model, backend, cfg, init_text: str | None):
@@ -178,7 +179,7 @@ def _peft_model(model, backend, cfg, init_text: str | None):
     else:
         conf = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
     pm = get_peft_model(model, conf)
-    if cfg.method != "prompt" and init_text is not None and cfg.init == "text":
+    if cfg.method != "prompt" and init_text is not None:
         _init_from_text(pm, backend, init_text, n, cfg.method)
     return pm
 
