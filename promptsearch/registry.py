@@ -89,6 +89,7 @@ register_searcher("soft", "promptsearch.searchers.soft:SoftPromptSearcher")
 for _name in ("accuracy", "exact_match", "contains", "f1", "exact_set"):
     register_scorer(_name, f"promptsearch.evaluation.scorers:{_name}")
 register_task("sentiment", "promptsearch.tasks.builtin:sentiment")
+register_task("complaints", "promptsearch.tasks.builtin:complaints")
 register_backend("embedded", "promptsearch.backends.embedded:load_embedded")
 register_backend("hf", "promptsearch.backends.hf:load_hf")
 register_backend("openai", "promptsearch.backends.openai_api:load_openai")

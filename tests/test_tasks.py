@@ -122,3 +122,27 @@ def test_hf_datasets_columns_and_hidden_test_labels():
     # the test split's labels are hidden (-1), so validation becomes test and dev comes from train
     assert len(t.test) == 40 and len(t.dev) == 200 and len(t.train) == 100
     assert t.labels == {"neg": "neg", "pos": "pos"} and t.test[1].label == "pos"
+
+
+def test_raft_twitter_complaints_shape_loads(monkeypatch):
+    """RAFT's twitter_complaints as the PEFT prompt-tuning tutorial loads it ("Tweet text",
+    "Label" with an "Unlabeled" class for the hidden test labels, 50 labelled train rows),
+    through the real `hf:` code path with `datasets.load_dataset` answered offline."""
+    datasets = pytest.importorskip("datasets")
+    feats = datasets.Features({"Tweet text": datasets.Value("string"), "ID": datasets.Value("int32"),
+                               "Label": datasets.ClassLabel(names=["Unlabeled", "complaint", "no complaint"])})
+    dsd = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"Tweet text": [f"@co tweet {i}" for i in range(50)], "ID": list(range(50)),
+                                             "Label": [1 + i % 2 for i in range(50)]}, features=feats),
+        "test": datasets.Dataset.from_dict({"Tweet text": [f"u{i}" for i in range(30)], "ID": list(range(30)),
+                                            "Label": [0] * 30}, features=feats),
+    })
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: asked.append((name, config)) or dsd)
+    from promptsearch.tasks.loaders import load_task
+
+    t = load_task("hf:ought/raft:twitter_complaints")
+    assert asked == [("ought/raft", "twitter_complaints")]
+    assert t.labels == {"complaint": "complaint", "no complaint": "no complaint"}
+    assert (len(t.train), len(t.dev), len(t.test)) == (10, 15, 25)  # only the 50 labelled rows, split 0.2/0.3/0.5
+    assert all(e.input.startswith("@co") for e in t.train + t.dev + t.test)

@@ -446,25 +446,31 @@ def load_hf_task(name: str) -> Task:
 
 
 def task_from_hf(dsd: Any, name: str, dev_size: int = 200, seed: int = 0) -> Task:
-    """A `datasets.DatasetDict` to a Task: guesses the text and label columns."""
+    """A `datasets.DatasetDict` to a Task: guesses the text and label columns (RAFT's
+    "Tweet text"/"Label" too). Rows whose label is hidden (-1, or RAFT's "Unlabeled" class)
+    are left out; a dataset left with labelled rows in one split only (RAFT: 50 labelled
+    train rows) is split into train/dev/test by the default fractions, with a fixed seed."""
     split_names = list(dsd.keys())
     first = dsd[split_names[0]]
     cols = first.column_names
-    in_col = next((c for c in INPUT_FIELDS if c in cols), None)
-    tgt_col = next((c for c in TARGET_FIELDS if c in cols), None)
+    lower = {c.lower(): c for c in cols}
+    in_col = next((lower[c] for c in INPUT_FIELDS if c in lower), None) or next(
+        (c for c in cols if any(f in c.lower() for f in INPUT_FIELDS)), None)
+    tgt_col = next((lower[c] for c in TARGET_FIELDS if c in lower), None)
     if not in_col or not tgt_col:
         raise PromptSearchError(f"hf:{name}: cannot find text/label columns among {cols}.")
     feature = first.features.get(tgt_col)
-    names = getattr(feature, "names", None)
+    all_names = getattr(feature, "names", None)
+    names = [n for n in all_names if n.lower() != "unlabeled"] if all_names is not None else None
 
     def convert(split: str) -> list[Example]:
         out = []
         for i, row in enumerate(dsd[split]):
             target = row[tgt_col]
-            if names is not None:
-                if target is None or target < 0:
+            if all_names is not None:
+                if target is None or target < 0 or all_names[target] not in names:
                     continue  # hidden test labels
-                target = names[target]
+                target = all_names[target]
             out.append(Example(f"{split}{i}", str(row[in_col]), tuple(map(str, target)) if isinstance(target, list) else str(target)))
         return out
 
@@ -472,6 +478,12 @@ def task_from_hf(dsd: Any, name: str, dev_size: int = 200, seed: int = 0) -> Tas
     train = parts.get("train", [])
     dev = parts.get("validation") or parts.get("dev") or []
     test = parts.get("test") or []
+    if not test and not dev:  # labelled rows in train only
+        rows = list(train)
+        random.Random(seed).shuffle(rows)
+        n_tr = max(1, round(len(rows) * DEFAULT_FRACTIONS["train"]))
+        n_dv = max(1, round(len(rows) * DEFAULT_FRACTIONS["dev"]))
+        train, dev, test = rows[:n_tr], rows[n_tr : n_tr + n_dv], rows[n_tr + n_dv :]
     if not test:
         test, dev = dev, []
     if not dev:
