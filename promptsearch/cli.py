@@ -258,6 +258,11 @@ def _print_run(con, doc: dict[str, Any]) -> None:
         diff = "(the best)" if same else f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
         tt.add_row(escape(b["name"]), f"{b['dev']['mean']:.3f}" if b["dev"] else "–", _fmt(b["test"]), diff)
     con.print(tt)
+    ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
+    if ro:
+        dev = f", dev {ro['dev']:.3f} as a discrete prompt" if "dev" in ro else ""
+        con.print(f"Readout: {escape(repr(ro['text']))} (ids {' '.join(map(str, ro['ids']))}{dev}) [dim]- the nearest "
+                  "vocabulary token to each learned vector; the vectors are not text[/dim]")
     cost = doc["cost"]
     con.print(f"Cost: {_cost_line(cost['total'])}; {cost['wall_seconds']:.1f} s wall")
     if doc["from_cache"]:
@@ -433,6 +438,46 @@ def show(
     rec = doc["record"]
     con.print(f"Task hash {doc['task']['hash']} · template {rec['task_template']!r} · seed {doc['seed']} · "
               f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}")
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to create (must not exist)."),
+    db: Optional[Path] = DbOpt,
+):
+    """Write a run's best prompt for use outside promptsearch: a soft prompt as a PEFT adapter
+    (`PeftModel.from_pretrained(base, DIR)`), a discrete prompt as DIR/prompt.json."""
+    import shutil
+
+    from promptsearch.errors import PromptSearchError
+
+    store = _store(db)
+    doc = json.loads(store.get_run(run_id).result)
+    cand = doc["best"]["candidate"]
+    if output.exists():
+        raise PromptSearchError(f"'{output}' already exists; export writes a new directory, give another --output.")
+    if cand.get("soft_prompt"):
+        saved = doc["record"].get("searcher_notes", {}).get("saved")
+        if not saved or not (Path(saved) / "adapter_config.json").exists():
+            raise PromptSearchError(f"Run {doc['run_id']}: its soft prompt was not saved or is gone ({saved}); "
+                                    "run the search again to export it.")
+        shutil.copytree(saved, output)
+        _console().print(f"Wrote the PEFT adapter to {output} (load with PeftModel.from_pretrained(base_model, '{output}'))")
+        return
+    if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger")):
+        raise PromptSearchError(f"Run {doc['run_id']}: the best prompt is the empty prompt; there is nothing to export.")
+    rec = doc["record"]
+    out = {"run_id": doc["run_id"], "task": doc["task"]["name"], "model": doc["model"]["model"],
+           "template": cand.get("template") or rec["task_template"], "instruction": cand.get("instruction", ""),
+           "trigger_ids": cand.get("trigger"), "trigger_text": cand.get("trigger_text"),
+           "labels": cand.get("labels") or rec.get("labels"), "demo_ids": cand.get("demos", []),
+           "dev": doc["best"]["dev"], "test": doc["best"]["test"],
+           "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
+                  "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next."}
+    output.mkdir(parents=True)
+    _write(output / "prompt.json", dumps(out, indent=2) + "\n")
+    _console().print(f"Wrote {output / 'prompt.json'}")
 
 
 @app.command()

@@ -187,3 +187,49 @@ def test_soft_prompts_on_an_open_answer_task_generate(tiny, method):
     dev = ev.history[0]
     assert dev.candidate.soft_prompt is not None and len(dev.predictions) == 2
     assert result.notes["steps"][0]["loss"] > 0
+
+
+def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tiny_model, tmp_path):
+    import json
+
+    import torch
+    from peft import PeftModel
+    from typer.testing import CliRunner
+
+    from promptsearch.backends.base import SoftPrompt
+    from promptsearch.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "s.db")
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
+                              "-o", "steps=2", "-o", "eval_every=2", "--shots", "0", "--db", db, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["record"]["searcher_notes"]["readout"]["ids"]
+    out = tmp_path / "adapter"
+    res = runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db])
+    assert res.exit_code == 0, res.output
+    be = HFBackend(str(tiny_model))
+    loaded = PeftModel.from_pretrained(be.model, str(out))
+    try:
+        vec = loaded.get_prompt(batch_size=1)[0].detach().float().cpu()
+    finally:
+        _unwrap(loaded)
+    # the exported vectors are the very prompt the run scored (same fingerprint)
+    assert SoftPrompt(vectors=vec).fingerprint() == doc["best"]["candidate"]["soft_prompt"]
+    again = runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db])
+    assert again.exit_code == 2 and "already exists" in again.output
+    # a discrete run (AutoPrompt) exports JSON with its template and trigger; an empty best has nothing
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "autoprompt",
+                              "-o", "iterations=1", "-o", "eval_every=1", "-o", "search_width=2", "--shots", "0",
+                              "--db", db, "--json"])
+    ap = json.loads(res.stdout)
+    res = runner.invoke(app, ["export", ap["run_id"], "--output", str(tmp_path / "d"), "--db", db])
+    assert res.exit_code == 0, res.output
+    exported = json.loads((tmp_path / "d" / "prompt.json").read_text())
+    assert exported["trigger_ids"] == ap["best"]["candidate"]["trigger"] and "{trigger}" in exported["template"]
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "-o", "max_manual=0",
+                              "-o", "shots=0", "--db", db, "--json"])
+    empty = json.loads(res.stdout)
+    res = runner.invoke(app, ["export", empty["run_id"], "--output", str(tmp_path / "e"), "--db", db])
+    assert res.exit_code == 2 and "nothing to export" in res.output and not (tmp_path / "e").exists()
