@@ -233,3 +233,25 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
     empty = json.loads(res.stdout)
     res = runner.invoke(app, ["export", empty["run_id"], "--output", str(tmp_path / "e"), "--db", db])
     assert res.exit_code == 2 and "nothing to export" in res.output and not (tmp_path / "e").exists()
+
+
+def test_show_and_report_carry_the_readout_with_its_note(tiny_model, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from promptsearch.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "r.db")
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
+                              "-o", "steps=1", "-o", "eval_every=1", "--shots", "0", "--db", db, "--json"])
+    doc = json.loads(res.stdout)
+    ro = doc["record"]["searcher_notes"]["readout"]
+    shown = runner.invoke(app, ["show", doc["run_id"], "--db", db])
+    assert shown.exit_code == 0 and "vectors are not text" in " ".join(shown.output.split())
+    assert " ".join(map(str, ro["ids"][:3])) in " ".join(shown.output.split())
+    html = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", doc["run_id"], "--db", db, "--output", str(html)]).exit_code == 0
+    page = html.read_text()
+    assert "id='readout'" in page and "not text" in page

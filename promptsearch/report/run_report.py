@@ -132,6 +132,13 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
             f"<table id='differences'><thead><tr><th>example</th><th>input</th><th>best: prediction</th><th>score</th>"
             f"<th>{escape(base['name'])}: prediction</th><th>score</th><th>difference</th></tr></thead><tbody>{rows}</tbody></table>"
         )
+    ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
+    readout = ""
+    if ro:
+        dev = f", dev {ro['dev']:.3f} as a discrete prompt" if "dev" in ro else ""
+        readout = (f"<p id='readout'>Readout: <code>{escape(repr(ro['text']))}</code> (ids "
+                   f"{' '.join(map(str, ro['ids']))}{dev}): the nearest vocabulary token to each learned vector. "
+                   "The learned vectors are not text; this is what they are closest to.</p>")
     record = json.dumps({k: doc[k] for k in ("run_id", "created", "task", "model", "searcher", "harness", "seed", "cost")}
                         | {"record": doc["record"]}, indent=2, ensure_ascii=False)
     title = f"promptsearch run {doc['run_id']}"
@@ -143,7 +150,7 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
 · harness {escape(doc.get('harness', ''))} · seed {doc['seed']}</p>
 <h2>Best prompt</h2>
 <pre id="best-prompt">{escape(best['prompt'])}</pre>
-<p>dev {best['dev']['mean']:.3f} · test <b>{_score(best['test'])}</b></p>
+<p>dev {best['dev']['mean']:.3f} · test <b>{_score(best['test'])}</b></p>{readout}
 <h2>Score against budget</h2>
 <img id="budget-plot" alt="dev score of each candidate against budget spent" src="{budget_plot(doc)}">
 <h2>Top candidates (dev)</h2>
