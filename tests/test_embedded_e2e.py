@@ -54,3 +54,21 @@ def test_autoprompt_short_run_with_label_search(embedded_folder, tmp_path):
     again = runner.invoke(app, args)  # fully cached, human output
     assert again.exit_code == 0 and "0 model calls" in again.output
     assert "ids " + " ".join(map(str, ids[:2])) in " ".join(again.output.split())
+
+
+def test_soft_prompt_short_run_on_complaints_then_export(embedded_folder, tmp_path):
+    """A few prompt-tuning steps on the real model and the built-in complaints task; the
+    learned prompt is scored on test beside the baselines, read out, and exported."""
+    runner = CliRunner()
+    db = str(tmp_path / "soft.db")
+    res = runner.invoke(app, ["run", "--task", "complaints", "--searcher", "soft", "--shots", "0", "-o", "steps=4",
+                              "-o", "eval_every=2", "--db", db, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    notes = doc["record"]["searcher_notes"]
+    assert doc["best"]["candidate"]["soft_prompt"] and [s["step"] for s in notes["steps"]] == [1, 2, 3, 4]
+    assert len(notes["readout"]["ids"]) == 8 and "dev" in notes["readout"]
+    assert doc["best"]["test"]["n"] == 49 and {b["name"] for b in doc["baselines"]} == {"empty", "manual-1"}
+    out = tmp_path / "adapter"
+    assert runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db]).exit_code == 0
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
