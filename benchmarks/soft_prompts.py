@@ -61,6 +61,7 @@ def run_one(s: dict) -> dict:
     base = {b["name"]: {"test": b["test"]["mean"], "diff": b["best_minus_baseline"]} for b in doc["baselines"]}
     return {**s, "run_id": doc["run_id"], "dev": doc["best"]["dev"]["mean"], "test": doc["best"]["test"]["mean"],
             "test_n": doc["best"]["test"]["n"], "baselines": base, "init_text": notes.get("init_text"),
+            "init_from": notes.get("init_from"),
             "readout": notes.get("readout"), "steps": len(notes["steps"]), "search_calls": doc["cost"]["search"]["calls"],
             "wall_seconds": round(time.time() - t0, 1), "stopped_by": doc["stopped_by"]}
 

@@ -255,3 +255,24 @@ def test_show_and_report_carry_the_readout_with_its_note(tiny_model, tmp_path):
     assert runner.invoke(app, ["report", doc["run_id"], "--db", db, "--output", str(html)]).exit_code == 0
     page = html.read_text()
     assert "id='readout'" in page and "not text" in page
+
+
+def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from promptsearch.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "b.db")
+    first = json.loads(runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher",
+                                           "autoprompt", "-o", "iterations=1", "-o", "eval_every=1", "-o", "search_width=2",
+                                           "--shots", "0", "--db", db, "--json"]).stdout)
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
+                              "-o", "init=best", "-o", "steps=1", "-o", "eval_every=1", "--shots", "0", "--db", db, "--json"])
+    assert res.exit_code == 0, res.output
+    notes = json.loads(res.stdout)["record"]["searcher_notes"]
+    src = notes["init_from"]
+    assert src["run_id"] == first["run_id"] and src["same_task_data"] and notes["init_text"] == first["best"]["candidate"]["trigger_text"]
+    assert src["test"] == first["best"]["test"]["mean"]

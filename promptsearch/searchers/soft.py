@@ -65,7 +65,7 @@ class SoftPromptSearcher(Searcher):
             raise PromptSearchError(
                 f"Soft prompts need gradients from a local transformers model (embedded or hf:...); "
                 f"'{backend.model_id}' gives none. Searchers that work with it: baseline, ape.") from None
-        init_text = _init_text(task, cfg, evaluator, backend)
+        init_text, init_from = _init_text(task, cfg, evaluator, backend)
         if init_text is not None and not cfg.truncate:
             n = len(tok(init_text, add_special_tokens=False).input_ids)
             if n > cfg.num_virtual_tokens:
@@ -122,7 +122,7 @@ class SoftPromptSearcher(Searcher):
         finally:
             _unwrap(peft_model)
         notes: dict = {"method": cfg.method, "num_virtual_tokens": cfg.num_virtual_tokens, "init": cfg.init,
-                       "init_text": init_text, "steps": log, "fingerprint": sp.fingerprint(), "saved": str(saved)}
+                       "init_text": init_text, "init_from": init_from, "steps": log, "fingerprint": sp.fingerprint(), "saved": str(saved)}
         readout = _readout(sp, model, tok)
         if readout is not None:
             ids, cos = readout
@@ -137,28 +137,32 @@ class SoftPromptSearcher(Searcher):
         return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
 
 
-def _init_text(task: Task, cfg, evaluator: Evaluator, backend) -> str | None:
+def _init_text(task: Task, cfg, evaluator: Evaluator, backend) -> tuple[str | None, dict | None]:
+    """The text prompt tuning starts from, and for init=best the stored run it came from."""
     if cfg.init == "text":
-        return cfg.init_text or (task.instructions[0] if task.instructions else GENERIC_INIT)
+        return cfg.init_text or (task.instructions[0] if task.instructions else GENERIC_INIT), None
     if cfg.init != "best":
-        return None
+        return None, None
     store = getattr(evaluator.backend, "store", None)
     runs = store.runs(task=task.name, limit=200) if store is not None else []
     import json
 
-    best = None  # (same task data, dev score, text): a run on these very splits first
+    best = None  # (same task data, dev score, text, source): a run on these very splits first
     for r in runs:
         if r.model != backend.model_id or r.searcher == "soft" or r.dev_score is None:
             continue
-        cand = json.loads(r.result).get("best", {}).get("candidate", {})
+        doc = json.loads(r.result)
+        cand = doc.get("best", {}).get("candidate", {})
         text = cand.get("instruction") or cand.get("trigger_text") or ""
-        rank = (r.task_hash == task.hash(), r.dev_score, text)
+        rank = (r.task_hash == task.hash(), r.dev_score, text,
+                {"run_id": r.id, "searcher": r.searcher, "same_task_data": r.task_hash == task.hash(),
+                 "dev": r.dev_score, "test": r.test_score, "text": text})
         if text and (best is None or rank[:2] > best[:2]):
             best = rank
     if best is None:
         raise PromptSearchError(f"init=best: no discrete prompt is stored for task '{task.name}' and model "
                                 f"'{backend.model_id}'; run a discrete searcher first (e.g. --searcher ape) or use init=text.")
-    return best[2]
+    return best[2], best[3]
 
 
 def _peft_model(model, backend, cfg, init_text: str | None):
