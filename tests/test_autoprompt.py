@@ -139,7 +139,8 @@ def test_label_word_search_picks_one_token_words_the_evaluator_uses(tiny):
     assert set(words) == {"negative", "positive"}
     for (w,) in words.values():
         assert len(tok(" " + w, add_special_tokens=False).input_ids) == 1 and w.isalpha()
-    assert len(result.notes["label_search"]) == 9  # 3 x 3 sets, each scored on dev
+    assert len(result.notes["label_search"]) == 10  # the given words, then 3 x 3 found sets, each scored on dev
+    assert result.notes["label_search"][0] == {**result.notes["label_search"][0], "given": True, "words": {"negative": "negative", "positive": "positive"}}
     # the best candidate carries its label words; its dev score is the evaluator's with them
     best = result.best
     assert dict(best.labels) == {k: tuple(v) for k, v in words.items()}

@@ -248,7 +248,8 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
     among the LABEL_POOL tokens the model finds most likely there, a word token scores for a
     class by how far its log-probability rises on that class's examples over the others'
     (Welch's t). The top `label_candidates` words per class are combined into label sets,
-    every set is scored on dev through the evaluator, and the best set is kept."""
+    every set is scored on dev through the evaluator beside the words the search started
+    from, and the best is kept (ties: the given words)."""
     import torch
 
     tok = backend.tokenizer
@@ -282,11 +283,17 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
         sets = [tuple(p[0] for p in per_class)]
         for c in range(len(names)):
             sets += [tuple(w if j != c else alt for j, w in enumerate(sets[0])) for alt in per_class[c][1:]]
-    label_cands = [replace(cand, labels=tuple((lab, (w,)) for lab, w in zip(names, ws)), trigger_text=tok.decode(list(trigger)),
-                           name="labels " + "/".join(ws), origin="autoprompt:labels") for ws in sets]
+    # the words the search starts from (the task's, or -o labels) race too, first: a found set
+    # replaces them only if it scores better on dev
+    own = tuple(tuple(label_words(t.labels[lab])) for lab in names)
+    label_cands = [replace(cand, labels=tuple((lab, ws) for lab, ws in zip(names, s)), trigger_text=tok.decode(list(trigger)),
+                           name="labels " + "/".join(w[0] for w in s), origin="autoprompt:labels")
+                   for s in [own] + [tuple((w,) for w in ws) for ws in sets]]
+    sets = [tuple(w[0] for w in own)] + sets
     results = evaluator.score_many(label_cands, task.dev)
     k = max(range(len(results)), key=lambda i: (results[i].mean, -i))
-    log = [{"words": dict(zip(names, ws)), "dev": round(r.mean, 4)} for ws, r in zip(sets, results)]
+    log = [{"words": dict(zip(names, ws)), "dev": round(r.mean, 4), **({"given": True} if i == 0 else {})}
+           for i, (ws, r) in enumerate(zip(sets, results))]
     evaluator.say(f"AutoPrompt: label words {dict(zip(names, sets[k]))} (dev {results[k].mean:.3f} with the initial trigger)")
     return replace(proto, labels=label_cands[k].labels), results[k], log
 
