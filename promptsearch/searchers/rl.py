@@ -1,0 +1,244 @@
+"""RL prompt search: a small policy LM trained with TRL (GRPO or RLOO) to write prompts.
+
+Two styles:
+- `instruction` (default): the policy reads a meta-prompt showing a few train demos and
+  writes an instruction of at most `prompt_length` tokens.
+- `tokens` (RLPrompt, Deng et al. 2022): from a fixed input the policy emits exactly
+  `prompt_length` tokens of printable vocabulary, placed where the template puts a trigger.
+
+Reward: every written prompt is scored by the evaluator (cached) on a train minibatch drawn
+per step. For labelled tasks it is RLPrompt's gap reward: the correct label's probability
+minus the best wrong label's, weighted 1.8 when the prediction is right and 2.0 when it is
+wrong (RLPrompt's 180/200), averaged over the minibatch; open-answer tasks use the metric.
+The trainer normalises rewards per group of `num_generations` completions of one prompt
+(GRPO's `scale_rewards="group"`, RLPrompt's per-batch z-score). Every prompt is kept with
+its train rewards; every `eval_every` steps and at the end the best by train reward race on
+dev through the evaluator, and the dev-best is the result.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from promptsearch.budget import Budget
+from promptsearch.candidates import Candidate
+from promptsearch.errors import BudgetExhausted, PromptSearchError
+from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.tasks.base import Task
+
+CORRECT, WRONG = 1.8, 2.0  # RLPrompt's gap-reward weights (180 and 200, per percent)
+META = ("Here are examples of a task, each an input and its correct output.\n\n{demos}\n\n"
+        "Write one short instruction that tells someone how to do this task.")
+
+
+class RLSearcher(Searcher):
+    """A prompt-writing policy trained with TRL's GRPO or RLOO on the evaluator's reward."""
+
+    name = "rl"
+    needs = "a local transformers policy (default: the target, when it is local)"
+
+    @dataclass
+    class Config:
+        style: str = option("instruction", "what the policy writes: an instruction, or trigger tokens (RLPrompt)",
+                            choices=("instruction", "tokens"))
+        trainer: str = option("grpo", "TRL trainer", choices=("grpo", "rloo"))
+        policy: str = option("", "policy model (a local folder or hf:NAME; default: the target's model)")
+        steps: int = option(12, "training steps", min=1)
+        num_generations: int = option(4, "prompts written per step (one group)", min=2)
+        prompt_length: int = option(16, "tokens the policy writes (tokens style: exactly this many)", min=1, max=128)
+        batch_size: int = option(8, "train examples each prompt is rewarded on per step", min=1)
+        lr: float = option(1e-4, "learning rate", above=0)
+        lora: bool = option(True, "train LoRA adapters on the policy (false: all weights)")
+        lora_r: int = option(8, "LoRA rank", min=1)
+        temperature: float = option(1.0, "policy sampling temperature", above=0)
+        demos: int = option(4, "instruction style: train demos in the meta-prompt", min=1)
+        eval_every: int = option(4, "race the best prompts so far on dev every this many steps", min=1)
+        race: int = option(4, "prompts raced on dev each time", min=1)
+
+    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+        cfg = self.config
+        policy_path = _policy_path(cfg.policy, evaluator.backend)
+        import torch
+
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        tok = _tokenizer(policy_path)
+        template = None
+        if cfg.style == "tokens":
+            from promptsearch.searchers.autoprompt import _allowed_tokens, _trigger_template
+
+            template = _trigger_template(task, "auto")
+            banned = (~_allowed_tokens(tok, task)).nonzero().flatten().tolist()
+        pool: dict[str, dict] = {}  # candidate key -> {"cand", "rewards"}
+        curve: list[dict] = []
+        state = {"step": 0}
+
+        def to_cand(text: str, ids: list[int]) -> Candidate:
+            if cfg.style == "tokens":
+                ids = list(ids)[: cfg.prompt_length]
+                return Candidate(trigger=tuple(ids), template=template, trigger_text=tok.decode(ids),
+                                 name=f"rl {tok.decode(ids)!r}"[:60], origin=f"rl:step{state['step']}")
+            return Candidate(instruction=text, name=f"rl-s{state['step']}", origin=f"rl:step{state['step']}")
+
+        def reward(prompts, completions, completion_ids, **kw) -> list[float]:
+            state["step"] += 1
+            texts = [_text(c) for c in completions]
+            cands = [to_cand(t, ids) for t, ids in zip(texts, completion_ids)]
+            usable = [i for i, c in enumerate(cands) if c.instruction.strip() or c.trigger]
+            batch = rng.sample(task.train, min(cfg.batch_size, len(task.train)))
+            rewards = [-WRONG] * len(cands)  # an empty instruction earns the worst reward
+            if usable:
+                for i, r in zip(usable, evaluator.score_many([cands[i] for i in usable], batch, split="train")):
+                    rewards[i] = _gap_reward(r, batch) if r.label_logprobs else r.mean
+                    entry = pool.setdefault(cands[i].key(), {"cand": cands[i], "rewards": []})
+                    entry["rewards"].append(rewards[i])
+            curve.append({"step": state["step"], "mean_reward": round(sum(rewards) / len(rewards), 4),
+                          "max_reward": round(max(rewards), 4),
+                          "zero_spread": len(set(round(x, 6) for x in rewards)) == 1})
+            best = max(pool.values(), key=lambda e: sum(e["rewards"]) / len(e["rewards"]), default=None)
+            evaluator.say(f"RL step {state['step']}/{cfg.steps}: mean reward {curve[-1]['mean_reward']:+.3f}, "
+                          f"max {curve[-1]['max_reward']:+.3f}; best so far: "
+                          f"{best['cand'].describe()[:50] if best else '-'}")
+            if evaluator.progress:
+                evaluator.progress("rl · steps", state["step"], cfg.steps)
+            return rewards
+
+        trainer = _trainer(cfg, policy_path, tok, reward, _dataset(task, cfg, rng, tok), banned if cfg.style == "tokens" else None, seed)
+        race_results: list[EvalResult] = []
+        stopped = ""
+        raced: set[str] = set()
+
+        def race() -> None:
+            ranked = sorted(pool.values(), key=lambda e: -sum(e["rewards"]) / len(e["rewards"]))
+            fresh = [e["cand"] for e in ranked[: cfg.race] if e["cand"].key() not in raced]
+            if fresh:
+                res = evaluator.score_many(fresh, task.dev)
+                raced.update(c.key() for c in fresh)
+                race_results.extend(res)
+                curve[-1]["dev_best"] = round(max(r.mean for r in race_results), 4)
+
+        from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+        class Race(TrainerCallback):
+            def on_step_end(self, args, st, control, **kw):
+                if st.global_step % cfg.eval_every == 0:
+                    race()
+
+        trainer.add_callback(Race())
+        for cb in (PrinterCallback, ProgressCallback):  # the live view is ours (evaluator.say and progress)
+            trainer.remove_callback(cb)
+        try:
+            trainer.train()
+        except BudgetExhausted as e:
+            stopped = str(e)
+        try:
+            race()
+        except BudgetExhausted as e:
+            stopped = stopped or str(e)
+        if not race_results:
+            raise BudgetExhausted(stopped or "no written prompt was scored on dev")
+        best = max(race_results, key=lambda r: r.mean)
+        zero = sum(c["zero_spread"] for c in curve)
+        notes = {"style": cfg.style, "trainer": cfg.trainer, "policy": policy_path, "curve": curve,
+                 "prompts_written": len(pool), "zero_spread_steps": zero,
+                 "top_train": [{"prompt": e["cand"].describe(), "mean_reward": round(sum(e["rewards"]) / len(e["rewards"]), 4)}
+                               for e in sorted(pool.values(), key=lambda e: -sum(e["rewards"]) / len(e["rewards"]))[:10]]}
+        return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
+
+
+def _policy_path(spec: str, backend) -> str:
+    if spec:
+        return spec[3:] if spec.startswith("hf:") else spec
+    path = getattr(backend, "name_or_path", None)
+    if path is None or not hasattr(backend, "tokenizer"):
+        raise PromptSearchError(f"The RL searcher trains a local policy model; the target '{backend.model_id}' is not "
+                                "one, so give one with -o policy=PATH (a local transformers model folder or hf:NAME).")
+    return path
+
+
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"  # TRL generates from left-padded prompts
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _text(completion) -> str:
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        completion = completion[-1]["content"] if completion else ""
+    return " ".join(completion.strip().splitlines()[:1]).strip() if completion.strip() else ""
+
+
+def _gap_reward(res: EvalResult, batch) -> float:
+    """RLPrompt's gap reward, averaged over the minibatch: the correct label's probability
+    minus the best wrong one's, weighted by whether the prediction is right."""
+    import math
+
+    gold = {e.id: e.label for e in batch}
+    total = 0.0
+    for row, ex_id in zip(res.label_logprobs, res.example_ids):
+        m = max(row.values())
+        z = sum(math.exp(v - m) for v in row.values())
+        p = {lab: math.exp(v - m) / z for lab, v in row.items()}
+        g = gold[ex_id]
+        gap = p[g] - max(v for lab, v in p.items() if lab != g)
+        total += gap * (CORRECT if gap > 0 else WRONG)
+    return total / len(res.label_logprobs)
+
+
+def _dataset(task: Task, cfg, rng: random.Random, tok):
+    """TRL's `prompt` column: meta-prompts with different demos (instruction style), or one
+    fixed input (tokens style), enough rows for every step."""
+    from datasets import Dataset
+
+    rows = []
+    for _ in range(cfg.steps):
+        if cfg.style == "tokens":
+            text = "Prompt:"
+        else:
+            demos = rng.sample(task.train, min(cfg.demos, len(task.train)))
+            text = META.format(demos="\n\n".join(f"Input: {d.input}\nOutput: {d.answers[0] if not task.labels else d.label}"
+                                                 for d in demos))
+        chat = cfg.style == "instruction" and getattr(tok, "chat_template", None)
+        rows.append({"prompt": [{"role": "user", "content": text}] if chat else text})
+    return Dataset.from_list(rows)
+
+
+def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | None, seed: int):
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
+    common = dict(output_dir=tempfile.mkdtemp(prefix="promptsearch-rl-"), per_device_train_batch_size=cfg.num_generations,
+                  num_generations=cfg.num_generations, max_completion_length=cfg.prompt_length, max_steps=cfg.steps,
+                  learning_rate=cfg.lr, temperature=cfg.temperature, logging_steps=1, report_to="none",
+                  save_strategy="no", bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed, disable_tqdm=True,
+                  shuffle_dataset=False, gradient_checkpointing=False)  # TRL defaults it on; on CPU it only costs time
+    gen: dict = {}
+    if banned is not None:  # exactly prompt_length printable tokens
+        gen = {"suppress_tokens": banned, "min_new_tokens": cfg.prompt_length}
+    if gen:
+        common["generation_kwargs"] = gen
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+    if cfg.trainer == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        args = GRPOConfig(**common, scale_rewards="group", beta=0.0)
+        return GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=dataset,
+                           processing_class=tok, peft_config=peft_config)
+    from trl import RLOOConfig, RLOOTrainer
+
+    args = RLOOConfig(**common, beta=0.0)
+    return RLOOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=dataset,
+                       processing_class=tok, peft_config=peft_config)
