@@ -76,3 +76,23 @@ def backend_rows(backend, reqs):
         ctx, cont = backend._split_context(r)
         rows.append((ctx, [(i, len(ctx) - 1, cont[0])]))
     return rows
+
+
+def test_sharing_modes_agree_and_clusters_run_fewest_tokens(tiny_model):
+    """AutoPrompt's case: 12 triggers after each of 4 inputs. Per-input clusters, batch-wide
+    sharing and no sharing give the same log-probabilities; clusters run the fewest tokens."""
+    backend = HFBackend(str(tiny_model), batch_tokens=256)
+    rng = random.Random(7)
+    triggers = [tuple(rng.choices(range(300, 9000), k=5)) for _ in range(12)]
+    inputs = [" ".join(rng.choices(WORDS, k=20)) for _ in range(4)]
+    reqs = [LoglikRequest((f"Review: {x}", TokenIds(t), "\nSentiment:"), w)
+            for t in triggers for x in inputs for w in (" negative", " positive")]
+    out, ran = {}, {}
+    for mode in ("none", "batch", "clusters"):
+        backend.sharing, backend.tokens_run = mode, 0
+        backend._prefix_cache.clear()
+        out[mode] = [r.logprob for r in backend.loglikelihood(reqs)]
+        ran[mode] = backend.tokens_run
+    for mode in ("batch", "clusters"):
+        assert max(abs(a - b) for a, b in zip(out[mode], out["none"])) < 1e-4
+    assert ran["clusters"] < ran["batch"] <= ran["none"] and ran["clusters"] * 2 < ran["none"]
