@@ -254,7 +254,7 @@ def test_show_and_report_carry_the_readout_with_its_note(tiny_model, tmp_path):
     html = tmp_path / "r.html"
     assert runner.invoke(app, ["report", doc["run_id"], "--db", db, "--output", str(html)]).exit_code == 0
     page = html.read_text()
-    assert "id='readout'" in page and "not text" in page
+    assert "id='readout'" in page and "not text" in page and "id='training-plot'" in page
 
 
 def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):

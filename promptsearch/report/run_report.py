@@ -49,6 +49,41 @@ def budget_plot(doc: dict) -> str:
     return _png(fig)
 
 
+def training_plot(doc: dict) -> str | None:
+    """The searcher's own learning curve, when it has one: RL's mean and max reward per step,
+    a soft prompt's training loss, AutoPrompt's minibatch loss; dev scores on a second axis."""
+    notes = doc.get("record", {}).get("searcher_notes") or {}
+    if notes.get("curve"):
+        rows, x, train = notes["curve"], "step", [("mean_reward", "mean reward"), ("max_reward", "max reward")]
+        dev_key = "dev_best"
+    elif notes.get("steps") and isinstance(notes["steps"], list):
+        rows, x, train, dev_key = notes["steps"], "step", [("loss", "train loss")], "dev"
+    elif notes.get("iterations") and isinstance(notes["iterations"], list):
+        rows, x, train, dev_key = notes["iterations"], "iteration", [("loss", "minibatch loss")], "dev"
+    else:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for key, label in train:
+        pts = [(r[x], r[key]) for r in rows if r.get(key) is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=label)
+    ax.set_xlabel(x)
+    ax.set_ylabel("train signal")
+    ax.grid(alpha=0.3)
+    dev = [(r[x], r[dev_key]) for r in rows if r.get(dev_key) is not None]
+    if dev:
+        ax2 = ax.twinx()
+        ax2.plot([p[0] for p in dev], [p[1] for p in dev], "s--", color="#d62728", label=f"dev {doc['task']['metric']}")
+        ax2.set_ylabel(f"dev {doc['task']['metric']}")
+        ax2.legend(loc="lower right")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
 def diff_plot(pairs: list[tuple[float, float]], base_name: str) -> str:
     """How the best prompt and the baseline split the test examples."""
     import matplotlib
@@ -139,6 +174,9 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
         readout = (f"<p id='readout'>Readout: <code>{escape(repr(ro['text']))}</code> (ids "
                    f"{' '.join(map(str, ro['ids']))}{dev}): the nearest vocabulary token to each learned vector. "
                    "The learned vectors are not text; this is what they are closest to.</p>")
+    curve = training_plot(doc)
+    training_section = (f"<h2>Learning curve</h2>\n<img id='training-plot' alt='training signal and dev "
+                        f"score per step' src='{curve}'>\n") if curve else ""
     record = json.dumps({k: doc[k] for k in ("run_id", "created", "task", "model", "searcher", "harness", "seed", "cost")}
                         | {"record": doc["record"]}, indent=2, ensure_ascii=False)
     title = f"promptsearch run {doc['run_id']}"
@@ -151,7 +189,7 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
 <h2>Best prompt</h2>
 <pre id="best-prompt">{escape(best['prompt'])}</pre>
 <p>dev {best['dev']['mean']:.3f} · test <b>{_score(best['test'])}</b></p>{readout}
-<h2>Score against budget</h2>
+{training_section}<h2>Score against budget</h2>
 <img id="budget-plot" alt="dev score of each candidate against budget spent" src="{budget_plot(doc)}">
 <h2>Top candidates (dev)</h2>
 <table id="candidates"><thead><tr><th>#</th><th>name</th><th>prompt</th><th>dev</th><th>n</th></tr></thead><tbody>{top_rows}</tbody></table>
