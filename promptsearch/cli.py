@@ -186,6 +186,8 @@ def run(
     scorer: Optional[str] = ScorerOpt,
     db: Optional[Path] = DbOpt,
     as_json: bool = JsonOpt,
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Continue an interrupted run of a "
+                                         "searcher that checkpoints (rl), with the arguments it started with."),
 ):
     """Search for the best prompt on dev, then score it and the baselines on test."""
     from promptsearch.budget import Budget
@@ -201,7 +203,7 @@ def run(
         doc = run_search(task, model=model, searcher=searcher, options=opts,
                          budget=Budget(max_evals, max_calls, max_seconds, max_tokens, max_dollars), seed=seed,
                          scorer=scorer, db=str(db) if db else None, baseline_shots=shots, harness=harness,
-                         progress=bar, phase=phase, dry_run=dry_run)
+                         progress=bar, phase=phase, dry_run=dry_run, resume=resume)
     if as_json:
         print(dumps(doc, indent=2))
         return

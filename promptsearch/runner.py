@@ -3,6 +3,7 @@ compare them pairwise, and store everything that reproduces the run."""
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import secrets
@@ -129,16 +130,25 @@ def run_search(
     progress: Callable[[str, int, int], None] | None = None,
     phase: Callable[[str], None] | None = None,
     dry_run: bool = False,
+    resume: str | None = None,
 ) -> dict[str, Any]:
     """Run a search and return its result document (schema `promptsearch.run/1`, README).
     With `dry_run`, nothing is computed or stored: the searcher runs its schedule against a
     stand-in model, and the plan (schema `promptsearch.plan/1`) counts the calls, tokens and
-    dollars the real run would spend."""
+    dollars the real run would spend. `resume` continues an interrupted run of a searcher
+    that checkpoints (its id, printed when it started), with the arguments it started with."""
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    if resume is not None:
+        run_id, args = _resumable(resume, db)
+        task, model, searcher, options, seed = args["task"], args["model"], args["searcher"], args["options"], args["seed"]
+        budget, scorer, baseline_shots, harness = Budget(**args["budget"]), args["scorer"], args["baseline_shots"], args["harness"]
+        db = db or args.get("db")
     if isinstance(searcher, str):
         cls = registry.searchers.get(searcher)
         searcher_obj = cls(build_config(cls, options or {}))
     else:
         searcher_obj = searcher
+    task_spec, harness_spec = task, harness
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
     task = setup.task
@@ -149,6 +159,17 @@ def run_search(
                           phase=phase)
 
     evaluator.check_prices()
+    workdir = get_settings().home / "runs" / run_id
+    if getattr(searcher_obj, "checkpoints", False) and not dry_run:
+        searcher_obj.workdir, searcher_obj.resuming = workdir, resume is not None
+        if resume is None and all(isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)) \
+                and not isinstance(harness_spec, Harness):
+            workdir.mkdir(parents=True, exist_ok=True)
+            (workdir / "run.json").write_text(json.dumps({
+                "task": task_spec, "model": model, "searcher": searcher, "options": options or {}, "seed": seed,
+                "budget": budget.to_dict(), "scorer": scorer, "baseline_shots": baseline_shots, "harness": harness_spec,
+                "db": str(setup.store.path)}))
+            say(f"Run {run_id}: if it is interrupted, `promptsearch run --resume {run_id}` continues it")
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:
         result = searcher_obj.search(task, evaluator, budget, seed)
@@ -194,7 +215,6 @@ def run_search(
     total = search_cost + test_cost
     if dry_run:
         return _plan(setup, task, searcher_obj, harness, budget, search_cost, test_cost, result.stopped_by)
-    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     doc: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "run_id": run_id,
@@ -232,7 +252,29 @@ def run_search(
     }
     doc = clean(doc)  # secrets (a key in --base-url, say) never reach the database or the output
     _store(setup.store, doc, tests, started)
+    if workdir.exists():  # finished: its checkpoints are no longer needed
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
     return doc
+
+
+def _resumable(run_id: str, db: str | None) -> tuple[str, dict]:
+    """The arguments an interrupted, checkpointing run started with."""
+    runs = get_settings().home / "runs"
+    found = [p for p in runs.glob("*") if p.name == run_id or p.name.endswith(run_id)] if runs.is_dir() else []
+    if len(found) != 1 or not (found[0] / "run.json").exists():
+        done = ""
+        try:
+            done = Store(db or get_settings().db_path).get_run(run_id).id
+        except PromptSearchError:
+            pass
+        if done:
+            raise PromptSearchError(f"Run {done} finished and is stored; there is nothing to resume (see `promptsearch show {done}`).")
+        raise PromptSearchError(f"No interrupted run '{run_id}' to resume in {runs}; only searchers that checkpoint "
+                                "(rl) can be resumed, by the id printed when the run started.")
+    args = json.loads((found[0] / "run.json").read_text())
+    return found[0].name, args
 
 
 def _plan(setup: Setup, task: Task, searcher_obj: Searcher, harness: Harness, budget: Budget,

@@ -87,3 +87,47 @@ def test_bad_input_is_one_line():
         RLSearcher(RLSearcher.Config(num_generations=1))
     with pytest.raises(PromptSearchError, match="prompt_length"):
         RLSearcher(RLSearcher.Config(prompt_length=0))
+
+
+def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_step(tiny_model, tmp_path, user_dir,
+                                                                                    monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from promptsearch.cli import app
+    from promptsearch.evaluation import evaluator as ev_mod
+
+    args = ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "rl", "--shots", "0",
+            "-o", "style=tokens", "-o", "steps=4", "-o", "num_generations=2", "-o", "prompt_length=3",
+            "-o", "batch_size=2", "-o", "checkpoint_every=2", "-o", "eval_every=2", "-o", "race=2", "--json"]
+    runner = CliRunner()
+    # the uninterrupted run, for comparison
+    whole = json.loads(runner.invoke(app, args + ["--db", str(tmp_path / "a.db")]).stdout)
+
+    real = ev_mod.Evaluator.score_many
+    calls = {"train": 0}
+
+    def flaky(self, cands, examples, split="dev"):
+        if split == "train":
+            calls["train"] += 1
+            if calls["train"] == 4:  # during step 4, after the step-2 checkpoint and step 3
+                raise KeyboardInterrupt
+        return real(self, cands, examples, split)
+
+    monkeypatch.setattr(ev_mod.Evaluator, "score_many", flaky)
+    first = runner.invoke(app, args + ["--db", str(tmp_path / "b.db")])
+    assert first.exit_code == 130
+    (run_dir,) = list((user_dir / "runs").iterdir())
+    assert (run_dir / "rl_state-3.json").exists()  # Ctrl-C saved the 3 finished steps
+    monkeypatch.setattr(ev_mod.Evaluator, "score_many", real)
+    calls["train"] = 0
+    resumed = runner.invoke(app, ["run", "--resume", run_dir.name, "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    doc = json.loads(resumed.stdout)
+    curve = doc["record"]["searcher_notes"]["curve"]
+    assert doc["run_id"] == run_dir.name and [c["step"] for c in curve] == [1, 2, 3, 4]
+    assert curve[:3] == whole["record"]["searcher_notes"]["curve"][:3]
+    assert not run_dir.exists()  # finished: checkpoints removed
+    again = runner.invoke(app, ["run", "--resume", run_dir.name, "--db", str(tmp_path / "b.db")])
+    assert again.exit_code == 2 and "nothing to resume" in again.output

@@ -69,6 +69,7 @@ class Searcher:
 
     name: ClassVar[str] = ""
     needs: ClassVar[str] = "any backend"
+    checkpoints: ClassVar[bool] = False  # saves its state under `workdir` and can resume from it
 
     @dataclass
     class Config:
@@ -76,6 +77,8 @@ class Searcher:
 
     def __init__(self, config: Any = None):
         self.config = validate_config(type(self), config if config is not None else self.Config())
+        self.workdir = None  # set by the runner for searchers that checkpoint: the run's folder
+        self.resuming = False  # continue from the last checkpoint in `workdir`
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         raise NotImplementedError

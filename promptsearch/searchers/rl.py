@@ -38,6 +38,7 @@ class RLSearcher(Searcher):
 
     name = "rl"
     needs = "a local transformers policy (default: the target, when it is local)"
+    checkpoints = True
 
     @dataclass
     class Config:
@@ -56,6 +57,7 @@ class RLSearcher(Searcher):
         demos: int = option(4, "instruction style: train demos in the meta-prompt", min=1)
         eval_every: int = option(4, "race the best prompts so far on dev every this many steps", min=1)
         race: int = option(4, "prompts raced on dev each time", min=1)
+        checkpoint_every: int = option(4, "save a checkpoint every this many steps (runs started from the CLI)", min=1)
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         cfg = self.config
@@ -92,8 +94,9 @@ class RLSearcher(Searcher):
             if usable:
                 for i, r in zip(usable, evaluator.score_many([cands[i] for i in usable], batch, split="train")):
                     rewards[i] = _gap_reward(r, batch) if r.label_logprobs else r.mean
-                    entry = pool.setdefault(cands[i].key(), {"cand": cands[i], "rewards": []})
+                    entry = pool.setdefault(cands[i].key(), {"cand": cands[i], "rewards": [], "steps": []})
                     entry["rewards"].append(rewards[i])
+                    entry["steps"].append(state["step"])
             curve.append({"step": state["step"], "mean_reward": round(sum(rewards) / len(rewards), 4),
                           "max_reward": round(max(rewards), 4),
                           "zero_spread": len(set(round(x, 6) for x in rewards)) == 1})
@@ -105,10 +108,39 @@ class RLSearcher(Searcher):
                 evaluator.progress("rl · steps", state["step"], cfg.steps)
             return rewards
 
-        trainer = _trainer(cfg, policy_path, tok, reward, _dataset(task, cfg, rng, tok), banned if cfg.style == "tokens" else None, seed)
+        dataset = _dataset(task, cfg, rng, tok)
+        out_dir = self.workdir / "trainer" if self.workdir else None
+        trainer = _trainer(cfg, policy_path, tok, reward, dataset, banned if cfg.style == "tokens" else None, seed, out_dir)
         race_results: list[EvalResult] = []
         stopped = ""
         raced: set[str] = set()
+        resume_from = None
+        if self.resuming and out_dir is not None:
+            resume_from, saved = _last_checkpoint(self.workdir)
+            if saved is not None:  # the state at that step; the cache answers the dev race again for free
+                state["step"] = saved["step"]
+                rng.setstate(_tuple(saved["rng"]))
+                curve[:] = saved["curve"]
+                for e in saved["pool"]:
+                    c = _candidate(e["cand"])
+                    pool[c.key()] = {"cand": c, "rewards": e["rewards"], "steps": e["steps"]}
+                if saved["raced"]:
+                    race_results.extend(evaluator.score_many([_candidate(d) for d in saved["raced"]], task.dev))
+                    raced.update(r.candidate.key() for r in race_results)
+                evaluator.say(f"RL: resuming at step {saved['step']} from {resume_from.name}")
+
+        def snapshot(step: int) -> None:
+            """Our side of a checkpoint: what the trainer's own checkpoint does not hold."""
+            import json
+
+            entries = []
+            for e in pool.values():
+                keep = [(r, s_) for r, s_ in zip(e["rewards"], e["steps"]) if s_ <= step]
+                if keep:
+                    entries.append({"cand": e["cand"].to_dict(), "rewards": [r for r, _ in keep], "steps": [s_ for _, s_ in keep]})
+            (self.workdir / f"rl_state-{step}.json").write_text(json.dumps({
+                "step": step, "rng": _lists(rng.getstate()), "curve": [c for c in curve if c["step"] <= step],
+                "pool": entries, "raced": [r.candidate.to_dict() for r in race_results]}))
 
         def race() -> None:
             ranked = sorted(pool.values(), key=lambda e: -sum(e["rewards"]) / len(e["rewards"]))
@@ -126,13 +158,24 @@ class RLSearcher(Searcher):
                 if st.global_step % cfg.eval_every == 0:
                     race()
 
+            def on_save(self, args, st, control, **kw):
+                if out_dir is not None:
+                    snapshot(st.global_step)
+
         trainer.add_callback(Race())
         for cb in (PrinterCallback, ProgressCallback):  # the live view is ours (evaluator.say and progress)
             trainer.remove_callback(cb)
         try:
-            trainer.train()
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except BudgetExhausted as e:
             stopped = str(e)
+        except KeyboardInterrupt:
+            if out_dir is not None and trainer.state.global_step > 0:  # keep what the finished steps learned
+                trainer._save_checkpoint(trainer.model, trial=None)
+                snapshot(trainer.state.global_step)
+                evaluator.say(f"RL: checkpoint saved at step {trainer.state.global_step}; continue with "
+                              f"`promptsearch run --resume {self.workdir.name}`")
+            raise
         try:
             race()
         except BudgetExhausted as e:
@@ -146,6 +189,32 @@ class RLSearcher(Searcher):
                  "top_train": [{"prompt": e["cand"].describe(), "mean_reward": round(sum(e["rewards"]) / len(e["rewards"]), 4)}
                                for e in sorted(pool.values(), key=lambda e: -sum(e["rewards"]) / len(e["rewards"]))[:10]]}
         return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
+
+
+def _candidate(d: dict) -> Candidate:
+    return Candidate(instruction=d.get("instruction", ""), trigger=tuple(d["trigger"]) if d.get("trigger") else None,
+                     template=d.get("template"), trigger_text=d.get("trigger_text", ""), name=d.get("name", ""),
+                     origin=d.get("origin", ""))
+
+
+def _lists(x):
+    return [_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _tuple(x):
+    return tuple(_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+def _last_checkpoint(workdir):
+    """The trainer's newest checkpoint that has our state beside it."""
+    import json
+
+    steps = sorted((int(p.name.split("-")[1]), p) for p in (workdir / "trainer").glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit() and (workdir / f"rl_state-{p.name.split('-')[1]}.json").exists())
+    if not steps:
+        return None, None
+    step, path = steps[-1]
+    return path, json.loads((workdir / f"rl_state-{step}.json").read_text())
 
 
 def _policy_path(spec: str, backend) -> str:
@@ -209,17 +278,20 @@ def _dataset(task: Task, cfg, rng: random.Random, tok):
     return Dataset.from_list(rows)
 
 
-def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | None, seed: int):
+def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | None, seed: int, out_dir=None):
     import tempfile
 
     import torch
     from transformers import AutoModelForCausalLM
 
     policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
-    common = dict(output_dir=tempfile.mkdtemp(prefix="promptsearch-rl-"), per_device_train_batch_size=cfg.num_generations,
+    saving = dict(save_strategy="steps", save_steps=cfg.checkpoint_every, save_total_limit=2) if out_dir else \
+        dict(save_strategy="no")
+    common = dict(output_dir=str(out_dir or tempfile.mkdtemp(prefix="promptsearch-rl-")), **saving,
+                  per_device_train_batch_size=cfg.num_generations,
                   num_generations=cfg.num_generations, max_completion_length=cfg.prompt_length, max_steps=cfg.steps,
                   learning_rate=cfg.lr, temperature=cfg.temperature, logging_steps=1, report_to="none",
-                  save_strategy="no", bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed, disable_tqdm=True,
+                  bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed, disable_tqdm=True,
                   shuffle_dataset=False, gradient_checkpointing=False)  # TRL defaults it on; on CPU it only costs time
     gen: dict = {}
     if banned is not None:  # exactly prompt_length printable tokens
