@@ -72,3 +72,17 @@ def test_soft_prompt_short_run_on_complaints_then_export(embedded_folder, tmp_pa
     out = tmp_path / "adapter"
     assert runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db]).exit_code == 0
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+
+
+def test_rl_short_run_with_the_embedded_policy(embedded_folder, tmp_path):
+    """Two GRPO steps with the embedded model as policy and target: prompts are written,
+    rewarded on train, raced on dev, and the winner is scored on test."""
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--searcher", "rl", "--shots", "0", "-o", "steps=2",
+                              "-o", "num_generations=2", "-o", "batch_size=4", "-o", "prompt_length=8",
+                              "-o", "eval_every=2", "-o", "race=2", "--db", str(tmp_path / "rl.db"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    notes = doc["record"]["searcher_notes"]
+    assert [c["step"] for c in notes["curve"]] == [1, 2] and notes["prompts_written"] >= 1
+    assert doc["best"]["candidate"]["instruction"] and doc["best"]["test"]["n"] == doc["task"]["sizes"]["test"]
