@@ -90,7 +90,7 @@ def table(results: dict) -> str:
         for r in rs:
             b = r["baselines"]
             d = b["manual-1"]["diff"]
-            words = "/".join(r["label_words"].values()) if r["label_words"] else "/".join(labels.values())
+            words = "/".join(w[0] for w in r["label_words"].values()) if r["label_words"] else "/".join(labels.values())
             found = (f"`{r['trigger_text']}` (ids {' '.join(map(str, r['trigger_ids']))})" if r["trigger_text"] is not None
                      else r["best_prompt"][:60].replace("|", "\\|"))
             rows.append(f"| {searcher} | {template} `{t!r}`, {words} | {'yes' if ls else 'no'} | {r['split']} | "

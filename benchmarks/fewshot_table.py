@@ -1,0 +1,185 @@
+"""The few-shot classification table: every searcher on the same RLPrompt 16-shot splits,
+the same target model and the same budget (in the shape of RLPrompt's Table 2).
+
+Datasets: SST-2 (splits 16-13, 16-42, 16-100), MR, SUBJ, AG News and TREC (16-42; more with
+`--seeds`). Test sets whole up to 2,000 examples; AG News on a fixed stratified 2,000
+(`--agnews-full` runs all 7,600). Rows: the empty prompt, the best manual prompt (RLPrompt's
+template and verbalizer, and the task's natural one), 4- and 16-shot in-context, APE,
+AutoPrompt with and without label search, RL (instruction and tokens), prompt tuning,
+P-tuning, prefix tuning and prompt tuning from the best discrete prompt. Every search gets
+the same budget (`--budget-seconds`, default 600 s of search, or `--budget-calls`).
+
+    python benchmarks/fewshot_table.py [--rows ape autoprompt ...] [--datasets sst-2 mr]  # resumes
+    python benchmarks/fewshot_table.py --table     # the markdown table from results/
+    python benchmarks/fewshot_table.py --device cuda --seeds 16-13 16-21 16-42 16-87 16-100
+
+One SQLite database (cache and runs) for the whole table, so a rerun or an interrupted run
+resumes where it stopped; results in `benchmarks/results/fewshot_table.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "rlprompt"
+RESULTS = ROOT / "benchmarks" / "results" / "fewshot_table.json"
+DB = ROOT / "benchmarks" / "out" / "fewshot_table.db"
+DATASETS = ("sst-2", "mr", "subj", "agnews", "trec")
+# RLPrompt's left-to-right template "{sentence} {prompt}" and verbalizers (fsc_helpers.py)
+RLPROMPT_LABELS = {
+    "sst-2": ["terrible", "great"], "mr": ["terrible", "great"], "subj": ["subjective", "objective"],
+    "agnews": ["World", "Sports", "Business", "Tech"],
+    "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"],
+}
+MANUAL = {
+    "sst-2": "Is the following movie review positive or negative?", "mr": "Is the following movie review positive or negative?",
+    "subj": "Is the following text subjective or objective?", "agnews": "What is the topic of the following news article?",
+    "trec": "What kind of answer does the following question ask for?",
+}
+ROWS = {  # row name -> (searcher, options) ; None: a baseline scored directly
+    "empty": None, "manual (natural)": None, "manual (RLPrompt)": None, "4-shot": None, "16-shot": None,
+    "ape": ("ape", {}),
+    "autoprompt": ("autoprompt", {}),
+    "autoprompt + label search": ("autoprompt", {"search_labels": "true"}),
+    "rl (instruction)": ("rl", {"style": "instruction"}),
+    "rl (tokens)": ("rl", {"style": "tokens"}),
+    "prompt tuning": ("soft", {"method": "prompt"}),
+    "p-tuning": ("soft", {"method": "ptuning"}),
+    "prefix tuning": ("soft", {"method": "prefix"}),
+    "prompt tuning from best discrete": ("soft", {"method": "prompt", "init": "best"}),
+}
+
+
+def load(dataset: str, seed: str, agnews_full: bool):
+    from promptsearch.tasks.loaders import load_task
+
+    task = load_task(str(DATA / dataset / seed))
+    if dataset == "agnews" and not agnews_full and len(task.test) > 2000:  # fixed stratified 2,000
+        by: dict[str, list] = {}
+        for e in task.test:
+            by.setdefault(e.label, []).append(e)
+        rng = random.Random(0)
+        test = [e for lab in sorted(by) for e in rng.sample(by[lab], 2000 // len(by))]
+        task = replace(task, test=test)
+    return replace(task, instructions=[MANUAL[dataset]])
+
+
+def baseline(row: str, task, dataset: str, model: str, seed: int):
+    """A prompt scored on dev and test without search."""
+    from promptsearch.candidates import Candidate
+    from promptsearch.evaluation.evaluator import Evaluator
+    from promptsearch.runner import prepare
+    from promptsearch.searchers.baseline import pick_demos
+
+    if row == "manual (RLPrompt)":
+        names = list(task.labels)
+        task = replace(task, template="{input}", labels=dict(zip(names, RLPROMPT_LABELS[dataset])))
+        cand = Candidate(name=row)
+    elif row == "manual (natural)":
+        cand = Candidate(instruction=MANUAL[dataset], name=row)
+    elif row.endswith("-shot"):
+        k = int(row.split("-")[0])
+        cand = Candidate(demos=tuple(pick_demos(task, min(k, len(task.train)), seed, True)), name=row)
+    else:
+        cand = Candidate(name=row)
+    setup = prepare(task, model, db=str(DB))
+    t0 = time.time()
+    dev = Evaluator(setup.task, setup.backend).score(cand, task.dev)
+    test = Evaluator(setup.task, setup.backend).score(cand, task.test, split="test")
+    return {"dev": round(dev.mean, 4), "test": round(test.mean, 4), "test_n": test.n, "scores": test.scores,
+            "calls": dev.cost.calls + test.cost.calls, "wall_seconds": round(time.time() - t0, 1)}
+
+
+def search(row: str, task, model: str, seed: int, budget):
+    from promptsearch.runner import run_search
+
+    searcher, opts = ROWS[row]
+    t0 = time.time()
+    doc = run_search(task, model=model, searcher=searcher, options=opts, seed=seed, db=str(DB), budget=budget,
+                     baseline_shots=0)
+    return {"dev": doc["best"]["dev"]["mean"], "test": doc["best"]["test"]["mean"], "test_n": doc["best"]["test"]["n"],
+            "prompt": doc["best"]["prompt"][:120], "run_id": doc["run_id"], "calls": doc["cost"]["search"]["calls"],
+            "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
+            "stopped_by": doc["stopped_by"]}
+
+
+def table(results: dict, budget_note: str) -> str:
+    datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
+    head = "| method | " + " | ".join(datasets) + " | mean | calls per search | wall per search |"
+    rows = [head, "|" + "---|" * (len(datasets) + 4)]
+    for row in ROWS:
+        cells, means, calls, walls = [], [], [], []
+        for d in datasets:
+            vals = [r for k, r in results.items() if k.startswith(f"{row}|{d}|") and "test" in r]
+            if not vals:
+                cells.append("–")
+                continue
+            tests = [v["test"] for v in vals]
+            means.append(statistics.mean(tests))
+            calls += [v["calls"] for v in vals]
+            walls += [v["wall_seconds"] for v in vals]
+            cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else ""))
+        if not means:
+            continue
+        rows.append(f"| {row} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} | "
+                    f"{statistics.mean(calls):,.0f} | {statistics.mean(walls):.0f} s |")
+    return f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--table", action="store_true")
+    ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--seeds", nargs="*", default=None, help="default: SST-2 on 16-13 16-42 16-100, the others on 16-42")
+    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--device", default=None, help="cuda, cpu (default: the machine's)")
+    ap.add_argument("--budget-seconds", type=float, default=600.0)
+    ap.add_argument("--budget-calls", type=int, default=None)
+    ap.add_argument("--agnews-full", action="store_true")
+    args = ap.parse_args()
+    from promptsearch.budget import Budget
+
+    budget = Budget(max_calls=args.budget_calls) if args.budget_calls else Budget(max_seconds=args.budget_seconds)
+    note = f"{args.budget_calls:,} model calls" if args.budget_calls else f"{args.budget_seconds:.0f} s of search"
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.table:
+        print(table(results, note))
+        return
+    if args.device:
+        os.environ["PROMPTSEARCH_DEVICE"] = args.device
+    DB.parent.mkdir(parents=True, exist_ok=True)
+    for dataset in args.datasets:
+        seeds = args.seeds or (["16-13", "16-42", "16-100"] if dataset == "sst-2" else ["16-42"])
+        for seed_dir in seeds:
+            task = load(dataset, seed_dir, args.agnews_full)
+            for row in args.rows:
+                key = f"{row}|{dataset}|{seed_dir}|{args.model}"
+                if key in results:
+                    continue
+                print(f"== {key}", flush=True)
+                try:
+                    r = baseline(row, task, dataset, args.model, 0) if ROWS[row] is None else search(row, task, args.model, 0, budget)
+                except Exception as e:  # noqa: BLE001 - a row that cannot run here (no stored prompt for init=best, say)
+                    print(f"   skipped: {type(e).__name__}: {e}", flush=True)
+                    continue
+                r.pop("scores", None)
+                results[key] = r
+                print(f"   test {r['test']:.4f} ({r['wall_seconds']:.0f} s)", flush=True)
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
