@@ -14,6 +14,7 @@ per split, and on this model few-shot demos hurt (see the harness benchmark).
     python benchmarks/autoprompt_sst2.py            # resumes: skips settings already in results/
     python benchmarks/autoprompt_sst2.py --table    # the README table from results/
     python benchmarks/autoprompt_sst2.py --ape      # also APE (task template) on the three splits
+    python benchmarks/autoprompt_sst2.py --rl       # also RL: instruction style (task template), tokens (RLPrompt's)
 """
 
 from __future__ import annotations
@@ -41,18 +42,23 @@ TEMPLATES = {
 }
 
 
-def settings(with_ape: bool):
+def settings(with_ape: bool, with_rl: bool = False):
     for template in TEMPLATES:
         for labels in (False, True):
             for split in SPLITS:
                 yield {"searcher": "autoprompt", "template": template, "search_labels": labels, "split": split}
+    if with_rl:  # RL (issue 13): instruction style on the task template, tokens style on RLPrompt's
+        for style, template in (("instruction", "task"), ("tokens", "rlprompt")):
+            for split in SPLITS:
+                yield {"searcher": "rl", "style": style, "template": template, "search_labels": False, "split": split}
     if with_ape:
         for split in SPLITS:
             yield {"searcher": "ape", "template": "task", "search_labels": False, "split": split}
 
 
 def key(s: dict) -> str:
-    return f"{s['searcher']}|{s['template']}|labels={s['search_labels']}|{s['split']}"
+    style = f"|{s['style']}" if "style" in s else ""
+    return f"{s['searcher']}{style}|{s['template']}|labels={s['search_labels']}|{s['split']}"
 
 
 def run_one(s: dict) -> dict:
@@ -62,6 +68,8 @@ def run_one(s: dict) -> dict:
     template, labels = TEMPLATES[s["template"]]
     task = replace(load_task(str(DATA / s["split"])), template=template, labels=labels, instructions=MANUAL)
     opts = {"search_labels": "true"} if s["search_labels"] else {}
+    if s["searcher"] == "rl":
+        opts = {"style": s["style"]}
     t0 = time.time()
     doc = run_search(task, model="embedded", searcher=s["searcher"], options=opts, seed=0, db=str(DB),
                      baseline_shots=0)
@@ -74,7 +82,8 @@ def run_one(s: dict) -> dict:
             "label_words": notes.get("label_words"), "trigger_text": notes.get("trigger_text"),
             "trigger_ids": notes.get("trigger_ids"), "search_calls": doc["cost"]["search"]["calls"],
             "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
-            "stopped_by": doc["stopped_by"]}
+            "stopped_by": doc["stopped_by"], "curve": notes.get("curve"),
+            "steps": len(notes["curve"]) if notes.get("curve") else None}
 
 
 def table(results: dict) -> str:
@@ -83,7 +92,8 @@ def table(results: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list] = {}
     for r in results.values():
-        groups.setdefault((r["searcher"], r["template"], r["search_labels"]), []).append(r)
+        name = r["searcher"] + (f" ({r['style']})" if "style" in r else "")
+        groups.setdefault((name, r["template"], r["search_labels"]), []).append(r)
     for (searcher, template, ls), rs in groups.items():
         rs.sort(key=lambda r: SPLITS.index(r["split"]))
         t, labels = TEMPLATES[template]
@@ -109,6 +119,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", action="store_true")
     ap.add_argument("--ape", action="store_true")
+    ap.add_argument("--rl", action="store_true", help="also the RL searcher, both styles")
     ap.add_argument("--only", nargs="*", default=[], help="run only settings whose key contains all of these")
     args = ap.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -116,7 +127,7 @@ def main() -> None:
         print(table(results))
         return
     DB.parent.mkdir(parents=True, exist_ok=True)
-    for s in settings(args.ape):
+    for s in settings(args.ape, args.rl):
         k = key(s)
         if k in results or not all(o in k for o in args.only):
             continue
