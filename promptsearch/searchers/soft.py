@@ -121,7 +121,9 @@ class SoftPromptSearcher(Searcher):
             saved = _save(peft_model, sp)
         finally:
             _unwrap(peft_model)
-        notes: dict = {"method": cfg.method, "num_virtual_tokens": cfg.num_virtual_tokens, "init": cfg.init,
+        # prefix tuning's keys and values have no text to start from: PEFT starts them at random
+        init = "random (prefix tuning has no text init)" if cfg.method == "prefix" and cfg.init != "random" else cfg.init
+        notes: dict = {"method": cfg.method, "num_virtual_tokens": cfg.num_virtual_tokens, "init": init,
                        "init_text": init_text, "init_from": init_from, "steps": log, "fingerprint": sp.fingerprint(), "saved": str(saved)}
         readout = _readout(sp, model, tok)
         if readout is not None:
