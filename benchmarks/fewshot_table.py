@@ -137,9 +137,37 @@ def table(results: dict, budget_note: str) -> str:
     return f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
 
 
+def plot(results: dict, path: Path) -> None:
+    """Accuracy per dataset, one marker per method (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    markers = "os^vD<>pP*Xhd8"
+    for i, row in enumerate(ROWS):
+        xs, ys = [], []
+        for j, d in enumerate(datasets):
+            vals = [r["test"] for k, r in results.items() if k.startswith(f"{row}|{d}|")]
+            if vals:
+                xs.append(j + (i - len(ROWS) / 2) * 0.03)
+                ys.append(statistics.mean(vals))
+        if xs:
+            ax.scatter(xs, ys, marker=markers[i % len(markers)], label=row, s=40)
+    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--plot", type=Path, default=None, help="with --table: also write the table as a PNG plot")
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--seeds", nargs="*", default=None, help="default: SST-2 on 16-13 16-42 16-100, the others on 16-42")
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
@@ -156,6 +184,8 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.table:
         print(table(results, note))
+        if args.plot:
+            plot(results, args.plot)
         return
     if args.device:
         os.environ["PROMPTSEARCH_DEVICE"] = args.device
