@@ -18,7 +18,7 @@ def tiny(tiny_model):
 def search(tiny, seed=0, **cfg):
     task = sentiment()
     ev = Evaluator(task, tiny)
-    cfg = {"steps": 2, "num_generations": 2, "prompt_length": 4, "batch_size": 2, "eval_every": 1, "race": 2, **cfg}
+    cfg = {"steps": 2, "num_generations": 2, "prompt_length": 4, "trigger_length": 4, "batch_size": 2, "eval_every": 1, "race": 2, **cfg}
     return RLSearcher(RLSearcher.Config(**cfg)).search(task, ev, ev.budget, seed), ev
 
 
@@ -47,7 +47,7 @@ def test_one_training_step_changes_the_policys_trainable_weights(tiny, tiny_mode
 
     task = sentiment()
     ev = Evaluator(task, tiny)
-    cfg = RLSearcher.Config(style="tokens", steps=1, num_generations=2, prompt_length=3, batch_size=2, lr=1e-2)
+    cfg = RLSearcher.Config(style="tokens", steps=1, num_generations=2, trigger_length=3, batch_size=2, lr=1e-2)
     tok = rl._tokenizer(str(tiny_model))
     calls = []
 
@@ -87,6 +87,8 @@ def test_bad_input_is_one_line():
         RLSearcher(RLSearcher.Config(num_generations=1))
     with pytest.raises(PromptSearchError, match="prompt_length"):
         RLSearcher(RLSearcher.Config(prompt_length=0))
+    with pytest.raises(PromptSearchError, match="trigger_length"):
+        RLSearcher(RLSearcher.Config(trigger_length=0))
 
 
 def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_step(tiny_model, tmp_path, user_dir,
@@ -99,7 +101,7 @@ def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_st
     from promptsearch.evaluation import evaluator as ev_mod
 
     args = ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "rl", "--shots", "0",
-            "-o", "style=tokens", "-o", "steps=4", "-o", "num_generations=2", "-o", "prompt_length=3",
+            "-o", "style=tokens", "-o", "steps=4", "-o", "num_generations=2", "-o", "trigger_length=3",
             "-o", "batch_size=2", "-o", "checkpoint_every=2", "-o", "eval_every=2", "-o", "race=2", "--json"]
     runner = CliRunner()
     # the uninterrupted run, for comparison

@@ -4,7 +4,7 @@ Two styles:
 - `instruction` (default): the policy reads a meta-prompt showing a few train demos and
   writes an instruction of at most `prompt_length` tokens.
 - `tokens` (RLPrompt, Deng et al. 2022): from a fixed input the policy emits exactly
-  `prompt_length` tokens of printable vocabulary, placed where the template puts a trigger.
+  `trigger_length` (5) tokens of printable vocabulary, placed where the template puts a trigger.
 
 Reward: every written prompt is scored by the evaluator (cached) on a train minibatch drawn
 per step. For labelled tasks it is RLPrompt's gap reward: the correct label's probability
@@ -48,7 +48,8 @@ class RLSearcher(Searcher):
         policy: str = option("", "policy model (a local folder or hf:NAME; default: the target's model)")
         steps: int = option(12, "training steps", min=1)
         num_generations: int = option(4, "prompts written per step (one group)", min=2)
-        prompt_length: int = option(16, "tokens the policy writes (tokens style: exactly this many)", min=1, max=128)
+        prompt_length: int = option(16, "instruction style: tokens the policy writes at most", min=1, max=128)
+        trigger_length: int = option(5, "tokens style: trigger tokens the policy writes, exactly (RLPrompt: 5)", min=1, max=64)
         batch_size: int = option(8, "train examples each prompt is rewarded on per step", min=1)
         lr: float = option(1e-4, "learning rate", above=0)
         lora: bool = option(True, "train LoRA adapters on the policy (false: all weights)")
@@ -79,7 +80,7 @@ class RLSearcher(Searcher):
 
         def to_cand(text: str, ids: list[int]) -> Candidate:
             if cfg.style == "tokens":
-                ids = list(ids)[: cfg.prompt_length]
+                ids = list(ids)[: cfg.trigger_length]
                 return Candidate(trigger=tuple(ids), template=template, trigger_text=tok.decode(ids),
                                  name=f"rl {tok.decode(ids)!r}"[:60], origin=f"rl:step{state['step']}")
             return Candidate(instruction=text, name=f"rl-s{state['step']}", origin=f"rl:step{state['step']}")
@@ -287,15 +288,16 @@ def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | No
     policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
     saving = dict(save_strategy="steps", save_steps=cfg.checkpoint_every, save_total_limit=2) if out_dir else \
         dict(save_strategy="no")
+    length = cfg.trigger_length if banned is not None else cfg.prompt_length
     common = dict(output_dir=str(out_dir or tempfile.mkdtemp(prefix="promptsearch-rl-")), **saving,
                   per_device_train_batch_size=cfg.num_generations,
-                  num_generations=cfg.num_generations, max_completion_length=cfg.prompt_length, max_steps=cfg.steps,
+                  num_generations=cfg.num_generations, max_completion_length=length, max_steps=cfg.steps,
                   learning_rate=cfg.lr, temperature=cfg.temperature, logging_steps=1, report_to="none",
                   bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed, disable_tqdm=True,
                   shuffle_dataset=False, gradient_checkpointing=False)  # TRL defaults it on; on CPU it only costs time
     gen: dict = {}
-    if banned is not None:  # exactly prompt_length printable tokens
-        gen = {"suppress_tokens": banned, "min_new_tokens": cfg.prompt_length}
+    if banned is not None:  # exactly trigger_length printable tokens
+        gen = {"suppress_tokens": banned, "min_new_tokens": cfg.trigger_length}
     if gen:
         common["generation_kwargs"] = gen
     peft_config = None
