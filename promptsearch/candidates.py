@@ -41,6 +41,16 @@ class Candidate:
             d["trigger_text"] = self.trigger_text
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+        """The candidate `to_dict` wrote, without its soft prompt (the record keeps only its
+        fingerprint)."""
+        return cls(instruction=d.get("instruction", ""), demos=tuple(d.get("demos", ())),
+                   trigger=tuple(d["trigger"]) if d.get("trigger") is not None else None,
+                   labels=tuple((lab, tuple(ws)) for lab, ws in d["labels"].items()) if d.get("labels") else None,
+                   template=d.get("template"), trigger_text=d.get("trigger_text", ""), name=d.get("name", ""),
+                   origin=d.get("origin", ""))
+
     def key(self) -> str:
         """Content identity (name and origin excluded): equal keys score equally."""
         d = self.to_dict()

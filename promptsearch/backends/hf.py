@@ -281,14 +281,8 @@ class HFBackend:
             input_ids[b, : len(ids) - shared] = torch.tensor(ids[shared:], device=dev)
         # Right padding needs no attention mask: causal attention never lets a real token
         # see the pads after it, and pads are never read.
-        if soft_prompt is not None and soft_prompt.kv is not None:  # prefix tuning: per-layer KV before the input
-            hidden = base(input_ids=input_ids, **{self._cache_kw: _soft_kv(soft_prompt, len(batch), model)},
-                          use_cache=True).last_hidden_state
-        elif soft_prompt is not None:
-            vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=dev)  # [V, H]
-            emb = model.get_input_embeddings()(input_ids)  # [B, L, H]
-            emb = torch.cat([vec.unsqueeze(0).expand(len(batch), -1, -1), emb], dim=1)
-            hidden = base(inputs_embeds=emb).last_hidden_state[:, vec.shape[0]:]  # [B, L, H]
+        if soft_prompt is not None:
+            hidden = self.soft_hidden(input_ids, soft_prompt)
         elif shared:
             kv = self._prefix_kv(tuple(batch[0][0][:shared]), len(batch))
             hidden = base(input_ids=input_ids, **{self._cache_kw: kv}, use_cache=True).last_hidden_state
@@ -308,6 +302,23 @@ class HFBackend:
         lp = lsm.gather(1, tgt[:, None]).squeeze(1).tolist()
         is_g = (lsm.argmax(-1) == tgt).tolist()
         return list(zip(owners, lp, is_g))
+
+    def soft_hidden(self, input_ids, soft_prompt: SoftPrompt):
+        """Final hidden states [B, L, H] of right-padded rows with a soft prompt's virtual
+        tokens in front (vectors before the embeddings, or per-layer keys/values), at the
+        rows' own positions. Scoring runs it under inference mode; soft-prompt training runs
+        it with the prompt's graph, so the loss trained on is the one scored."""
+        import torch
+
+        model = self.model
+        base = getattr(model, model.base_model_prefix)
+        if soft_prompt.kv is not None:  # prefix tuning: the input's positions start after the prefix
+            return base(input_ids=input_ids, **{self._cache_kw: _soft_kv(soft_prompt, len(input_ids), model)},
+                        use_cache=True).last_hidden_state
+        vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=model.device)  # [n, H]
+        emb = model.get_input_embeddings()(input_ids)  # [B, L, H]
+        emb = torch.cat([vec.unsqueeze(0).expand(len(input_ids), -1, -1), emb], dim=1)
+        return base(inputs_embeds=emb).last_hidden_state[:, vec.shape[0]:]
 
     @property
     def _cache_kw(self) -> str:
@@ -433,17 +444,17 @@ class HFBackend:
             out = model(**first, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
             for _ in range(max_new):
                 if temp == 0:  # greedy
-                    probs = torch.zeros_like(out.logits[:, -1], dtype=torch.float, device="cpu")
-                    probs[torch.arange(len(reqs)), out.logits[:, -1].argmax(-1).cpu()] = 1.0
+                    picks = out.logits[:, -1].argmax(-1).tolist()
                 else:
                     probs = torch.softmax(out.logits[:, -1].float() / temp, dim=-1).cpu()  # [B, V]
-                if top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
-                    sp, si = probs.sort(dim=-1, descending=True)
-                    drop = sp.cumsum(-1) - sp > top_p
-                    probs = probs.scatter(-1, si, sp.masked_fill(drop, 0.0))
+                    if top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
+                        sp, si = probs.sort(dim=-1, descending=True)
+                        drop = sp.cumsum(-1) - sp > top_p
+                        probs = probs.scatter(-1, si, sp.masked_fill(drop, 0.0))
+                    picks = [int(torch.multinomial(probs[b], 1, generator=g)) for b, g in enumerate(gens)]
                 nxt = []
-                for b, g in enumerate(gens):
-                    t = int(torch.multinomial(probs[b], 1, generator=g)) if not done[b] else tok.pad_token_id
+                for b in range(len(reqs)):
+                    t = picks[b] if not done[b] else tok.pad_token_id
                     nxt.append(t)
                     if done[b]:
                         continue

@@ -345,6 +345,13 @@ def _logsumexp(xs: list[float]) -> float:
     return m + math.log(sum(math.exp(x - m) for x in xs)) if len(xs) > 1 else xs[0]
 
 
+def label_set_logprobs(logprobs: dict[str, float]) -> dict[str, float]:
+    """Label log-probabilities renormalised over the label set (a log-softmax): what
+    searchers turn into a cross-entropy or a probability margin."""
+    z = _logsumexp(list(logprobs.values()))
+    return {lab: v - z for lab, v in logprobs.items()}
+
+
 def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:
     """Indices of requests the model would have to answer (not in the cache)."""
     find = getattr(backend, "missing", None)

@@ -24,10 +24,10 @@ from promptsearch.backends.base import TokenIds, prompt_segments
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
-from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
 from promptsearch.evaluation.render import render, task_for
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import SearchResult, Searcher, local_model, option
 from promptsearch.tasks.base import Example, Task, label_words
 
 LABEL_POOL = 1000  # label-word search: the tokens the model finds most likely at the answer position
@@ -64,12 +64,7 @@ class AutoPromptSearcher(Searcher):
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         cfg = self.config
         backend = evaluator.backend
-        try:
-            tok = backend.tokenizer  # only local transformers backends have one
-        except AttributeError:
-            raise PromptSearchError(
-                f"AutoPrompt needs gradients from a local transformers model (embedded or hf:...); "
-                f"'{backend.model_id}' gives none. Searchers that work with it: baseline, ape.") from None
+        _, tok = local_model(backend, "AutoPrompt needs")
         # every check on the user's input before the first model call
         template = _trigger_template(task, cfg.position)
         if (cfg.labels or cfg.search_labels) and not task.labels:
@@ -234,11 +229,8 @@ def _losses(evaluator: Evaluator, task: Task, cands: list[Candidate], batch: lis
         if not res.label_logprobs:  # a harness that classifies by generation: 1 - accuracy
             out.append(1.0 - res.mean)
             continue
-        total = 0.0
-        for row, ex_id in zip(res.label_logprobs, res.example_ids):
-            m = max(row.values())
-            total += -(row[gold[ex_id]] - (m + math.log(sum(math.exp(v - m) for v in row.values()))))
-        out.append(total / len(res.label_logprobs))
+        out.append(-sum(label_set_logprobs(row)[gold[ex_id]] for row, ex_id in zip(res.label_logprobs, res.example_ids))
+                   / len(res.label_logprobs))
     return out
 
 
@@ -285,16 +277,14 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
             sets += [tuple(w if j != c else alt for j, w in enumerate(sets[0])) for alt in per_class[c][1:]]
     # the words the search starts from (the task's, or -o labels) race too, first: a found set
     # replaces them only if it scores better on dev
-    own = tuple(tuple(label_words(t.labels[lab])) for lab in names)
-    label_cands = [replace(cand, labels=tuple((lab, ws) for lab, ws in zip(names, s)), trigger_text=tok.decode(list(trigger)),
-                           name="labels " + "/".join(w[0] for w in s), origin="autoprompt:labels")
-                   for s in [own] + [tuple((w,) for w in ws) for ws in sets]]
-    sets = [tuple(w[0] for w in own)] + sets
+    word_sets = [tuple(tuple(label_words(t.labels[lab])) for lab in names)] + [tuple((w,) for w in ws) for ws in sets]
+    label_cands = [replace(cand, labels=tuple(zip(names, ws)), trigger_text=tok.decode(list(trigger)),
+                           name="labels " + "/".join(w[0] for w in ws), origin="autoprompt:labels") for ws in word_sets]
     results = evaluator.score_many(label_cands, task.dev)
     k = max(range(len(results)), key=lambda i: (results[i].mean, -i))
-    log = [{"words": dict(zip(names, ws)), "dev": round(r.mean, 4), **({"given": True} if i == 0 else {})}
-           for i, (ws, r) in enumerate(zip(sets, results))]
-    evaluator.say(f"AutoPrompt: label words {dict(zip(names, sets[k]))} (dev {results[k].mean:.3f} with the initial trigger)")
+    log = [{"words": {lab: w[0] for lab, w in zip(names, ws)}, "dev": round(r.mean, 4), **({"given": True} if i == 0 else {})}
+           for i, (ws, r) in enumerate(zip(word_sets, results))]
+    evaluator.say(f"AutoPrompt: label words {log[k]['words']} (dev {results[k].mean:.3f} with the initial trigger)")
     return replace(proto, labels=label_cands[k].labels), results[k], log
 
 
@@ -311,7 +301,7 @@ def _trigger_grad(backend, task: Task, cand: Candidate, batch: list[Example]):
     one_hot.requires_grad_(True)
     trig_emb = one_hot @ E  # [n, H]
     rows, reads = objective.answer_rows(backend, task, cand, batch)
-    ids, _ = objective.padded(rows, backend.tokenizer.pad_token_id, E.device)  # right padding needs no mask
+    ids = objective.padded(rows, backend.tokenizer.pad_token_id, E.device)
     x = emb(ids).detach()  # [B, L, H]
     n = len(trigger)
     parts = []

@@ -63,6 +63,17 @@ def validate_config(searcher_cls: type["Searcher"], config: Any) -> Any:
     return config
 
 
+def local_model(backend, subject: str):
+    """(model, tokenizer) of a local transformers target, which the gradient searchers need;
+    any other target gets one line (`subject`: "AutoPrompt needs", say)."""
+    try:
+        return backend.model, backend.tokenizer
+    except AttributeError:
+        raise PromptSearchError(
+            f"{subject} gradients from a local transformers model (embedded or hf:...); '{backend.model_id}' gives "
+            "none. Searchers that work with it: baseline, ape, and rl with -o policy=PATH.") from None
+
+
 class Searcher:
     """Subclasses set `name`, a `Config` dataclass (fields with `metadata={"help": ...}`),
     and implement `search`. A searcher never calls a model to score; it asks the evaluator."""

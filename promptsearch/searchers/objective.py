@@ -46,26 +46,24 @@ def answer_rows(backend, task: Task, cand: Candidate, batch: list[Example]) -> t
 
 
 def padded(rows: list[list[int]], pad_id: int, device=None):
-    """[B, L] right-padded ids and the [B, L] attention mask."""
+    """[B, L] right-padded ids (causal attention never lets a token see the pads after it,
+    and pads are never read, so no attention mask is needed)."""
     import torch
 
     ids = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
     for b, r in enumerate(rows):
         ids[b, : len(r)] = torch.tensor(r)
-        mask[b, : len(r)] = 1
-    return ids.to(device), mask.to(device)
+    return ids.to(device)
 
 
-def read_logprobs(hidden, head, reads: list[Read], offset: int = 0):
+def read_logprobs(hidden, head, reads: list[Read]):
     """Each read's answer log-probability (a 0-d tensor with its graph) from the final hidden
-    states [B, L, H]; the LM head runs only at the read positions. `offset` shifts positions
-    (virtual tokens in front of the rows)."""
+    states [B, L, H]; the LM head runs only at the read positions."""
     import torch
 
     out = []
     for r in reads:
-        pos = torch.tensor([p + offset for p in r.positions], device=hidden.device)
+        pos = torch.tensor(r.positions, device=hidden.device)
         lsm = torch.log_softmax(head(hidden[r.row, pos]).float(), dim=-1)
         out.append(lsm[torch.arange(len(r.targets), device=hidden.device), torch.tensor(r.targets, device=hidden.device)].sum())
     return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
-from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
 from promptsearch.searchers.base import SearchResult, Searcher, option
 from promptsearch.tasks.base import Task
 
@@ -101,7 +101,7 @@ class RLSearcher(Searcher):
             curve.append({"step": state["step"], "mean_reward": round(sum(rewards) / len(rewards), 4),
                           "max_reward": round(max(rewards), 4),
                           "zero_spread": len(set(round(x, 6) for x in rewards)) == 1})
-            best = max(pool.values(), key=lambda e: sum(e["rewards"]) / len(e["rewards"]), default=None)
+            best = max(pool.values(), key=_mean, default=None)
             evaluator.say(f"RL step {state['step']}/{cfg.steps}: mean reward {curve[-1]['mean_reward']:+.3f}, "
                           f"max {curve[-1]['max_reward']:+.3f}; best so far: "
                           f"{best['cand'].describe()[:50] if best else '-'}")
@@ -123,10 +123,10 @@ class RLSearcher(Searcher):
                 rng.setstate(_tuple(saved["rng"]))
                 curve[:] = saved["curve"]
                 for e in saved["pool"]:
-                    c = _candidate(e["cand"])
+                    c = Candidate.from_dict(e["cand"])
                     pool[c.key()] = {"cand": c, "rewards": e["rewards"], "steps": e["steps"]}
                 if saved["raced"]:
-                    race_results.extend(evaluator.score_many([_candidate(d) for d in saved["raced"]], task.dev))
+                    race_results.extend(evaluator.score_many([Candidate.from_dict(d) for d in saved["raced"]], task.dev))
                     raced.update(r.candidate.key() for r in race_results)
                 evaluator.say(f"RL: resuming at step {saved['step']} from {resume_from.name}")
 
@@ -144,8 +144,7 @@ class RLSearcher(Searcher):
                 "pool": entries, "raced": [r.candidate.to_dict() for r in race_results]}))
 
         def race() -> None:
-            ranked = sorted(pool.values(), key=lambda e: -sum(e["rewards"]) / len(e["rewards"]))
-            fresh = [e["cand"] for e in ranked[: cfg.race] if e["cand"].key() not in raced]
+            fresh = [e["cand"] for e in _ranked(pool)[: cfg.race] if e["cand"].key() not in raced]
             if fresh:
                 res = evaluator.score_many(fresh, task.dev)
                 raced.update(c.key() for c in fresh)
@@ -187,15 +186,17 @@ class RLSearcher(Searcher):
         zero = sum(c["zero_spread"] for c in curve)
         notes = {"style": cfg.style, "trainer": cfg.trainer, "policy": policy_path, "curve": curve,
                  "prompts_written": len(pool), "zero_spread_steps": zero,
-                 "top_train": [{"prompt": e["cand"].describe(), "mean_reward": round(sum(e["rewards"]) / len(e["rewards"]), 4)}
-                               for e in sorted(pool.values(), key=lambda e: -sum(e["rewards"]) / len(e["rewards"]))[:10]]}
+                 "top_train": [{"prompt": e["cand"].describe(), "mean_reward": round(_mean(e), 4)} for e in _ranked(pool)[:10]]}
         return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
 
 
-def _candidate(d: dict) -> Candidate:
-    return Candidate(instruction=d.get("instruction", ""), trigger=tuple(d["trigger"]) if d.get("trigger") else None,
-                     template=d.get("template"), trigger_text=d.get("trigger_text", ""), name=d.get("name", ""),
-                     origin=d.get("origin", ""))
+def _mean(entry: dict) -> float:
+    """A written prompt's mean train reward."""
+    return sum(entry["rewards"]) / len(entry["rewards"])
+
+
+def _ranked(pool: dict) -> list[dict]:
+    return sorted(pool.values(), key=lambda e: -_mean(e))
 
 
 def _lists(x):
@@ -252,9 +253,7 @@ def _gap_reward(res: EvalResult, batch) -> float:
     gold = {e.id: e.label for e in batch}
     total = 0.0
     for row, ex_id in zip(res.label_logprobs, res.example_ids):
-        m = max(row.values())
-        z = sum(math.exp(v - m) for v in row.values())
-        p = {lab: math.exp(v - m) / z for lab, v in row.items()}
+        p = {lab: math.exp(v) for lab, v in label_set_logprobs(row).items()}
         g = gold[ex_id]
         gap = p[g] - max(v for lab, v in p.items() if lab != g)
         total += gap * (CORRECT if gap > 0 else WRONG)

@@ -26,7 +26,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import SearchResult, Searcher, local_model, option
 from promptsearch.tasks.base import Task
 
 GENERIC_INIT = "Read the input and give the answer."
@@ -59,12 +59,7 @@ class SoftPromptSearcher(Searcher):
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         cfg = self.config
         backend = evaluator.backend
-        try:
-            model, tok = backend.model, backend.tokenizer
-        except AttributeError:
-            raise PromptSearchError(
-                f"Soft prompts need gradients from a local transformers model (embedded or hf:...); "
-                f"'{backend.model_id}' gives none. Searchers that work with it: baseline, ape.") from None
+        model, tok = local_model(backend, "Soft prompts need")
         init_text, init_from = _init_text(task, cfg, evaluator, backend)
         if init_text is not None and not cfg.truncate:
             n = len(tok(init_text, add_special_tokens=False).input_ids)
@@ -185,19 +180,17 @@ def _peft_model(model, backend, cfg, init_text: str | None):
     else:
         conf = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
     pm = get_peft_model(model, conf)
-    if cfg.method != "prompt" and init_text is not None:
-        _init_from_text(pm, backend, init_text, n, cfg.method)
+    if cfg.method == "ptuning" and init_text is not None:
+        _init_from_text(pm, backend, init_text, n)
     return pm
 
 
-def _init_from_text(pm, backend, text: str, n: int, method: str) -> None:
-    """PEFT initialises P-tuning's and prefix tuning's embeddings randomly; for init=text we
-    start their input embeddings from the text's token embeddings where the shapes agree
-    (P-tuning's encoder input has the model's hidden size; prefix tuning's does not)."""
+def _init_from_text(pm, backend, text: str, n: int) -> None:
+    """PEFT initialises P-tuning's encoder input randomly; for a text init it starts from the
+    text's token embeddings (the encoder input has the model's hidden size; prefix tuning's
+    keys and values have no such counterpart and stay random)."""
     import torch
 
-    if method != "ptuning":
-        return
     ids = backend.tokenizer(text, add_special_tokens=False).input_ids
     ids = (ids * n)[:n] if ids else []
     if not ids:
@@ -233,27 +226,13 @@ def _learned(pm, method: str, name: str) -> SoftPrompt:
 
 
 def _batch_loss(pm, backend, task: Task, batch, method: str):
-    """The minibatch loss with the virtual tokens in front, computed as the backend scores."""
-    import torch
-
-    model = backend.model
-    base = getattr(model, model.base_model_prefix)
+    """The minibatch loss with the virtual tokens in front, through the backend's own
+    soft-prompt forward pass (the one scoring uses)."""
     rows, reads = objective.answer_rows(backend, task, Candidate(), batch)
-    ids, _ = objective.padded(rows, backend.tokenizer.pad_token_id, model.device)  # right padding needs no mask
+    ids = objective.padded(rows, backend.tokenizer.pad_token_id, backend.model.device)  # right padding needs no mask
     p = _prompt(pm, method)
-    if method == "prefix":
-        from transformers import DynamicCache
-
-        data = [(k.unsqueeze(0).expand(len(rows), -1, -1, -1), v.unsqueeze(0).expand(len(rows), -1, -1, -1)) for k, v in p]
-        hidden = base(input_ids=ids, **{backend._cache_kw: DynamicCache(ddp_cache_data=data, config=model.config)},
-                      use_cache=True).last_hidden_state
-        offset = 0
-    else:
-        x = model.get_input_embeddings()(ids)
-        x = torch.cat([p.to(x.dtype).unsqueeze(0).expand(len(rows), -1, -1), x], dim=1)
-        hidden = base(inputs_embeds=x).last_hidden_state
-        offset = p.shape[0]
-    return objective.loss(objective.read_logprobs(hidden, model.get_output_embeddings(), reads, offset), reads, batch)
+    hidden = backend.soft_hidden(ids, SoftPrompt(kv=p) if method == "prefix" else SoftPrompt(vectors=p))
+    return objective.loss(objective.read_logprobs(hidden, backend.model.get_output_embeddings(), reads), reads, batch)
 
 
 def _readout(sp: SoftPrompt, model, tok) -> tuple[list[int], list[float]] | None:
