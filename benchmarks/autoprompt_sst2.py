@@ -126,19 +126,28 @@ def main() -> None:
     if args.table:
         print(table(results))
         return
+    run_all(settings(args.ape, args.rl), key, run_one, RESULTS, results, args.only)
+
+
+def run_all(settings, key, run_one, path: Path, results: dict, only: list[str]) -> None:
+    """Run each setting not yet in `results` (and matching every `--only` string), saving the
+    results file after each one, so an interrupted benchmark resumes where it stopped. A
+    setting that fails (a missing task or stored prompt) is reported and skipped."""
     DB.parent.mkdir(parents=True, exist_ok=True)
-    for s in settings(args.ape, args.rl):
+    for s in settings:
         k = key(s)
-        if k in results or not all(o in k for o in args.only):
+        if k in results or not all(o in k for o in only):
             continue
         print(f"== {k}", flush=True)
-        results[k] = run_one(s)
-        r = results[k]
-        print(f"   test {r['test']:.4f} (empty {r['baselines']['empty']['test']:.4f}, manual-1 "
-              f"{r['baselines']['manual-1']['test']:.4f}) {r['best_prompt']!r} {r['wall_seconds']:.0f} s", flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
-
+        try:
+            r = results[k] = run_one(s)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"   skipped: {type(e).__name__}: {e}", flush=True)
+            continue
+        base = ", ".join(f"{n} {b['test']:.4f}" for n, b in r["baselines"].items())
+        print(f"   test {r['test']:.4f} ({base}) {r['wall_seconds']:.0f} s", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
 
 if __name__ == "__main__":
     main()

@@ -110,8 +110,6 @@ def scoring(backend, task, repeats: int) -> dict:
 
 def our_iteration(backend, task, width: int, topk: int, length: int, steps: int) -> dict:
     """AutoPrompt's iteration as `search` runs it, on one example, through a cached evaluator."""
-    from dataclasses import replace
-
     from promptsearch.candidates import Candidate
     from promptsearch.evaluation.evaluator import Evaluator
     from promptsearch.searchers.autoprompt import (AutoPromptSearcher, _allowed_tokens, _cand, _init_trigger,

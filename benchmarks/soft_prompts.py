@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from autoprompt_sst2 import DATA, DB, MANUAL, SPLITS, TEMPLATES  # noqa: E402  (same data, database and baselines)
+from autoprompt_sst2 import DATA, DB, MANUAL, SPLITS, TEMPLATES, run_all  # noqa: E402  (same data, database, loop)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "soft_prompts.json"
@@ -97,21 +97,7 @@ def main() -> None:
     if args.table:
         print(table(results))
         return
-    for s in settings():
-        k = key(s)
-        if k in results or not all(o in k for o in args.only):
-            continue
-        print(f"== {k}", flush=True)
-        try:
-            results[k] = run_one(s)
-        except Exception as e:  # noqa: BLE001 - a missing task or stored prompt: report and go on
-            print(f"   skipped: {type(e).__name__}: {e}", flush=True)
-            continue
-        r = results[k]
-        print(f"   test {r['test']:.4f} (empty {r['baselines']['empty']['test']:.4f}) {r['wall_seconds']:.0f} s", flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
-
+    run_all(settings(), key, run_one, RESULTS, results, args.only)
 
 if __name__ == "__main__":
     main()
