@@ -19,6 +19,7 @@ dev through the evaluator, and the dev-best is the result.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 from promptsearch.budget import Budget
@@ -76,6 +77,7 @@ class RLSearcher(Searcher):
             banned = (~_allowed_tokens(tok, task)).nonzero().flatten().tolist()
         pool: dict[str, dict] = {}  # candidate key -> {"cand", "rewards"}
         curve: list[dict] = []
+        step_seconds: list[float] = []  # wall time per step, this process's steps only
         state = {"step": 0}
 
         def to_cand(text: str, ids: list[int]) -> Candidate:
@@ -87,6 +89,8 @@ class RLSearcher(Searcher):
 
         def reward(prompts, completions, completion_ids, **kw) -> list[float]:
             state["step"] += 1
+            now = time.perf_counter()  # since the previous reward: generation, then the update before it
+            seconds, state["t"] = now - state["t"], now
             texts = [_text(c) for c in completions]
             cands = [to_cand(t, ids) for t, ids in zip(texts, completion_ids)]
             usable = [i for i, c in enumerate(cands) if c.instruction.strip() or c.trigger]
@@ -101,6 +105,7 @@ class RLSearcher(Searcher):
             curve.append({"step": state["step"], "mean_reward": round(sum(rewards) / len(rewards), 4),
                           "max_reward": round(max(rewards), 4),
                           "zero_spread": len(set(round(x, 6) for x in rewards)) == 1})
+            step_seconds.append(round(seconds + time.perf_counter() - now, 2))  # wall time, not in the curve
             best = max(pool.values(), key=_mean, default=None)
             evaluator.say(f"RL step {state['step']}/{cfg.steps}: mean reward {curve[-1]['mean_reward']:+.3f}, "
                           f"max {curve[-1]['max_reward']:+.3f}; best so far: "
@@ -165,6 +170,7 @@ class RLSearcher(Searcher):
         trainer.add_callback(Race())
         for cb in (PrinterCallback, ProgressCallback):  # the live view is ours (evaluator.say and progress)
             trainer.remove_callback(cb)
+        state["t"] = time.perf_counter()
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except BudgetExhausted as e:
@@ -185,6 +191,7 @@ class RLSearcher(Searcher):
         best = max(race_results, key=lambda r: r.mean)
         zero = sum(c["zero_spread"] for c in curve)
         notes = {"style": cfg.style, "trainer": cfg.trainer, "policy": policy_path, "curve": curve,
+                 "step_seconds": step_seconds,
                  "prompts_written": len(pool), "zero_spread_steps": zero,
                  "top_train": [{"prompt": e["cand"].describe(), "mean_reward": round(_mean(e), 4)} for e in _ranked(pool)[:10]]}
         return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
