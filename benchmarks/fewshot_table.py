@@ -97,18 +97,30 @@ def baseline(row: str, task, dataset: str, model: str, seed: int):
     t0 = time.time()
     dev = Evaluator(setup.task, setup.backend).score(cand, task.dev)
     test = Evaluator(setup.task, setup.backend).score(cand, task.test, split="test")
-    return {"dev": round(dev.mean, 4), "test": round(test.mean, 4), "test_n": test.n, "scores": test.scores,
+    return {"dev": round(dev.mean, 4), "test": round(test.mean, 4), "test_n": test.n, "scores": packed(test.scores),
             "calls": dev.cost.calls + test.cost.calls, "wall_seconds": round(time.time() - t0, 1)}
+
+
+def packed(scores: list[float]) -> str | list[float]:
+    """Per-example test scores, kept for the paired bootstrap: '0110...' for 0/1 scores."""
+    return "".join(str(int(s)) for s in scores) if all(s in (0.0, 1.0) for s in scores) else [round(s, 4) for s in scores]
+
+
+def unpacked(scores: str | list[float]) -> list[float]:
+    return [float(c) for c in scores] if isinstance(scores, str) else list(scores)
 
 
 def search(row: str, task, model: str, seed: int, budget):
     from promptsearch.runner import run_search
+    from promptsearch.store.db import Store
 
     searcher, opts = ROWS[row]
     t0 = time.time()
     doc = run_search(task, model=model, searcher=searcher, options=opts, seed=seed, db=str(DB), budget=budget,
                      baseline_shots=0)
+    by_id = {t.example_id: t.score for t in Store(DB).run_tests(doc["run_id"]) if t.candidate == doc["best"]["name"]}
     return {"dev": doc["best"]["dev"]["mean"], "test": doc["best"]["test"]["mean"], "test_n": doc["best"]["test"]["n"],
+            "scores": packed([by_id[e.id] for e in task.test]),
             "prompt": doc["best"]["prompt"][:120], "run_id": doc["run_id"], "calls": doc["cost"]["search"]["calls"],
             "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
             "stopped_by": doc["stopped_by"]}
@@ -135,6 +147,44 @@ def table(results: dict, budget_note: str) -> str:
         rows.append(f"| {row} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} | "
                     f"{statistics.mean(calls):,.0f} | {statistics.mean(walls):.0f} s |")
     return f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
+
+
+def best_manual(results: dict, dataset: str, seed: str, model: str) -> dict | None:
+    """The better manual prompt on dev (natural first on a tie): the bar a search must clear."""
+    found = [results.get(f"{m}|{dataset}|{seed}|{model}") for m in ("manual (natural)", "manual (RLPrompt)")]
+    found = [r for r in found if r and "scores" in r]
+    return max(found, key=lambda r: r["dev"]) if found else None
+
+
+def versus_manual(results: dict) -> str:
+    """Test accuracy minus the best manual prompt's (chosen on dev), paired bootstrap 95% CI on
+    the test examples, seeds pooled (pairs stay within a seed)."""
+    from promptsearch.evaluation.stats import paired_bootstrap
+
+    datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
+    rows = ["| method | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+    for row in ROWS:
+        if row.startswith("manual"):
+            continue
+        cells, any_cell = [], False
+        for d in datasets:
+            a, b = [], []
+            for k, r in results.items():
+                name, dd, seed, model = k.split("|")
+                bar = best_manual(results, d, seed, model)
+                if name == row and dd == d and "scores" in r and bar:
+                    a += unpacked(r["scores"])
+                    b += unpacked(bar["scores"])
+            if not a:
+                cells.append("–")
+                continue
+            any_cell = True
+            diff = paired_bootstrap(a, b)
+            mark = "**" if diff.ci_low > 0 else ""
+            cells.append(f"{mark}{diff.diff:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]{mark}")
+        if any_cell:
+            rows.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def plot(results: dict, path: Path) -> None:
@@ -165,6 +215,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main() -> None:
+    global DB, RESULTS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", action="store_true")
     ap.add_argument("--plot", type=Path, default=None, help="with --table: also write the table as a PNG plot")
@@ -176,19 +227,31 @@ def main() -> None:
     ap.add_argument("--budget-seconds", type=float, default=600.0)
     ap.add_argument("--budget-calls", type=int, default=None)
     ap.add_argument("--agnews-full", action="store_true")
+    ap.add_argument("--db", type=Path, default=DB, help="the table's SQLite cache and runs")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where results are kept (JSON)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
+    DB, RESULTS = args.db, args.results
     from promptsearch.budget import Budget
 
     budget = Budget(max_calls=args.budget_calls) if args.budget_calls else Budget(max_seconds=args.budget_seconds)
     note = f"{args.budget_calls:,} model calls" if args.budget_calls else f"{args.budget_seconds:.0f} s of search"
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.table:
-        print(table(results, note))
+        notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
+        print(table(results, "; ".join(notes)))
+        print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples,"
+              " seeds pooled; bold where the CI excludes zero:\n")
+        print(versus_manual(results))
         if args.plot:
             plot(results, args.plot)
         return
     if args.device:
         os.environ["PROMPTSEARCH_DEVICE"] = args.device
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     DB.parent.mkdir(parents=True, exist_ok=True)
     for dataset in args.datasets:
         seeds = args.seeds or (["16-13", "16-42", "16-100"] if dataset == "sst-2" else ["16-42"])
@@ -204,7 +267,7 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001 - a row that cannot run here (no stored prompt for init=best, say)
                     print(f"   skipped: {type(e).__name__}: {e}", flush=True)
                     continue
-                r.pop("scores", None)
+                r["budget"] = note if ROWS[row] else "no search"
                 results[key] = r
                 print(f"   test {r['test']:.4f} ({r['wall_seconds']:.0f} s)", flush=True)
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
