@@ -21,12 +21,12 @@ from promptsearch.backends.base import (
     LoglikResult,
     Prompt,
     SoftPrompt,
-    prompt_key,
     prompt_segments,
 )
 from promptsearch.errors import PromptSearchError
 
 MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
+GEN_SLOTS_CPU, GEN_SLOTS_GPU = 32, 256  # rows decoded at once (benchmarks/generation_speed.py)
 PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
 
 
@@ -36,13 +36,15 @@ class HFBackend:
     can_generate = True
 
     def __init__(self, name_or_path: str, model_id: str | None = None, revision: str | None = None,
-                 device: str = "auto", batch_tokens: int | None = None, max_batch: int = 64):
+                 device: str = "auto", batch_tokens: int | None = None, max_batch: int = 64,
+                 gen_slots: int | None = None):
         self.name_or_path = name_or_path
         self.model_id = model_id or name_or_path
         self._revision = revision
         self.device_pref = device
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
+        self.gen_slots = gen_slots
         self._model = None
         self._tok = None
         self._prefix_cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
@@ -51,7 +53,7 @@ class HFBackend:
         # what scoring shares: "clusters" (per-input prefixes and the batch's), "batch" (only the
         # prefix every row of a batch has), "none" (every row run in full); benchmarks compare them
         self.sharing = "clusters"
-        self.tokens_run = 0  # token positions the model has run for scoring, padding included
+        self.tokens_run = 0  # token positions the model has run (scoring and decoding), padding included
 
     # --- loading (lazy: a fully cached run never loads the model) -----------------------
     def identity(self) -> dict[str, str]:
@@ -114,6 +116,8 @@ class HFBackend:
             raise
         except Exception as e:  # any failure to load a folder or hub id is the user's to fix: one line
             raise PromptSearchError(f"Cannot load model '{self.name_or_path}': {_one_line(e)}") from None
+        if self.gen_slots is None:
+            self.gen_slots = GEN_SLOTS_CPU if device == "cpu" else GEN_SLOTS_GPU
         if self.batch_tokens is None:
             # On CPU throughput hardly grows past a few rows, while padding waste does, so small
             # batches win (measured: 512 tokens best on 2 cores); a GPU wants big ones.
@@ -332,9 +336,17 @@ class HFBackend:
         return self._kw
 
     def _prefix_kv(self, prefix: tuple[int, ...], batch_size: int):
-        """KV cache of a shared prefix, computed once and expanded (a view) to the batch. A
-        prefix that extends one already cached (an input after a shared instruction) runs
-        only its new tokens."""
+        """KV cache of a shared prefix, computed once and expanded (a view) to the batch."""
+        from transformers import DynamicCache
+
+        # The forward pass concatenates onto these, never writes in place, so views are safe.
+        data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in self._prefix_layers(prefix)]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
+    def _prefix_layers(self, prefix: tuple[int, ...]) -> list:
+        """Per-layer (keys, values) of a token prefix for one row, kept between calls. A
+        prefix that extends one already kept (an input after a shared instruction) runs only
+        its new tokens."""
         import torch
         from transformers import DynamicCache
 
@@ -356,121 +368,66 @@ class HFBackend:
                 self._prefix_cache.popitem(last=False)
         else:
             self._prefix_cache.move_to_end(prefix)
-        # The forward pass concatenates onto these, never writes in place, so views are safe.
-        data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in kv]
-        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+        return kv
+
+    def generation_prefix(self, ids: tuple[int, ...], soft_prompt: SoftPrompt | None) -> tuple[list | None, int]:
+        """Per-layer (keys, values) for one row of what every prompt of a generation call
+        starts with: a soft prompt's virtual tokens, then the shared tokens `ids`; and its
+        length in positions. (None, 0) when there is nothing to share."""
+        import torch
+        from transformers import DynamicCache
+
+        if soft_prompt is None:
+            return (self._prefix_layers(ids), len(ids)) if ids else (None, 0)
+        model = getattr(self.model, self.model.base_model_prefix)
+        dev = self.model.device
+        n = soft_prompt.length
+        with torch.inference_mode():
+            if soft_prompt.kv is not None:  # prefix tuning: its keys and values, then the shared tokens
+                past = _soft_kv(soft_prompt, 1, self.model)
+                if not ids:
+                    return [(layer.keys, layer.values) for layer in past.layers], n
+                out = model(input_ids=torch.tensor([ids], device=dev), **{self._cache_kw: past}, use_cache=True)
+            else:
+                vec = torch.as_tensor(soft_prompt.vectors, dtype=self.model.dtype, device=dev)  # [n, H]
+                emb = torch.cat([vec, self.model.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=dev))])
+                out = model(inputs_embeds=emb[None], use_cache=True)
+        cache = out.cache if self._cache_kw == "cache" else out.past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers], n + len(ids)
+
+    @property
+    def eos_ids(self) -> set[int]:
+        """Tokens that end a generation: the tokenizer's end of text and the model's own."""
+        ids = {self.tokenizer.eos_token_id}
+        cfg = getattr(self.model, "generation_config", None)
+        extra = getattr(cfg, "eos_token_id", None) if cfg is not None else None
+        ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
+        return {i for i in ids if i is not None}
 
     # --- generation ------------------------------------------------------------------
     def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[GenResult]:
-        """Greedy or sampled continuations. With a soft prompt, its virtual tokens come before
-        every prompt (vectors before the embeddings, or per-layer keys/values)."""
-        import torch
+        """Greedy or sampled continuations, decoded with continuous batching (see
+        `decoding.py`). With a soft prompt, its virtual tokens come before every prompt
+        (vectors before the embeddings, or per-layer keys/values)."""
+        from promptsearch.backends.decoding import decode
 
-        tok, model = self.tokenizer, self.model
+        tok = self.tokenizer
         out: list[GenResult | None] = [None] * len(requests)
-        # Group by decoding settings; sort by length so left padding stays small.
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.max_new_tokens, r.temperature, r.top_p, r.stop), []).append(i)
         for (max_new, temp, top_p, stop), idxs in groups.items():
-            encoded = {i: self.encode_prompt(requests[i].prompt) or [tok.eos_token_id] for i in idxs}
-            idxs = sorted(idxs, key=lambda i: -len(encoded[i]))
-            bs = max(1, min(self.max_batch, max(2048, self.batch_tokens) // max(1, len(encoded[idxs[0]]) + max_new)))
-            for s in range(0, len(idxs), bs):
-                chunk = idxs[s : s + bs]
-                L = max(len(encoded[i]) for i in chunk)
-                ids = torch.full((len(chunk), L), tok.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(chunk), L), dtype=torch.long)
-                for b, i in enumerate(chunk):  # left padding for generation
-                    e = encoded[i]
-                    ids[b, L - len(e):] = torch.tensor(e)
-                    mask[b, L - len(e):] = 1
-                if temp > 0 or soft_prompt is not None:
-                    news = self._sample(ids, mask, [requests[i] for i in chunk], max_new, temp, top_p, stop, soft_prompt)
-                else:
-                    kwargs: dict[str, Any] = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
-                                                  do_sample=False, temperature=None, top_p=None, top_k=None)
-                    if stop:
-                        kwargs.update(stop_strings=list(stop), tokenizer=tok)
-                    with torch.inference_mode():
-                        gen = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **kwargs)
-                    news = [gen[b, L:].tolist() for b in range(len(chunk))]
-                for b, i in enumerate(chunk):
-                    new = [t for t in news[b] if t != tok.pad_token_id]
-                    text = tok.decode(new, skip_special_tokens=True)
-                    for st in stop:
-                        cut = text.find(st)
-                        if cut >= 0:
-                            text = text[:cut]
-                    out[i] = GenResult(text, len(encoded[i]) + len(new), len(new))
+            encoded = [self.encode_prompt(requests[i].prompt) or [tok.eos_token_id] for i in idxs]
+            news = decode(self, [requests[i] for i in idxs], encoded, max_new, temp, top_p, stop, soft_prompt,
+                          slots=self.gen_slots, min_shared=MIN_SHARED_PREFIX)
+            for i, e, new in zip(idxs, encoded, news):
+                text = tok.decode(new, skip_special_tokens=True)
+                for st in stop:
+                    cut = text.find(st)
+                    if cut >= 0:
+                        text = text[:cut]
+                out[i] = GenResult(text, len(e) + len(new), len(new))
         return out  # type: ignore[return-value]
-
-
-    def _sample(self, ids, mask, reqs: list[GenRequest], max_new: int, temp: float, top_p: float,
-                stop: tuple[str, ...], soft_prompt: SoftPrompt | None = None) -> list[list[int]]:
-        """Temperature and nucleus sampling (greedy at temperature 0) for a left-padded batch,
-        with one random generator per request seeded from that request alone (prompt,
-        settings, seed, sample index): a sample does not depend on which requests share its
-        batch, so a fresh run and the cache agree. Rows that finish (end of text or a stop
-        string) stop growing. A soft prompt's virtual tokens sit between a row's left padding
-        and its tokens (vectors), or before everything as keys and values (prefix)."""
-        import torch
-
-        model, tok = self.model, self.tokenizer
-        dev = model.device
-        gens = []
-        for r in reqs:
-            key = json.dumps([prompt_key(r.prompt), r.max_new_tokens, r.temperature, r.top_p, list(r.stop),
-                              r.seed, r.sample_index])
-            gens.append(torch.Generator().manual_seed(int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)))
-        ids, mask = ids.to(dev), mask.to(dev)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, L]: left pads do not shift positions
-        new: list[list[int]] = [[] for _ in reqs]
-        done = [False] * len(reqs)
-        first: dict[str, Any] = {"input_ids": ids}
-        if soft_prompt is not None and soft_prompt.kv is not None:
-            n = soft_prompt.length
-            first[self._cache_kw] = _soft_kv(soft_prompt, len(reqs), model)
-            pos = pos + n
-            mask = torch.cat([mask.new_ones((len(reqs), n)), mask], dim=1)
-        elif soft_prompt is not None:
-            vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=dev)  # [n, H]
-            emb = model.get_input_embeddings()(ids)
-            pads = (mask == 0).sum(-1).tolist()
-            first = {"inputs_embeds": torch.stack([torch.cat([emb[b, :p], vec, emb[b, p:]]) for b, p in enumerate(pads)])}
-            mask = torch.stack([torch.cat([mask[b, :p], mask.new_ones(len(vec)), mask[b, p:]]) for b, p in enumerate(pads)])
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            out = model(**first, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-            for _ in range(max_new):
-                if temp == 0:  # greedy
-                    picks = out.logits[:, -1].argmax(-1).tolist()
-                else:
-                    probs = torch.softmax(out.logits[:, -1].float() / temp, dim=-1).cpu()  # [B, V]
-                    if top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
-                        sp, si = probs.sort(dim=-1, descending=True)
-                        drop = sp.cumsum(-1) - sp > top_p
-                        probs = probs.scatter(-1, si, sp.masked_fill(drop, 0.0))
-                    picks = [int(torch.multinomial(probs[b], 1, generator=g)) for b, g in enumerate(gens)]
-                nxt = []
-                for b in range(len(reqs)):
-                    t = picks[b] if not done[b] else tok.pad_token_id
-                    nxt.append(t)
-                    if done[b]:
-                        continue
-                    if t == tok.eos_token_id:
-                        done[b] = True
-                        continue
-                    new[b].append(t)
-                    if stop and any(st in tok.decode(new[b], skip_special_tokens=True) for st in stop):
-                        done[b] = True
-                if all(done):
-                    break
-                mask = torch.cat([mask, mask.new_ones((len(reqs), 1))], dim=1)
-                pos = pos[:, -1:] + 1
-                out = model(input_ids=torch.tensor(nxt, device=dev)[:, None], attention_mask=mask, position_ids=pos,
-                            use_cache=True, **{self._cache_kw: out.cache if self._cache_kw == "cache" else out.past_key_values})
-        return new
 
 
 Row = tuple  # (token ids, [(request index, position read, target token id)])
