@@ -16,7 +16,7 @@ GGUF file (the Q4_1 weights the embedded model is converted from; one request at
 as its Python API serves them), given the same token ids; and `transformers serve` with
 continuous batching at concurrency 16 through its /v1/completions endpoint.
 
-    python benchmarks/generation_speed.py [--n 200] [--tasks antonyms,...] [--slots 8,16,32,64]
+    python benchmarks/generation_speed.py [--n 200] [--tasks antonyms,...] [--slots 32,64,128,256]
         [--llama-python /path/to/venv/bin/python] [--no-serve]
 
 Results: benchmarks/results/generation_speed.json (`--out` elsewhere).
@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--tasks", default="antonyms,active_to_passive,translation_en-fr")
     ap.add_argument("--shots", type=int, default=4, help="demos in the few-shot workload (first task)")
-    ap.add_argument("--slots", default="8,16,32,64", help="batch slots tried for the new path")
+    ap.add_argument("--slots", default="32,64,128,256", help="batch slots tried for the new path")
     ap.add_argument("--llama-python", default=None, help="a Python with llama-cpp-python installed (default: skip)")
     ap.add_argument("--no-serve", action="store_true", help="skip transformers serve")
     ap.add_argument("--device", default="cpu")
@@ -178,7 +178,8 @@ def main() -> None:
         for s in slots:
             new.gen_slots = s
             r, texts = timed(new, reqs)
-            row["new_by_slots"][s] = r | {"identical_to_old": sum(a == b for a, b in zip(texts, old_texts))}
+            row["new_by_slots"][s] = r | {"identical_to_old": sum(a == b for a, b in zip(texts, old_texts)),
+                                          "tokens_run": new.tokens_run}  # prefill + decode positions
         best = max(row["new_by_slots"], key=lambda s: row["new_by_slots"][s]["tokens_per_s"])
         row["new"] = row["new_by_slots"][best] | {"slots": best}
         row["speedup"] = round(row["old"]["seconds"] / row["new"]["seconds"], 2)

@@ -31,6 +31,7 @@ class Settings:
     default_model: str
     device: str
     batch_tokens: int | None  # None: the backend picks by device
+    gen_slots: int | None = None  # rows decoded at once; None: the backend picks by device
     # OpenAI-compatible servers. The key is never stored, logged or shown (repr=False).
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
@@ -105,6 +106,7 @@ def get_settings() -> Settings:
         default_model=env.get("PROMPTSEARCH_MODEL") or "embedded",
         device=_device(env.get("PROMPTSEARCH_DEVICE") or "auto"),
         batch_tokens=_int(env, "PROMPTSEARCH_BATCH_TOKENS"),
+        gen_slots=_int(env, "PROMPTSEARCH_GEN_SLOTS"),
         openai_api_key=env.get("OPENAI_API_KEY") or None,
         openai_base_url=env.get("OPENAI_BASE_URL") or None,
         concurrency=_int(env, "PROMPTSEARCH_CONCURRENCY") or 8,

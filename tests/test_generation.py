@@ -96,6 +96,18 @@ def test_samples_do_not_depend_on_batch_mates(tiny_model):
     assert [g.text for g in other] != [g.text for g in alone]  # the seed matters
 
 
+def test_samples_of_one_prompt_prefill_once(tiny_model):
+    prompts = [f"Input: {(w + ' ') * 12}" for w in WORDS[:3]]
+    reqs = [GenRequest(p, 6, 0.9, 1.0, (), seed=1, sample_index=i) for p in prompts for i in range(4)]
+    one = HFBackend(str(tiny_model), gen_slots=1)
+    alone = [one.generate([r])[0].text for r in reqs]
+    b = HFBackend(str(tiny_model), gen_slots=64)
+    assert [g.text for g in b.generate(reqs)] == alone
+    assert len(set(alone)) > 3  # the samples of one prompt differ
+    longest = max(len(b.encode_prompt(p)) for p in prompts)
+    assert b.tokens_run <= 3 * longest + 12 * 6 < 12 * longest  # three prefills, not twelve
+
+
 def test_embedded_model_greedy_matches_transformers_generate(embedded_folder, shared_data):
     import json
 

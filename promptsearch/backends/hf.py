@@ -26,7 +26,7 @@ from promptsearch.backends.base import (
 from promptsearch.errors import PromptSearchError
 
 MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
-GEN_SLOTS_CPU, GEN_SLOTS_GPU = 32, 256  # rows decoded at once (benchmarks/generation_speed.py)
+GEN_SLOTS_CPU, GEN_SLOTS_GPU = 128, 256  # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
 PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
 
 
@@ -545,4 +545,5 @@ def load_hf(spec: str, settings) -> HFBackend:
         except json.JSONDecodeError:
             raise PromptSearchError(f"Model path '{spec}' is not a model: its config.json is not valid JSON.") from None
         spec = str(path.resolve())
-    return HFBackend(spec, model_id=f"hf:{spec}", device=settings.device, batch_tokens=settings.batch_tokens)
+    return HFBackend(spec, model_id=f"hf:{spec}", device=settings.device, batch_tokens=settings.batch_tokens,
+                     gen_slots=settings.gen_slots)
