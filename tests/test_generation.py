@@ -122,3 +122,17 @@ def test_embedded_model_greedy_matches_transformers_generate(embedded_folder, sh
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
                              stop_strings=["\n"], tokenizer=tok, pad_token_id=tok.pad_token_id)
         assert g.text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split("\n")[0]
+
+
+def test_gen_slots_setting_reaches_the_backend(tiny_model, monkeypatch):
+    from promptsearch.backends.hf import load_hf
+    from promptsearch.errors import PromptSearchError
+    from promptsearch.settings import get_settings
+
+    monkeypatch.setenv("PROMPTSEARCH_GEN_SLOTS", "5")
+    b = load_hf(str(tiny_model), get_settings())
+    b.generate([GenRequest("Input: the film", max_new_tokens=2)])  # loads the model: the setting survives it
+    assert b.gen_slots == 5
+    monkeypatch.setenv("PROMPTSEARCH_GEN_SLOTS", "many")
+    with pytest.raises(PromptSearchError, match="PROMPTSEARCH_GEN_SLOTS='many' must be a positive whole number"):
+        get_settings()
