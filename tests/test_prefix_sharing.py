@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from promptsearch.backends import LoglikRequest, TokenIds
+from promptsearch.backends import GenRequest, LoglikRequest, TokenIds
 from promptsearch.backends.hf import HFBackend, _shared
 
 WORDS = "the a film plot was not great dull fun bright sad actor scene long short story ending music odd".split()
@@ -96,3 +96,34 @@ def test_sharing_modes_agree_and_clusters_run_fewest_tokens(tiny_model):
     for mode in ("batch", "clusters"):
         assert max(abs(a - b) for a, b in zip(out[mode], out["none"])) < 1e-4
     assert ran["clusters"] < ran["batch"] <= ran["none"] and ran["clusters"] * 2 < ran["none"]
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "cohere", "granite"])
+def test_models_that_scale_or_cap_their_logits(tmp_path, embedded_folder, arch):
+    """The backend runs base model and head apart: final logit soft-capping (Gemma 2, whose
+    sliding-window layers also take the generation cache's other path), Cohere's logit scale
+    and Granite's logit scaling must give what the model's own forward gives."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_folder)
+    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, bos_token_id=tok.bos_token_id,
+                  eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    cls, extra = {"gemma2": ("Gemma2", dict(head_dim=8, final_logit_softcapping=0.5, sliding_window=4)),
+                  "cohere": ("Cohere", dict(logit_scale=4.0)),
+                  "granite": ("Granite", dict(logits_scaling=0.25))}[arch]
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{cls}ForCausalLM")(getattr(transformers, f"{cls}Config")(**common, **extra))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    b = HFBackend(str(tmp_path), batch_tokens=96)
+    reqs = random_requests(random.Random(1), b.tokenizer)
+    for r, g in zip(reqs, b.loglikelihood(reqs)):
+        assert g.logprob == pytest.approx(reference(b, r), abs=1e-4), r
+    gens = [GenRequest(f"Review: {w} film, long and odd", max_new_tokens=8) for w in WORDS[:4]]
+    for r, g in zip(gens, b.generate(gens)):
+        ids = torch.tensor([b.encode_prompt(r.prompt)])
+        out = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                               pad_token_id=tok.pad_token_id, eos_token_id=sorted(b.eos_ids))
+        assert g.text == b.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)

@@ -51,7 +51,7 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
     # The base model and the output head apart, the head on each row's last position only (a
     # causal LM's own forward slices a padded batch's last positions into a non-contiguous
     # tensor, and its head on that copies the vocabulary matrix per row).
-    base, head = getattr(model, model.base_model_prefix), model.get_output_embeddings()
+    base, head = getattr(model, model.base_model_prefix), backend.head
     dev = model.device
     eos = backend.eos_ids
     # The prefix every prompt shares, leaving each at least one token of its own (its last

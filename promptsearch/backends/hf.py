@@ -209,7 +209,7 @@ class HFBackend:
 
         ctxs = [self._split_context(LoglikRequest(p, " x"))[0] for p in prompts]
         model = self.model
-        base, head = getattr(model, model.base_model_prefix), model.get_output_embeddings()
+        base, head = getattr(model, model.base_model_prefix), self.head
         out = []
         with torch.inference_mode():
             for s in range(0, len(ctxs), batch_size):
@@ -271,8 +271,7 @@ class HFBackend:
         import torch
 
         model = self.model
-        base = getattr(model, model.base_model_prefix)
-        head = model.get_output_embeddings()
+        base, head = getattr(model, model.base_model_prefix), self.head
         shared = _shared(batch) if soft_prompt is None and len(batch) > 1 and self.sharing != "none" else 0
         if shared < MIN_SHARED_PREFIX:
             shared = 0
@@ -394,6 +393,23 @@ class HFBackend:
                 out = model(inputs_embeds=emb[None], use_cache=True)
         cache = out.cache if self._cache_kw == "cache" else out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers], n + len(ids)
+
+    def head(self, hidden):
+        """Logits from final hidden states as the model's own forward makes them: the output
+        embedding, then the final scaling or soft-capping some models apply (Cohere's
+        `logit_scale`, Granite's `logits_scaling`, Gemma's `final_logit_softcapping`). Every
+        path that runs the base model and the head apart goes through here."""
+        import torch
+
+        logits = self.model.get_output_embeddings()(hidden)
+        cfg = self.model.config.get_text_config()
+        if getattr(cfg, "logit_scale", None) is not None:
+            logits = logits * cfg.logit_scale
+        if getattr(cfg, "logits_scaling", None) is not None:
+            logits = logits / cfg.logits_scaling
+        if getattr(cfg, "final_logit_softcapping", None) is not None:
+            logits = torch.tanh(logits / cfg.final_logit_softcapping) * cfg.final_logit_softcapping
+        return logits
 
     @property
     def eos_ids(self) -> set[int]:

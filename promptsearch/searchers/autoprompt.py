@@ -310,5 +310,5 @@ def _trigger_grad(backend, task: Task, cand: Candidate, batch: list[Example]):
         start = len(backend.encode_prompt(segs[: next(i for i, s in enumerate(segs) if isinstance(s, TokenIds))]))
         parts.append(torch.cat([x[r.row, :start], trig_emb, x[r.row, start + n:]], dim=0))
     hidden = getattr(model, model.base_model_prefix)(inputs_embeds=torch.stack(parts)).last_hidden_state  # [B, L, H]
-    objective.loss(objective.read_logprobs(hidden, model.get_output_embeddings(), reads), reads, batch).backward()
+    objective.loss(objective.read_logprobs(hidden, backend.head, reads), reads, batch).backward()
     return one_hot.grad.detach()

@@ -232,7 +232,7 @@ def _batch_loss(pm, backend, task: Task, batch, method: str):
     ids = objective.padded(rows, backend.tokenizer.pad_token_id, backend.model.device)  # right padding needs no mask
     p = _prompt(pm, method)
     hidden = backend.soft_hidden(ids, SoftPrompt(kv=p) if method == "prefix" else SoftPrompt(vectors=p))
-    return objective.loss(objective.read_logprobs(hidden, backend.model.get_output_embeddings(), reads), reads, batch)
+    return objective.loss(objective.read_logprobs(hidden, backend.head, reads), reads, batch)
 
 
 def _readout(sp: SoftPrompt, model, tok) -> tuple[list[int], list[float]] | None:
