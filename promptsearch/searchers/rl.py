@@ -288,10 +288,16 @@ def _dataset(task: Task, cfg, rng: random.Random, tok):
 def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | None, seed: int, out_dir=None):
     import tempfile
 
+    import dataclasses
+
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, TrainingArguments
 
     policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
+    # TRL defaults checkpointing on (on CPU it only costs time); transformers 5.x renamed the
+    # argument and warns on the old name where the new one exists
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     saving = dict(save_strategy="steps", save_steps=cfg.checkpoint_every, save_total_limit=2) if out_dir else \
         dict(save_strategy="no")
     length = cfg.trigger_length if banned is not None else cfg.prompt_length
@@ -300,7 +306,7 @@ def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | No
                   num_generations=cfg.num_generations, max_completion_length=length, max_steps=cfg.steps,
                   learning_rate=cfg.lr, temperature=cfg.temperature, logging_steps=1, report_to="none",
                   bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed, disable_tqdm=True,
-                  shuffle_dataset=False, gradient_checkpointing=False)  # TRL defaults it on; on CPU it only costs time
+                  shuffle_dataset=False, **{ckpt: False})
     gen: dict = {}
     if banned is not None:  # exactly trigger_length printable tokens
         gen = {"suppress_tokens": banned, "min_new_tokens": cfg.trigger_length}
