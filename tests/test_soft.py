@@ -81,6 +81,42 @@ def test_training_loss_is_what_the_backend_scores(tiny, method):
     assert abs(total / len(batch) - train_loss) < 1e-4
 
 
+def test_answers_share_rows_and_the_loss_stays_what_the_backend_scores(tiny):
+    """One-token labels are read from one row per example, a label's row that is a prefix of
+    another label's is read from the longer one; the loss is unchanged by the sharing."""
+    import math
+    from dataclasses import replace
+
+    import torch
+
+    from promptsearch.searchers import objective
+
+    task = sentiment()
+    labels = {"negative": ("not", "not good at all"), "positive": (" good", "fine")}
+    task = replace(task, labels=labels)
+    batch = task.train[:3]
+    rows, reads = objective.answer_rows(tiny, task, Candidate(), batch)
+    assert len(reads) == 4 * len(batch) and len(rows) < len(reads)
+    torch.manual_seed(2)
+    pm = _peft_model(tiny.model, tiny, SoftPromptSearcher.Config(method="prompt", init="random"), None)
+    try:
+        with torch.no_grad():
+            train_loss = float(_batch_loss(pm, tiny, task, batch, "prompt"))
+        sp = _learned(pm, "prompt", "t")
+    finally:
+        _unwrap(pm)
+    total = 0.0
+    for ex in batch:
+        p = render(task, Candidate(), ex, [])
+        lps = {}
+        for lab, words in labels.items():
+            got = tiny.loglikelihood([LoglikRequest(p, continuation(p, w)) for w in words], soft_prompt=sp)
+            lps[lab] = math.log(sum(math.exp(g.logprob) for g in got))
+        m = max(lps.values())
+        total -= lps[ex.label] - (m + math.log(sum(math.exp(v - m) for v in lps.values())))
+    assert abs(total / len(batch) - train_loss) < 1e-4
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_search_saves_a_peft_adapter_that_loads_and_scores_the_same(tiny, method):
     import torch

@@ -305,7 +305,7 @@ def _trigger_grad(backend, task: Task, cand: Candidate, batch: list[Example]):
     x = emb(ids).detach()  # [B, L, H]
     n = len(trigger)
     parts = []
-    for r in reads:  # the trigger's embeddings at its place in each row
+    for _, r in sorted({r.row: r for r in reads}.items()):  # the trigger's embeddings at its place in each row
         segs = prompt_segments(r.prompt)
         start = len(backend.encode_prompt(segs[: next(i for i, s in enumerate(segs) if isinstance(s, TokenIds))]))
         parts.append(torch.cat([x[r.row, :start], trig_emb, x[r.row, start + n:]], dim=0))

@@ -29,8 +29,10 @@ class Read:
 
 
 def answer_rows(backend, task: Task, cand: Candidate, batch: list[Example]) -> tuple[list[list[int]], list[Read]]:
-    """One row per (example, answer word): the context's ids and all but the answer's last
-    token, with where each answer token is read."""
+    """Token rows for the batch's (example, answer word) pairs: the context's ids and all but
+    the answer's last token, with where each answer token is read. Answers whose row is a
+    prefix of another's share it (every one-token label of an example is read from one row),
+    as causal attention makes a position's logits blind to what follows it."""
     t = task_for(task, cand)
     rows: list[list[int]] = []
     reads: list[Read] = []
@@ -38,10 +40,18 @@ def answer_rows(backend, task: Task, cand: Candidate, batch: list[Example]) -> t
         prompt = render(t, cand, ex, [])
         answers = [(lab, w) for lab, word in t.labels.items() for w in label_words(word)] if t.labels \
             else [(None, ex.answers[0])]
+        mine: list[int] = []  # this example's rows
         for lab, word in answers:
             ctx, cont = backend._split_context(LoglikRequest(prompt, continuation(prompt, word)))
-            reads.append(Read(len(rows), list(range(len(ctx) - 1, len(ctx) - 1 + len(cont))), cont, ex, lab, prompt))
-            rows.append(ctx + cont[:-1])
+            row = ctx + cont[:-1]
+            at = next((i for i in mine if rows[i][:len(row)] == row or row[:len(rows[i])] == rows[i]), None)
+            if at is None:
+                at = len(rows)
+                mine.append(at)
+                rows.append(row)
+            elif len(row) > len(rows[at]):
+                rows[at] = row
+            reads.append(Read(at, list(range(len(ctx) - 1, len(ctx) - 1 + len(cont))), cont, ex, lab, prompt))
     return rows, reads
 
 
