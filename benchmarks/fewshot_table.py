@@ -130,6 +130,7 @@ def table(results: dict, budget_note: str) -> str:
     datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
     head = "| method | " + " | ".join(datasets) + " | mean | calls per search | wall per search |"
     rows = [head, "|" + "---|" * (len(datasets) + 4)]
+    seeds = {d: {k.split("|")[2] for k in results if k.split("|")[1] == d} for d in datasets}  # seeds run so far
     for row in ROWS:
         cells, means, calls, walls = [], [], [], []
         for d in datasets:
@@ -141,10 +142,12 @@ def table(results: dict, budget_note: str) -> str:
             means.append(statistics.mean(tests))
             calls += [v["calls"] for v in vals]
             walls += [v["wall_seconds"] for v in vals]
-            cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else ""))
+            cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else "")
+                         + (f" ({len(tests)} of {len(seeds[d])} seeds)" if len(tests) < len(seeds[d]) else ""))
         if not means:
             continue
-        rows.append(f"| {row} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} | "
+        mean = f"{statistics.mean(means):.3f}" if len(means) == len(datasets) else "–"  # only over every dataset
+        rows.append(f"| {row} | " + " | ".join(cells) + f" | {mean} | "
                     f"{statistics.mean(calls):,.0f} | {statistics.mean(walls):.0f} s |")
     return f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
 
