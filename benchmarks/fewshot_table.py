@@ -198,7 +198,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     markers = "os^vD<>pP*Xhd8"
     for i, row in enumerate(ROWS):
         xs, ys = [], []
@@ -212,7 +212,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xticks(range(len(datasets)), datasets)
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: 15 rows
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
