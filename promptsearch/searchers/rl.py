@@ -286,9 +286,8 @@ def _dataset(task: Task, cfg, rng: random.Random, tok):
 
 
 def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | None, seed: int, out_dir=None):
-    import tempfile
-
     import dataclasses
+    import tempfile
 
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments
