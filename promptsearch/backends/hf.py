@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,15 @@ from promptsearch.errors import PromptSearchError
 MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
 GEN_SLOTS_CPU, GEN_SLOTS_GPU = 128, 256  # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
 PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
+
+
+@contextmanager
+def quiet_library_deprecations():
+    """TRL and PEFT read `is_gradient_checkpointing`, which transformers 5.x deprecates with a
+    warning at model wrapping and at every generation step: nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 class HFBackend:

@@ -22,6 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from promptsearch.backends.hf import quiet_library_deprecations
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
@@ -116,7 +117,9 @@ class RLSearcher(Searcher):
 
         dataset = _dataset(task, cfg, rng, tok)
         out_dir = self.workdir / "trainer" if self.workdir else None
-        trainer = _trainer(cfg, policy_path, tok, reward, dataset, banned if cfg.style == "tokens" else None, seed, out_dir)
+        with quiet_library_deprecations():
+            trainer = _trainer(cfg, policy_path, tok, reward, dataset, banned if cfg.style == "tokens" else None,
+                               seed, out_dir)
         race_results: list[EvalResult] = []
         stopped = ""
         raced: set[str] = set()
@@ -172,7 +175,8 @@ class RLSearcher(Searcher):
             trainer.remove_callback(cb)
         state["t"] = time.perf_counter()
         try:
-            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            with quiet_library_deprecations():
+                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except BudgetExhausted as e:
             stopped = str(e)
         except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptsearch.backends.base import SoftPrompt
+from promptsearch.backends.hf import quiet_library_deprecations
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
@@ -179,7 +180,8 @@ def _peft_model(model, backend, cfg, init_text: str | None):
                                    encoder_reparameterization_type=enc[cfg.encoder], encoder_hidden_size=cfg.encoder_hidden)
     else:
         conf = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
-    pm = get_peft_model(model, conf)
+    with quiet_library_deprecations():
+        pm = get_peft_model(model, conf)
     if cfg.method == "ptuning" and init_text is not None:
         _init_from_text(pm, backend, init_text, n)
     return pm
