@@ -122,13 +122,38 @@ def search(row: str, task, model: str, seed: int, budget):
     return {"dev": doc["best"]["dev"]["mean"], "test": doc["best"]["test"]["mean"], "test_n": doc["best"]["test"]["n"],
             "scores": packed([by_id[e.id] for e in task.test]),
             "prompt": doc["best"]["prompt"][:120], "run_id": doc["run_id"], "calls": doc["cost"]["search"]["calls"],
+            "cache_hits": doc["cost"]["search"]["cache_hits"],
             "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
             "stopped_by": doc["stopped_by"]}
 
 
+def with_cache_hits(results: dict) -> dict:
+    """Searches stored before `cache_hits` was kept get it from their run in the table's database
+    (where that database is here): requests = model calls + cache hits is the same whether or not
+    an earlier, interrupted run left answers in the cache."""
+    missing = [r for r in results.values() if "run_id" in r and "cache_hits" not in r]
+    if not missing or not DB.exists():
+        return results
+    from promptsearch.store.db import Store
+
+    store = Store(DB)
+    for r in missing:
+        try:
+            r["cache_hits"] = json.loads(store.get_run(r["run_id"]).result)["cost"]["search"]["cache_hits"]
+        except Exception:  # noqa: BLE001 - a run not in this database: requests stay unknown
+            pass
+    return results
+
+
+def replayed(r: dict) -> bool:
+    """A search answered mostly from the cache (an interrupted run had done it): its wall time
+    is not a search's."""
+    return r.get("cache_hits", 0) > r["calls"]
+
+
 def table(results: dict, budget_note: str) -> str:
     datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
-    head = "| method | " + " | ".join(datasets) + " | mean | calls per search | wall per search |"
+    head = "| method | " + " | ".join(datasets) + " | mean | requests per search | wall per search |"
     rows = [head, "|" + "---|" * (len(datasets) + 4)]
     seeds = {d: {k.split("|")[2] for k in results if k.split("|")[1] == d} for d in datasets}  # seeds run so far
     for row in ROWS:
@@ -140,16 +165,22 @@ def table(results: dict, budget_note: str) -> str:
                 continue
             tests = [v["test"] for v in vals]
             means.append(statistics.mean(tests))
-            calls += [v["calls"] for v in vals]
-            walls += [v["wall_seconds"] for v in vals]
+            calls += [v["calls"] + v["cache_hits"] for v in vals if "cache_hits" in v]
+            walls += [v["wall_seconds"] for v in vals if "run_id" in v and not replayed(v)]
             cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else "")
                          + (f" ({len(tests)} of {len(seeds[d])} seeds)" if len(tests) < len(seeds[d]) else ""))
         if not means:
             continue
         mean = f"{statistics.mean(means):.3f}" if len(means) == len(datasets) else "–"  # only over every dataset
-        rows.append(f"| {row} | " + " | ".join(cells) + f" | {mean} | "
-                    f"{statistics.mean(calls):,.0f} | {statistics.mean(walls):.0f} s |")
-    return f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
+        cost = (f"{statistics.mean(calls):,.0f}" if calls else "–") + " | " + \
+            (f"{statistics.mean(walls):.0f} s" if walls else "–")
+        rows.append(f"| {row} | " + " | ".join(cells) + f" | {mean} | " + (cost if ROWS[row] else "no search | –") + " |")
+    out = f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
+    left_out = sorted(k.rsplit("|", 1)[0] for k, v in results.items() if "run_id" in v and replayed(v))
+    if left_out:
+        out += ("\n\nLeft out of the wall-time means (answered mostly from the cache an interrupted run had "
+                "filled): " + ", ".join(left_out) + ".")
+    return out
 
 
 def best_manual(results: dict, dataset: str, seed: str, model: str) -> dict | None:
@@ -239,7 +270,7 @@ def main() -> None:
 
     budget = Budget(max_calls=args.budget_calls) if args.budget_calls else Budget(max_seconds=args.budget_seconds)
     note = f"{args.budget_calls:,} model calls" if args.budget_calls else f"{args.budget_seconds:.0f} s of search"
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = with_cache_hits(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.table:
         notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
         print(table(results, "; ".join(notes)))
