@@ -191,8 +191,9 @@ def best_manual(results: dict, dataset: str, seed: str, model: str) -> dict | No
 
 
 def versus_manual(results: dict) -> str:
-    """Test accuracy minus the best manual prompt's (chosen on dev), paired bootstrap 95% CI on
-    the test examples, seeds pooled (pairs stay within a seed)."""
+    """Test accuracy minus the best manual prompt's (chosen on dev; per seed), paired bootstrap 95%
+    CI on the test examples. A dataset's seeds share its test set, so each test example's scores are
+    averaged over the seeds before resampling: the example is the unit, not example x seed."""
     from promptsearch.evaluation.stats import paired_bootstrap
 
     datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
@@ -202,17 +203,21 @@ def versus_manual(results: dict) -> str:
             continue
         cells, any_cell = [], False
         for d in datasets:
-            a, b = [], []
+            a, b = [], []  # one score list per seed
             for k, r in results.items():
                 name, dd, seed, model = k.split("|")
                 bar = best_manual(results, d, seed, model)
                 if name == row and dd == d and "scores" in r and bar:
-                    a += unpacked(r["scores"])
-                    b += unpacked(bar["scores"])
+                    a.append(unpacked(r["scores"]))
+                    b.append(unpacked(bar["scores"]))
             if not a:
                 cells.append("–")
                 continue
             any_cell = True
+            if len({len(x) for x in a}) == 1:  # the same test set under every seed
+                a, b = [[statistics.mean(col) for col in zip(*x)] for x in (a, b)]
+            else:
+                a, b = [v for x in a for v in x], [v for x in b for v in x]
             diff = paired_bootstrap(a, b)
             mark = "**" if diff.ci_low > 0 else ""
             cells.append(f"{mark}{diff.diff:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]{mark}")
@@ -274,8 +279,8 @@ def main() -> None:
     if args.table:
         notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
         print(table(results, "; ".join(notes)))
-        print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples,"
-              " seeds pooled; bold where the CI excludes zero:\n")
+        print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
+              " (each example's scores averaged over the seeds); bold where the CI excludes zero:\n")
         print(versus_manual(results))
         if args.plot:
             plot(results, args.plot)
