@@ -10,7 +10,7 @@ P-tuning, prefix tuning and prompt tuning from the best discrete prompt. Every s
 the same budget (`--budget-seconds`, default 600 s of search, or `--budget-calls`).
 
     python benchmarks/fewshot_table.py [--rows ape autoprompt ...] [--datasets sst-2 mr]  # resumes
-    python benchmarks/fewshot_table.py --table     # the markdown table from results/
+    python benchmarks/fewshot_table.py --table [--datasets ...]  # the markdown table from results/
     python benchmarks/fewshot_table.py --device cuda --seeds 16-13 16-21 16-42 16-87 16-100
 
 One SQLite database (cache and runs) for the whole table, so a rerun or an interrupted run
@@ -277,6 +277,7 @@ def main() -> None:
     note = f"{args.budget_calls:,} model calls" if args.budget_calls else f"{args.budget_seconds:.0f} s of search"
     results = with_cache_hits(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.table:
+        results = {k: r for k, r in results.items() if k.split("|")[1] in args.datasets}  # --datasets: a subset
         notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
         print(table(results, "; ".join(notes)))
         print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
