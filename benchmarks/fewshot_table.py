@@ -11,10 +11,12 @@ the same budget (`--budget-seconds`, default 600 s of search, or `--budget-calls
 
     python benchmarks/fewshot_table.py [--rows ape autoprompt ...] [--datasets sst-2 mr]  # resumes
     python benchmarks/fewshot_table.py --table [--datasets ...]  # the markdown table from results/
-    python benchmarks/fewshot_table.py --device cuda --seeds 16-13 16-21 16-42 16-87 16-100
+    python benchmarks/fewshot_table.py --device cuda --seeds 16-13 16-21 16-42 16-87 16-100  # the GPU table
 
 One SQLite database (cache and runs) for the whole table, so a rerun or an interrupted run
-resumes where it stopped; results in `benchmarks/results/fewshot_table.json`.
+resumes where it stopped; results in `benchmarks/results/fewshot_table.json`, or
+`fewshot_table_cuda.json` (and `out/fewshot_table_cuda.db`) with `--device cuda`, so a GPU
+run is kept as a second table (`--table --device cuda` prints it).
 """
 
 from __future__ import annotations
@@ -266,11 +268,13 @@ def main() -> None:
     ap.add_argument("--budget-seconds", type=float, default=600.0)
     ap.add_argument("--budget-calls", type=int, default=None)
     ap.add_argument("--agnews-full", action="store_true")
-    ap.add_argument("--db", type=Path, default=DB, help="the table's SQLite cache and runs")
-    ap.add_argument("--results", type=Path, default=RESULTS, help="where results are kept (JSON)")
+    ap.add_argument("--db", type=Path, default=None, help="the table's SQLite cache and runs")
+    ap.add_argument("--results", type=Path, default=None, help="where results are kept (JSON)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
-    DB, RESULTS = args.db, args.results
+    suffix = f"_{args.device}" if args.device and args.device != "cpu" else ""  # a GPU table is a second table
+    DB = args.db or DB.with_name(f"fewshot_table{suffix}.db")
+    RESULTS = args.results or RESULTS.with_name(f"fewshot_table{suffix}.json")
     from promptsearch.budget import Budget
 
     budget = Budget(max_calls=args.budget_calls) if args.budget_calls else Budget(max_seconds=args.budget_seconds)
@@ -278,6 +282,8 @@ def main() -> None:
     results = with_cache_hits(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.table:
         results = {k: r for k, r in results.items() if k.split("|")[1] in args.datasets}  # --datasets: a subset
+        if not results:
+            raise SystemExit(f"no results for {', '.join(args.datasets)} in {RESULTS}: run the table first (without --table)")
         notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
         print(table(results, "; ".join(notes)))
         print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
