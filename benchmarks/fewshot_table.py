@@ -125,15 +125,17 @@ def search(row: str, task, model: str, seed: int, budget):
             "scores": packed([by_id[e.id] for e in task.test]),
             "prompt": doc["best"]["prompt"][:120], "run_id": doc["run_id"], "calls": doc["cost"]["search"]["calls"],
             "cache_hits": doc["cost"]["search"]["cache_hits"],
+            "test_calls": doc["cost"]["test"]["calls"], "test_cache_hits": doc["cost"]["test"]["cache_hits"],
             "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
             "stopped_by": doc["stopped_by"]}
 
 
 def with_cache_hits(results: dict) -> dict:
-    """Searches stored before `cache_hits` was kept get it from their run in the table's database
-    (where that database is here): requests = model calls + cache hits is the same whether or not
-    an earlier, interrupted run left answers in the cache."""
-    missing = [r for r in results.values() if "run_id" in r and "cache_hits" not in r]
+    """Searches stored before their cache hits (search and test phase) were kept get them from
+    their run in the table's database, where that database is here: requests = model calls +
+    cache hits is the same whether or not an earlier, interrupted run left answers in the cache.
+    A run not in this database keeps only its model calls (`requests` then gives a lower bound)."""
+    missing = [r for r in results.values() if "run_id" in r and "test_cache_hits" not in r]
     if not missing or not DB.exists():
         return results
     from promptsearch.store.db import Store
@@ -141,16 +143,30 @@ def with_cache_hits(results: dict) -> dict:
     store = Store(DB)
     for r in missing:
         try:
-            r["cache_hits"] = json.loads(store.get_run(r["run_id"]).result)["cost"]["search"]["cache_hits"]
+            cost = json.loads(store.get_run(r["run_id"]).result)["cost"]
         except Exception:  # noqa: BLE001 - a run not in this database: requests stay unknown
-            pass
+            continue
+        r["cache_hits"] = cost["search"]["cache_hits"]
+        r["test_calls"], r["test_cache_hits"] = cost["test"]["calls"], cost["test"]["cache_hits"]
     return results
 
 
+def requests(r: dict) -> tuple[int, bool]:
+    """A search's model requests (calls + cache hits) and whether that is exact: a search stored
+    without its cache hits, whose run database is gone, counts its model calls only."""
+    return r["calls"] + r.get("cache_hits", 0), "cache_hits" in r
+
+
 def replayed(r: dict) -> bool:
-    """A search answered mostly from the cache (an interrupted run had done it): its wall time
-    is not a search's."""
-    return r.get("cache_hits", 0) > r["calls"]
+    """A search answered mostly from the cache (an interrupted run had done it), or, stored
+    without its cache hits, one that made no model call: its wall time is not a search's."""
+    return r.get("cache_hits", 0) > r["calls"] or ("cache_hits" not in r and r["calls"] == 0)
+
+
+def cold(r: dict) -> bool:
+    """A run whose test phase found nothing in the cache, so it also scored the run's baselines
+    on test itself (later runs take them from the cache): its wall time is not comparable."""
+    return r.get("test_cache_hits") == 0 and r.get("test_calls", 0) > 0
 
 
 def table(results: dict, budget_note: str) -> str:
@@ -167,21 +183,28 @@ def table(results: dict, budget_note: str) -> str:
                 continue
             tests = [v["test"] for v in vals]
             means.append(statistics.mean(tests))
-            calls += [v["calls"] + v["cache_hits"] for v in vals if "cache_hits" in v]
-            walls += [v["wall_seconds"] for v in vals if "run_id" in v and not replayed(v)]
+            calls += [requests(v) for v in vals if "run_id" in v and (requests(v)[1] or not replayed(v))]  # 0 calls: unknown
+            walls += [v["wall_seconds"] for v in vals if "run_id" in v and not replayed(v) and not cold(v)]
             cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else "")
                          + (f" ({len(tests)} of {len(seeds[d])} seeds)" if len(tests) < len(seeds[d]) else ""))
         if not means:
             continue
         mean = f"{statistics.mean(means):.3f}" if len(means) == len(datasets) else "–"  # only over every dataset
-        cost = (f"{statistics.mean(calls):,.0f}" if calls else "–") + " | " + \
+        exact = all(e for _, e in calls)  # else a lower bound: some searches' cache hits are not known
+        cost = (("≥ " if not exact else "") + f"{statistics.mean(n for n, _ in calls):,.0f}" if calls else "–") + " | " + \
             (f"{statistics.mean(walls):.0f} s" if walls else "–")
         rows.append(f"| {row} | " + " | ".join(cells) + f" | {mean} | " + (cost if ROWS[row] else "no search | –") + " |")
     out = f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
-    left_out = sorted(k.rsplit("|", 1)[0] for k, v in results.items() if "run_id" in v and replayed(v))
-    if left_out:
-        out += ("\n\nLeft out of the wall-time means (answered mostly from the cache an interrupted run had "
-                "filled): " + ", ".join(left_out) + ".")
+    searches = {k.rsplit("|", 1)[0]: v for k, v in results.items() if "run_id" in v}
+    for why, test in (("answered mostly from the cache an interrupted run had filled", replayed),
+                      ("a fresh cache: its test phase also scored the run's baselines", cold)):
+        left_out = sorted(k for k, v in searches.items() if test(v))
+        if left_out:
+            out += f"\n\nLeft out of the wall-time means ({why}): " + ", ".join(left_out) + "."
+    unknown = sum(1 for v in searches.values() if not requests(v)[1])
+    if unknown:
+        out += (f"\n\n≥: {unknown} searches were stored without their cache hits and their run database is "
+                "not here, so they count their model calls only (a lower bound).")
     return out
 
 
