@@ -310,7 +310,7 @@ def main() -> None:
         notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
         print(table(results, "; ".join(notes)))
         print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
-              " (each example's scores averaged over the seeds); bold where the CI excludes zero:\n")
+              " (each example's scores averaged over the seeds); bold where the whole CI is above zero:\n")
         print(versus_manual(results))
         if args.plot:
             plot(results, args.plot)
