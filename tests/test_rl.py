@@ -45,6 +45,7 @@ def test_a_seed_reproduces_and_library_deprecations_stay_quiet(tiny):
     assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)]
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # TRL's trainer
 def test_one_training_step_changes_the_policys_trainable_weights(tiny, tiny_model):
     import torch
 

@@ -15,6 +15,12 @@ from promptsearch.evaluation.render import continuation, render
 from promptsearch.searchers.soft import SoftPromptSearcher, _batch_loss, _learned, _peft_model, _unwrap
 from promptsearch.tasks.builtin import sentiment
 
+# These tests load the exported adapter with PEFT itself, as a user would, outside promptsearch's
+# own filter (backends.hf.quiet_library_deprecations): PEFT reads transformers' deprecated
+# `is_gradient_checkpointing`, and its prefix-tuning forward passes `past_key_values`.
+PEFT_CHECKPOINTING = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+PEFT_PREFIX_CACHE = pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated:FutureWarning")
+
 METHODS = ["prompt", "ptuning", "prefix"]
 
 
@@ -119,6 +125,8 @@ def test_answers_share_rows_and_the_loss_stays_what_the_backend_scores(tiny):
 
 
 @pytest.mark.parametrize("method", METHODS)
+@PEFT_CHECKPOINTING
+@PEFT_PREFIX_CACHE
 def test_search_saves_a_peft_adapter_that_loads_and_scores_the_same(tiny, method):
     import torch
     from peft import PeftModel
@@ -229,6 +237,7 @@ def test_soft_prompts_on_an_open_answer_task_generate(tiny, method):
     assert result.notes["steps"][0]["loss"] > 0
 
 
+@PEFT_CHECKPOINTING
 def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tiny_model, tmp_path):
     import json
 
