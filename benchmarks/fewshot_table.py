@@ -295,7 +295,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=None, help="where results are kept (JSON)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
-    suffix = f"_{args.device}" if args.device and args.device != "cpu" else ""  # a GPU table is a second table
+    suffix = f"_{args.device.split(':')[0]}" if args.device and args.device != "cpu" else ""  # a GPU table is a second table
     DB = args.db or DB.with_name(f"fewshot_table{suffix}.db")
     RESULTS = args.results or RESULTS.with_name(f"fewshot_table{suffix}.json")
     from promptsearch.budget import Budget
