@@ -175,7 +175,7 @@ def table(results: dict, budget_note: str) -> str:
     rows = [head, "|" + "---|" * (len(datasets) + 4)]
     seeds = {d: {k.split("|")[2] for k in results if k.split("|")[1] == d} for d in datasets}  # seeds run so far
     for row in ROWS:
-        cells, means, calls, walls = [], [], [], []
+        cells, means, reqs, walls = [], [], [], []
         for d in datasets:
             vals = [r for k, r in results.items() if k.startswith(f"{row}|{d}|") and "test" in r]
             if not vals:
@@ -183,15 +183,16 @@ def table(results: dict, budget_note: str) -> str:
                 continue
             tests = [v["test"] for v in vals]
             means.append(statistics.mean(tests))
-            calls += [requests(v) for v in vals if "run_id" in v and (requests(v)[1] or not replayed(v))]  # 0 calls: unknown
+            # a search stored without its cache hits that made no model call: unknown, not 0
+            reqs += [requests(v) for v in vals if "run_id" in v and ("cache_hits" in v or v["calls"])]
             walls += [v["wall_seconds"] for v in vals if "run_id" in v and not replayed(v) and not cold(v)]
             cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else "")
                          + (f" ({len(tests)} of {len(seeds[d])} seeds)" if len(tests) < len(seeds[d]) else ""))
         if not means:
             continue
         mean = f"{statistics.mean(means):.3f}" if len(means) == len(datasets) else "–"  # only over every dataset
-        exact = all(e for _, e in calls)  # else a lower bound: some searches' cache hits are not known
-        cost = (("≥ " if not exact else "") + f"{statistics.mean(n for n, _ in calls):,.0f}" if calls else "–") + " | " + \
+        exact = all(e for _, e in reqs)  # else a lower bound: some searches' cache hits are not known
+        cost = (("≥ " if not exact else "") + f"{statistics.mean(n for n, _ in reqs):,.0f}" if reqs else "–") + " | " + \
             (f"{statistics.mean(walls):.0f} s" if walls else "–")
         rows.append(f"| {row} | " + " | ".join(cells) + f" | {mean} | " + (cost if ROWS[row] else "no search | –") + " |")
     out = f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
