@@ -320,9 +320,21 @@ def eval_(
     con.print(f"[bold]{doc['task']['name']}[/bold] {split} · model {doc['model']['model']} · prompt: {escape(doc['prompt'])}")
     con.print(f"{doc['task']['metric']}: [bold]{_fmt(doc['score'])}[/bold] on {doc['score']['n']} examples"
               f" · harness {escape(doc['harness'])}")
-    if doc["extras"]:
-        con.print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in doc["extras"].items()))
+    extras = dict(doc["extras"])
+    if extras.get("calibration"):
+        con.print("  " + calibration_line(extras.pop("calibration")))
+    if extras:
+        con.print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in extras.items()))
     con.print(f"Cost: {_cost_line(doc['cost'])}" + ("  [cyan](all from the cache)[/cyan]" if doc["from_cache"] else ""))
+
+
+def calibration_line(cal: dict) -> str:
+    """'calibration: domain, 20 inputs (train+dev), bias negative 0.31, positive 0.69'"""
+    from rich.markup import escape
+
+    where = "the scored inputs" if cal["transductive"] else "train+dev"
+    bias = ", ".join(f"{escape(lab)} {p:.2f}" for lab, p in cal["bias"].items())
+    return f"calibration: {cal['mode']}, {cal['inputs']} inputs ({where}), bias {bias}"
 
 
 @app.command()

@@ -11,6 +11,7 @@ from promptsearch.backends.base import GenRequest, GenResult, LoglikRequest, Pro
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
+from promptsearch.evaluation import calibration
 from promptsearch.evaluation.harness import ANSWER_PROMPT, Harness, extract, parse_harness, vote
 from promptsearch.evaluation.render import continuation, render, task_for
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
@@ -31,7 +32,8 @@ class EvalResult:
     predictions: list[str]
     example_ids: list[str]
     cost: Usage
-    label_logprobs: list[dict[str, float]] | None = None  # classification by log-likelihood only
+    # classification by log-likelihood only; calibrated (and normalised over the labels) when the harness calibrates
+    label_logprobs: list[dict[str, float]] | None = None
     step: int = -1  # order among this evaluator's dev scorings
     extras: dict = field(default_factory=dict)  # harness figures: first-sample score, maj@n, unparsed
 
@@ -60,7 +62,15 @@ class Evaluator:
             raise PromptSearchError(
                 f"Harness '{self.harness.spec}' asks for {self.harness.fewshot_k} demos, but task '{self.task.name}' "
                 f"has {len(self.task.train)} train examples; use a smaller k.")
+        if self.harness.calibrate and not self.task.labels:
+            raise PromptSearchError(f"Harness '{self.harness.spec}' calibrates label scores, but task '{self.task.name}' "
+                                    "has open answers and no labels; drop calibrate.")
+        if self.harness.calibrate and not self.backend.can_loglikelihood:
+            raise PromptSearchError(f"Harness '{self.harness.spec}' calibrates label log-likelihoods, which "
+                                    f"'{self.backend.model_id}' does not return (it answers by generating); drop calibrate, "
+                                    "or use a server with prompt log-probabilities (api=completions).")
         self._by_id = {e.id: e for e in self.task.train}
+        self._bias: dict[tuple, dict[str, float]] = {}  # (candidate key, scored ids if transductive) -> label bias
         self._others: list = []  # other backends whose cost counts here (an API proposer)
         self._start = self._usage().copy()
         self._t0 = time.perf_counter()
@@ -173,9 +183,13 @@ class Evaluator:
         label = f"{split} · {cands[0].name or cands[0].describe()[:30]}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
         prompts = [[render(t, c, ex, self._demos_for(self.demos(c), ex)) for ex in examples] for c, t in zip(cands, tasks)]
         soft = cands[0].soft_prompt
+        cal = self.harness.calibration
         if searching:  # one check per scoring, over every request it would send
             self.check_budget(len(examples) * len(cands), soft_prompt=soft, requests=lambda: (
-                self._gen_requests(tasks[0], prompts[0]) if generates else self._classify_requests(tasks, prompts)[0]))
+                self._gen_requests(tasks[0], prompts[0]) if generates
+                else self._classify_requests(tasks, prompts)[0] + self._bias_requests(cands, tasks, examples)[0]))
+        if cal is not None:
+            self._estimate_bias(cands, tasks, examples, soft)
         step = max(1, self.chunk_size // len(cands))
         for s in range(0, len(examples), step):
             chunk = examples[s : s + step]
@@ -194,6 +208,15 @@ class Evaluator:
                 self.progress(label, len(preds[0]), len(examples))
         if searching:
             self.dev_evals += len(examples) * len(cands)
+        calibrated: list[dict] = []
+        if cal is not None:
+            for k, (cand, task) in enumerate(zip(cands, tasks)):
+                bias = self._bias.get(self._bias_key(cand, examples)) or calibration.estimate(lps[k], "batch")
+                lps[k] = [calibration.apply(lp, bias) for lp in lps[k]]
+                preds[k] = [max(task.labels, key=lp.__getitem__) for lp in lps[k]]
+                calibrated.append({"mode": cal.mode, "inputs": cal.size if not (cal.transductive and cal.mode == "batch")
+                                   else len(examples), "transductive": cal.transductive,
+                                   "bias": {lab: round(math.exp(v), 4) for lab, v in bias.items()}})
         out = []
         spent = self._usage() - before
         for k, cand in enumerate(cands):
@@ -205,6 +228,8 @@ class Evaluator:
                 if self.harness.sampling:
                     first_scores = [self._apply_scorer(p, ex) for p, ex in zip(firsts[k], examples)]
                     extras.update({"maj@n": mean, "first_sample": mean_se(first_scores)[0]})
+            if calibrated:
+                extras = {"calibration": calibrated[k]}
             # a batch's cost is shared evenly among its candidates
             cost = spent if len(cands) == 1 else _share(spent, len(cands))
             result = EvalResult(cand, split, mean, se, scores, preds[k], [e.id for e in examples], cost,
@@ -244,6 +269,45 @@ class Evaluator:
                 out[k] += [r.logprob for r in res[k * len(chunk) : (k + 1) * len(chunk)]]
         self.dev_evals += len(examples) * len(cands)
         return out
+
+    # --- calibration -------------------------------------------------------------------
+    def _bias_key(self, cand: Candidate, examples: Sequence[Example]) -> tuple:
+        cal = self.harness.calibration
+        return (cand.key(), tuple(e.id for e in examples) if cal.transductive else ())
+
+    def _bias_requests(self, cands: Sequence[Candidate], tasks: list[Task], examples: Sequence[Example]):
+        """The label requests that estimate the bias of each candidate not estimated yet:
+        (requests, spans, [(candidate index, its key)])."""
+        cal = self.harness.calibration
+        if cal is None:
+            return [], [], []
+        todo, ts, prompts = [], [], []
+        for i, (c, t) in enumerate(zip(cands, tasks)):
+            key = self._bias_key(c, examples)
+            if key in self._bias or key in {k for _, k in todo}:
+                continue
+            shown = self.demos(c)
+            inputs = cal.inputs(self.task, list(examples), exclude={d.id for d in shown})
+            if not inputs:  # transductive batch calibration: the scored inputs themselves
+                continue
+            todo.append((i, key))
+            ts.append(t)
+            prompts.append([render(t, c, x, self._demos_for(shown, x)) for x in inputs])
+        reqs, spans = self._classify_requests(ts, prompts)
+        return reqs, spans, todo
+
+    def _estimate_bias(self, cands: Sequence[Candidate], tasks: list[Task], examples: Sequence[Example], soft) -> None:
+        """Each candidate's label bias, from its estimation inputs' label log-probabilities:
+        one model call for every candidate that needs one (cached like any request)."""
+        reqs, spans, todo = self._bias_requests(cands, tasks, examples)
+        if not reqs:
+            return
+        res = []
+        for s in range(0, len(reqs), self.chunk_size * 2):
+            res += self.backend.loglikelihood(reqs[s : s + self.chunk_size * 2],
+                                              **({"soft_prompt": soft} if soft is not None else {}))
+        for (i, key), (_, rows) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
+            self._bias[key] = calibration.estimate(rows, self.harness.calibrate)
 
     def _demos_for(self, cand_demos: list[Example], ex: Example) -> list[Example]:
         """The candidate's own demos, then the harness's few-shot demos for this example."""

@@ -5,9 +5,12 @@
     cot                            a chain-of-thought trigger, then answer extraction
     sc:n=5,temperature=0.7         self-consistency: n samples, majority vote
     fewshot:k=4+cot+sc:n=5         all three
+    fewshot:k=4+calibrate          label-bias correction of the scores (see calibration.py)
+    calibrate:mode=batch,n=64      another mode, more estimation inputs
 
 Options: fewshot:k,balanced,per_example,seed · cot:trigger,answer_call,max_tokens ·
-sc:n,temperature,top_p. `cot:trigger=ape` picks APE's trigger phrase.
+sc:n,temperature,top_p · calibrate:mode,n,transductive. `cot:trigger=ape` picks APE's
+trigger phrase.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from promptsearch.errors import PromptSearchError
+from promptsearch.evaluation.calibration import DEFAULT_MODE, MODES, Calibration
 from promptsearch.tasks.base import Example, Task, label_words
 
 TRIGGERS = {
@@ -40,18 +44,29 @@ class Harness:
     sc_n: int = 1
     temperature: float = 0.7
     top_p: float = 1.0
+    calibrate: str = ""  # a calibration mode (contextual, domain, batch), or "" for raw scores
+    calibrate_n: int = 0  # estimation inputs (0: the mode's default)
+    calibrate_transductive: bool = False  # estimate from the scored split's inputs, not train+dev
     spec: str = field(default="zero-shot", compare=False)
 
     @property
     def sampling(self) -> bool:
         return self.sc_n > 1
 
+    @property
+    def calibration(self) -> Calibration | None:
+        if not self.calibrate:
+            return None
+        return Calibration(self.calibrate, self.calibrate_n, self.calibrate_transductive, self.demo_seed)
+
     def generates(self, task: Task, can_loglik: bool) -> bool:
         """Whether answers come from generated text (else: label log-likelihoods)."""
         return not task.labels or self.cot or self.sampling or not can_loglik
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        d = {k: v for k, v in self.__dict__.items() if not k.startswith("calibrate")}
+        d["calibration"] = self.calibration.to_dict() if self.calibration else None
+        return d
 
     # --- few-shot demos --------------------------------------------------------------
     def demos(self, task: Task, ex: Example) -> list[Example]:
@@ -99,6 +114,8 @@ _FIELDS = {
                 "seed": ("demo_seed", int)},
     "cot": {"trigger": ("trigger", str), "answer_call": ("answer_call", bool), "max_tokens": ("cot_tokens", int)},
     "sc": {"n": ("sc_n", int), "temperature": ("temperature", float), "top_p": ("top_p", float)},
+    "calibrate": {"mode": ("calibrate", str), "n": ("calibrate_n", int),
+                  "transductive": ("calibrate_transductive", bool)},
 }
 
 
@@ -115,13 +132,16 @@ def parse_harness(spec: str | None) -> Harness:
 
             close = difflib.get_close_matches(name, list(_FIELDS) + ["zero-shot"], n=1)
             hint = f" Did you mean: {close[0]}?" if close else ""
-            raise PromptSearchError(f"Unknown harness '{name}' in '{spec}'.{hint} Use zero-shot, fewshot, cot, sc, joined by '+'.")
+            raise PromptSearchError(f"Unknown harness '{name}' in '{spec}'.{hint} Use zero-shot, fewshot, cot, sc, "
+                                    "calibrate, joined by '+'.")
         if name == "fewshot":
             values.setdefault("fewshot_k", 4)
         if name == "cot":
             values["cot"] = True
         if name == "sc":
             values.setdefault("sc_n", 5)
+        if name == "calibrate":
+            values.setdefault("calibrate", DEFAULT_MODE)
         for item in filter(None, (o.strip() for o in opts.split(","))):
             key, eq, raw = item.partition("=")
             if not eq or key not in _FIELDS[name]:
@@ -136,6 +156,13 @@ def parse_harness(spec: str | None) -> Harness:
         raise PromptSearchError(f"Harness '{spec}': n and max_tokens must be at least 1, k at least 0.")
     if h.sampling and h.temperature <= 0:
         raise PromptSearchError(f"Harness '{spec}': self-consistency needs temperature > 0.")
+    if h.calibrate and h.calibrate not in MODES:
+        raise PromptSearchError(f"Harness '{spec}': calibrate:mode must be one of {', '.join(MODES)}, got {h.calibrate!r}.")
+    if h.calibrate_n < 0:
+        raise PromptSearchError(f"Harness '{spec}': calibrate:n must be at least 1 (or 0 for the mode's default).")
+    if h.calibrate and (h.cot or h.sampling):
+        raise PromptSearchError(f"Harness '{spec}': calibration corrects label log-likelihoods, and "
+                                f"{'cot' if h.cot else 'sc'} answers by generating text; drop one of them.")
     return h
 
 
