@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import os
 import random
 import statistics
@@ -61,6 +62,20 @@ ROWS = {  # row name -> (searcher, options) ; None: a baseline scored directly
     "prefix tuning": ("soft", {"method": "prefix"}),
     "prompt tuning from best discrete": ("soft", {"method": "prompt", "init": "best"}),
 }
+# Calibrated rows (promptsearch/evaluation/calibration.py): the baselines under each mode, and
+# searches under the default mode. Every score of such a row (search and test) is calibrated.
+MODES = ("contextual", "domain", "batch")
+HARNESS: dict[str, str] = {}
+ROWS["demos"] = ("demos", {})
+for _base in ("manual (natural)", "4-shot", "16-shot"):
+    for _mode in MODES:
+        ROWS[f"{_base} · {_mode}"] = None
+        HARNESS[f"{_base} · {_mode}"] = f"calibrate:mode={_mode}"
+for _row, _spec in {"demos": ("demos", {}), "ape": ROWS["ape"], "rl (instruction)": ROWS["rl (instruction)"],
+                    "autoprompt + label search": ROWS["autoprompt + label search"],
+                    "prompt tuning": ROWS["prompt tuning"]}.items():
+    ROWS[f"{_row} · calibrated"] = _spec
+    HARNESS[f"{_row} · calibrated"] = "calibrate"
 
 
 def load(dataset: str, seed: str, agnews_full: bool):
@@ -84,6 +99,8 @@ def baseline(row: str, task, dataset: str, model: str, seed: int):
     from promptsearch.runner import prepare
     from promptsearch.searchers.baseline import pick_demos
 
+    harness = HARNESS.get(row)
+    row = row.split(" · ")[0]
     if row == "manual (RLPrompt)":
         names = list(task.labels)
         task = replace(task, template="{input}", labels=dict(zip(names, RLPROMPT_LABELS[dataset])))
@@ -97,9 +114,10 @@ def baseline(row: str, task, dataset: str, model: str, seed: int):
         cand = Candidate(name=row)
     setup = prepare(task, model, db=str(DB))
     t0 = time.time()
-    dev = Evaluator(setup.task, setup.backend).score(cand, task.dev)
-    test = Evaluator(setup.task, setup.backend).score(cand, task.test, split="test")
+    dev = Evaluator(setup.task, setup.backend, harness=harness).score(cand, task.dev)
+    test = Evaluator(setup.task, setup.backend, harness=harness).score(cand, task.test, split="test")
     return {"dev": round(dev.mean, 4), "test": round(test.mean, 4), "test_n": test.n, "scores": packed(test.scores),
+            "predicted": dict(Counter(test.predictions)), "harness": harness or "zero-shot",
             "calls": dev.cost.calls + test.cost.calls, "wall_seconds": round(time.time() - t0, 1)}
 
 
@@ -119,10 +137,12 @@ def search(row: str, task, model: str, seed: int, budget):
     searcher, opts = ROWS[row]
     t0 = time.time()
     doc = run_search(task, model=model, searcher=searcher, options=opts, seed=seed, db=str(DB), budget=budget,
-                     baseline_shots=0)
-    by_id = {t.example_id: t.score for t in Store(DB).run_tests(doc["run_id"]) if t.candidate == doc["best"]["name"]}
+                     baseline_shots=0, harness=HARNESS.get(row))
+    tests = [t for t in Store(DB).run_tests(doc["run_id"]) if t.candidate == doc["best"]["name"]]
+    by_id = {t.example_id: t.score for t in tests}
     return {"dev": doc["best"]["dev"]["mean"], "test": doc["best"]["test"]["mean"], "test_n": doc["best"]["test"]["n"],
-            "scores": packed([by_id[e.id] for e in task.test]),
+            "scores": packed([by_id[e.id] for e in task.test]), "predicted": dict(Counter(t.prediction for t in tests)),
+            "harness": doc["harness"],
             "prompt": doc["best"]["prompt"][:120], "run_id": doc["run_id"], "calls": doc["cost"]["search"]["calls"],
             "cache_hits": doc["cost"]["search"]["cache_hits"],
             "test_calls": doc["cost"]["test"]["calls"], "test_cache_hits": doc["cost"]["test"]["cache_hits"],
@@ -225,7 +245,7 @@ def versus_manual(results: dict) -> str:
     datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
     rows = ["| method | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
     for row in ROWS:
-        if row.startswith("manual"):
+        if row in ("manual (natural)", "manual (RLPrompt)"):
             continue
         cells, any_cell = [], False
         for d in datasets:
@@ -248,6 +268,22 @@ def versus_manual(results: dict) -> str:
             mark = "**" if diff.ci_low > 0 else ""
             cells.append(f"{mark}{diff.diff:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]{mark}")
         if any_cell:
+            rows.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def one_label_share(results: dict) -> str:
+    """Per row and dataset, the largest share of the test set given one label (mean over
+    seeds): a row near 1.0 answers one label for (almost) everything."""
+    datasets = [d for d in DATASETS if any(k.split("|")[1] == d for k in results)]
+    rows = ["| method | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+    for row in ROWS:
+        cells = []
+        for d in datasets:
+            shares = [max(r["predicted"].values()) / sum(r["predicted"].values())
+                      for k, r in results.items() if k.startswith(f"{row}|{d}|") and r.get("predicted")]
+            cells.append(f"{statistics.mean(shares):.2f}" if shares else "–")
+        if any(c != "–" for c in cells):
             rows.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -294,6 +330,8 @@ def main() -> None:
     ap.add_argument("--agnews-full", action="store_true")
     ap.add_argument("--db", type=Path, default=None, help="the table's SQLite cache and runs")
     ap.add_argument("--results", type=Path, default=None, help="where results are kept (JSON)")
+    ap.add_argument("--redo", action="store_true", help="score baseline rows again even if stored (the cache "
+                    "answers them; adds what older results lack, such as predicted-label counts)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
     suffix = f"_{args.device.split(':')[0]}" if args.device and args.device != "cpu" else ""  # a GPU table is a second table
@@ -313,6 +351,8 @@ def main() -> None:
         print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
               " (each example's scores averaged over the seeds); bold where the whole CI is above zero:\n")
         print(versus_manual(results))
+        print("\nLargest share of one predicted label on test (rows whose predictions are stored):\n")
+        print(one_label_share(results))
         if args.plot:
             plot(results, args.plot)
         return
@@ -329,7 +369,7 @@ def main() -> None:
             task = load(dataset, seed_dir, args.agnews_full)
             for row in args.rows:
                 key = f"{row}|{dataset}|{seed_dir}|{args.model}"
-                if key in results:
+                if key in results and not (args.redo and ROWS[row] is None):
                     continue
                 print(f"== {key}", flush=True)
                 try:

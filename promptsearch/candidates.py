@@ -19,6 +19,7 @@ class Candidate:
     # label -> word(s) this candidate has the model say instead of the task's verbalizer
     labels: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     template: str | None = None  # the task's template with a {trigger} slot where this candidate puts it
+    knn: int = 0  # > 0: per input, the k train examples nearest to it (target-model embeddings) as demos
     trigger_text: str = ""  # the trigger decoded, for display (not part of the content key)
     name: str = ""  # display name, e.g. "manual-1", "4-shot", "ape-r2-07"
     origin: str = ""  # the searcher and step that made it
@@ -39,6 +40,8 @@ class Candidate:
             d["template"] = self.template
         if self.trigger_text:
             d["trigger_text"] = self.trigger_text
+        if self.knn:
+            d["knn"] = self.knn
         return d
 
     @classmethod
@@ -48,7 +51,8 @@ class Candidate:
         return cls(instruction=d.get("instruction", ""), demos=tuple(d.get("demos", ())),
                    trigger=tuple(d["trigger"]) if d.get("trigger") is not None else None,
                    labels=tuple((lab, tuple(ws)) for lab, ws in d["labels"].items()) if d.get("labels") else None,
-                   template=d.get("template"), trigger_text=d.get("trigger_text", ""), name=d.get("name", ""),
+                   template=d.get("template"), trigger_text=d.get("trigger_text", ""), knn=d.get("knn", 0),
+                   name=d.get("name", ""),
                    origin=d.get("origin", ""))
 
     def key(self) -> str:
@@ -63,6 +67,8 @@ class Candidate:
             parts.append(self.instruction)
         if self.demos:
             parts.append(f"[{len(self.demos)} demos]")
+        if self.knn:
+            parts.append(f"[{self.knn} nearest train demos per input]")
         if self.trigger is not None:
             ids = " ".join(map(str, self.trigger))
             parts.append(f"[trigger {self.trigger_text!r} = ids {ids}]" if self.trigger_text

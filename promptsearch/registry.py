@@ -87,6 +87,7 @@ register_searcher("ape", "promptsearch.searchers.ape:APESearcher")
 register_searcher("autoprompt", "promptsearch.searchers.autoprompt:AutoPromptSearcher")
 register_searcher("soft", "promptsearch.searchers.soft:SoftPromptSearcher")
 register_searcher("rl", "promptsearch.searchers.rl:RLSearcher")
+register_searcher("demos", "promptsearch.searchers.demos:DemoSearcher")
 for _name in ("accuracy", "exact_match", "contains", "f1", "exact_set"):
     register_scorer(_name, f"promptsearch.evaluation.scorers:{_name}")
 register_task("sentiment", "promptsearch.tasks.builtin:sentiment")

@@ -64,6 +64,24 @@ class GenResult:
     completion_tokens: int = 0  # of those, generated (priced as output; local models leave it 0)
 
 
+@dataclass
+class EmbedResult:
+    """A text's embedding: the target model's last hidden states, mean-pooled over its
+    tokens, as base64 float16 (what the cache stores; `embedding_vector` reads it)."""
+
+    vector: str
+    n_tokens: int
+    completion_tokens: int = 0
+
+
+def embedding_vector(res: EmbedResult):
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(res.vector), dtype=np.float16).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class SoftPrompt:
     """A continuous prompt. Either `vectors` [n_virtual, hidden], prepended to the input

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptsearch.backends.base import (
+    EmbedResult,
     GenRequest,
     GenResult,
     LoglikRequest,
@@ -209,6 +210,31 @@ class HFBackend:
                     logp[req_i] += lp
                     greedy[req_i] = greedy[req_i] and is_g
         return [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
+
+    def embed(self, texts: Sequence[str], batch_size: int = 16) -> list[EmbedResult]:
+        """Each text's last hidden states mean-pooled over its tokens (no template, no special
+        tokens): what kNN demo selection compares (KATE with the target's own encoder)."""
+        import base64
+
+        import torch
+
+        out: list[EmbedResult] = []
+        model = self.model
+        base = getattr(model, model.base_model_prefix)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        with torch.inference_mode():
+            for s in range(0, len(texts), batch_size):
+                ids = [self._encode(t) or [self.tokenizer.eos_token_id] for t in texts[s : s + batch_size]]
+                x = torch.full((len(ids), max(map(len, ids))), pad, dtype=torch.long, device=model.device)
+                mask = torch.zeros_like(x)
+                for b, row in enumerate(ids):
+                    x[b, : len(row)] = torch.tensor(row, device=model.device)
+                    mask[b, : len(row)] = 1
+                hidden = base(input_ids=x, attention_mask=mask).last_hidden_state.float()  # [b, t, h]
+                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # [b, h]
+                for row, vec in zip(ids, pooled.cpu().numpy().astype("float16")):
+                    out.append(EmbedResult(base64.b64encode(vec.tobytes()).decode(), len(row)))
+        return out
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], batch_size: int = 16):
         """The model's whole next-token distribution after each prompt, as a float32 CPU

@@ -14,7 +14,7 @@ import hashlib
 from typing import Sequence
 
 from promptsearch.backends.base import (
-    GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
+    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
 )
 from promptsearch.pricing import FREE
 
@@ -62,6 +62,24 @@ class PlanningBackend:
             n = estimate_tokens(r.context) + estimate_tokens(r.continuation)
             extra = 1 if self.kind == "openai" else 0  # the token an echo request generates
             out.append(LoglikResult(-(h % 10_000) / 1000.0, False, n + extra, extra))
+        return out
+
+    def embed(self, texts: Sequence[str]) -> list[EmbedResult]:
+        """Placeholder vectors (a dry run plans the embedding calls, it computes none)."""
+        import base64
+
+        import numpy as np
+
+        if not hasattr(self.inner, "embed"):
+            from promptsearch.errors import PromptSearchError
+
+            raise PromptSearchError(f"'{self.model_id}' gives no text embeddings; kNN demo selection needs a local "
+                                    "transformers target (embedded or hf:...).")
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int(_digest(t)[:8], 16))
+            vec = rng.standard_normal(8).astype("float16")
+            out.append(EmbedResult(base64.b64encode(vec.tobytes()).decode(), estimate_tokens(t)))
         return out
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:

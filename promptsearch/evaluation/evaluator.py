@@ -70,6 +70,7 @@ class Evaluator:
                                     f"'{self.backend.model_id}' does not return (it answers by generating); drop calibrate, "
                                     "or use a server with prompt log-probabilities (api=completions).")
         self._by_id = {e.id: e for e in self.task.train}
+        self._vectors: dict = {}  # input text -> unit embedding (kNN demos)
         self._bias: dict[tuple, dict[str, float]] = {}  # (candidate key, scored ids if transductive) -> label bias
         self._others: list = []  # other backends whose cost counts here (an API proposer)
         self._start = self._usage().copy()
@@ -180,8 +181,9 @@ class Evaluator:
         lps: list[list[dict[str, float]]] = [[] for _ in cands]
         firsts: list[list[str]] = [[] for _ in cands]
         stats: dict[str, int] = {}
+        self._embed(examples, cands)
         label = f"{split} · {cands[0].name or cands[0].describe()[:30]}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
-        prompts = [[render(t, c, ex, self._demos_for(self.demos(c), ex)) for ex in examples] for c, t in zip(cands, tasks)]
+        prompts = [[render(t, c, ex, self._demos_for(self.shown(c, ex), ex)) for ex in examples] for c, t in zip(cands, tasks)]
         soft = cands[0].soft_prompt
         cal = self.harness.calibration
         if searching:  # one check per scoring, over every request it would send
@@ -248,12 +250,13 @@ class Evaluator:
         if len({id(c.soft_prompt) for c in cands}) > 1:  # one soft prompt per model call
             return [lp for c in cands for lp in self.answer_logprobs([c], examples)]
         tasks = [task_for(self.task, c) for c in cands]
+        self._embed(examples, cands)
 
         def requests(chunk: list[Example]) -> list[LoglikRequest]:
             out = []
             for c, t in zip(cands, tasks):
                 for ex in chunk:
-                    p = render(t, c, ex, self._demos_for(self.demos(c), ex))
+                    p = render(t, c, ex, self._demos_for(self.shown(c, ex), ex))
                     out.append(LoglikRequest(p, continuation(p, ex.answers[0])))
             return out
 
@@ -286,13 +289,13 @@ class Evaluator:
             key = self._bias_key(c, examples)
             if key in self._bias or key in {k for _, k in todo}:
                 continue
-            shown = self.demos(c)
-            inputs = cal.inputs(self.task, list(examples), exclude={d.id for d in shown})
+            inputs = cal.inputs(self.task, list(examples), exclude=set(c.demos))
             if not inputs:  # transductive batch calibration: the scored inputs themselves
                 continue
             todo.append((i, key))
             ts.append(t)
-            prompts.append([render(t, c, x, self._demos_for(shown, x)) for x in inputs])
+            self._embed(inputs, [c])
+            prompts.append([render(t, c, x, self._demos_for(self.shown(c, x), x)) for x in inputs])
         reqs, spans = self._classify_requests(ts, prompts)
         return reqs, spans, todo
 
@@ -308,6 +311,38 @@ class Evaluator:
                                               **({"soft_prompt": soft} if soft is not None else {}))
         for (i, key), (_, rows) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
             self._bias[key] = calibration.estimate(rows, self.harness.calibrate)
+
+    # --- demos ---------------------------------------------------------------------------
+    def shown(self, cand: Candidate, ex: Example) -> list[Example]:
+        """The candidate's demos for this example: its fixed ones, or with `knn`, the k train
+        examples nearest to the input (never the example itself), the nearest last, next to
+        the query (KATE's order)."""
+        if not cand.knn:
+            return self.demos(cand)
+        import numpy as np
+
+        pool = [e for e in self.task.train if e.id != ex.id]
+        q = self._vectors[ex.input]
+        sims = [float(np.dot(q, self._vectors[e.input])) for e in pool]
+        order = sorted(range(len(pool)), key=lambda i: -sims[i])[: cand.knn]
+        return [pool[i] for i in reversed(order)]
+
+    def _embed(self, examples: Sequence[Example], cands: Sequence[Candidate]) -> None:
+        """Unit-length embeddings of the inputs kNN candidates will compare (train and these
+        examples), asked of the backend once per text, in one call."""
+        if not any(c.knn for c in cands):
+            return
+        from promptsearch.backends.base import embedding_vector
+
+        texts = list(dict.fromkeys(e.input for e in [*self.task.train, *examples] if e.input not in self._vectors))
+        if not texts:
+            return
+        if not hasattr(self.backend, "embed"):
+            raise PromptSearchError(f"'{self.backend.model_id}' gives no text embeddings; kNN demo selection needs a "
+                                    "local transformers target (embedded or hf:...).")
+        for t, r in zip(texts, self.backend.embed(texts)):
+            v = embedding_vector(r)
+            self._vectors[t] = v / max(float((v @ v) ** 0.5), 1e-12)
 
     def _demos_for(self, cand_demos: list[Example], ex: Example) -> list[Example]:
         """The candidate's own demos, then the harness's few-shot demos for this example."""

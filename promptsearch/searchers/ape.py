@@ -25,8 +25,9 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.racing import Race
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
-from promptsearch.tasks.base import Example, Task
+from promptsearch.tasks.base import Task
 
 
 class APESearcher(Searcher):
@@ -59,8 +60,7 @@ class APESearcher(Searcher):
         self._seen: set[str] = set()
         self._shown: set[str] = set()  # demo inputs the proposer saw (lower-cased)
         self._dropped: dict[str, int] = {}
-        self._scores: dict[str, dict[str, float]] = {}  # candidate key -> {example id: score}
-        self._cands: dict[str, Candidate] = {}
+        self._race = Race(cfg.race_start, cfg.eta)
         self._cut = ""
         stopped = ""
         notes = {"templates": [INDUCE.record(), RESAMPLE.record()], "proposer": proposer.identity(),
@@ -82,7 +82,7 @@ class APESearcher(Searcher):
                     "try a stronger --proposer or more samples (-o samples_per_subsample=8)."
                 )
             evaluator.say(f"APE: racing {len(pool)} candidates on dev (successive halving)")
-            ranked = self._race(pool, task, evaluator)
+            ranked = self._race.run(pool, task.dev, evaluator)
             for r in range(1, cfg.rounds + 1):
                 k = max(1, math.ceil(len(ranked) * cfg.top_fraction))
                 parents = ranked[:k]  # the current best, best first
@@ -92,15 +92,14 @@ class APESearcher(Searcher):
                 if not kids:
                     continue
                 evaluator.say(f"APE round {r}/{cfg.rounds}: racing {len(kids)} new against {len(parents)} survivors")
-                ranked = self._race(parents + kids, task, evaluator)
+                ranked = self._race.run(parents + kids, task.dev, evaluator)
         except BudgetExhausted as e:
             stopped = str(e)
         stopped = stopped or self._cut
-        if not self._scores:
+        found = self._race.best()
+        if found is None:
             raise BudgetExhausted(stopped or "no candidate was scored")
-        best_key = max(self._scores, key=lambda key: (len(self._scores[key]), _mean(self._scores[key])))
-        best = self._cands[best_key]
-        return SearchResult(best, _mean(self._scores[best_key]), list(evaluator.history), evaluator.cost, stopped, notes)
+        return SearchResult(*found, list(evaluator.history), evaluator.cost, stopped, notes)
 
     # --- proposing -----------------------------------------------------------------------
     def _proposer(self, evaluator: Evaluator):
@@ -174,39 +173,6 @@ class APESearcher(Searcher):
         return out
 
     # --- racing ----------------------------------------------------------------------------
-    def _race(self, cands: list[Candidate], task: Task, evaluator: Evaluator) -> list[Candidate]:
-        """Successive halving over dev prefixes. Returns every candidate ranked best first:
-        by how far it got in the race, then by its score on the slice it got to."""
-        dev = task.dev
-        alive = list(cands)
-        reached: dict[str, tuple[int, float]] = {}
-        for c in alive:
-            self._cands.setdefault(c.key(), c)
-        n = min(self.config.race_start, len(dev))
-        while True:
-            for c in alive:
-                self._score_upto(c, dev[:n], evaluator)
-                reached[c.key()] = (n, _mean(self._scores[c.key()], dev[:n]))
-            alive.sort(key=lambda c: -reached[c.key()][1])
-            if n >= len(dev):
-                break
-            alive = alive[: max(1, math.ceil(len(alive) / self.config.eta))]
-            # the last one standing is scored on the whole split, so its score is comparable
-            n = len(dev) if len(alive) == 1 else min(len(dev), n * 2)
-        return sorted(cands, key=lambda c: (-reached[c.key()][0], -reached[c.key()][1]))
-
-    def _score_upto(self, cand: Candidate, examples: list[Example], evaluator: Evaluator) -> None:
-        have = self._scores.get(cand.key(), {})
-        todo = [e for e in examples if e.id not in have]
-        if todo:
-            res = evaluator.score(cand, todo)
-            # recorded only once scored: a budget stop leaves no unscored candidate behind
-            self._scores.setdefault(cand.key(), {}).update(zip(res.example_ids, res.scores))
-
-
-def _mean(scores: dict[str, float], examples: list[Example] | None = None) -> float:
-    vals = [scores[e.id] for e in examples] if examples is not None else list(scores.values())
-    return sum(vals) / len(vals) if vals else float("-inf")
 
 
 _PREFIX = re.compile(r"^(?:the\s+)?(?:new\s+|reworded\s+|rewritten\s+)?instruction(?:\s+was)?\s*(?:is|was)?\s*[:\-]?\s*",

@@ -28,6 +28,7 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.searchers import objective
 from promptsearch.searchers.base import SearchResult, Searcher, local_model, option
+from promptsearch.searchers.stored import best_stored_prompt
 from promptsearch.tasks.base import Task
 
 GENERIC_INIT = "Read the input and give the answer."
@@ -141,26 +142,10 @@ def _init_text(task: Task, cfg, evaluator: Evaluator, backend) -> tuple[str | No
         return cfg.init_text or (task.instructions[0] if task.instructions else GENERIC_INIT), None
     if cfg.init != "best":
         return None, None
-    store = getattr(evaluator.backend, "store", None)
-    runs = store.runs(task=task.name, limit=200) if store is not None else []
-    import json
-
-    best = None  # (same task data, dev score, text, source): a run on these very splits first
-    for r in runs:
-        if r.model != backend.model_id or r.searcher == "soft" or r.dev_score is None:
-            continue
-        doc = json.loads(r.result)
-        cand = doc.get("best", {}).get("candidate", {})
-        text = cand.get("instruction") or cand.get("trigger_text") or ""
-        rank = (r.task_hash == task.hash(), r.dev_score, text,
-                {"run_id": r.id, "searcher": r.searcher, "same_task_data": r.task_hash == task.hash(),
-                 "dev": r.dev_score, "test": r.test_score, "text": text})
-        if text and (best is None or rank[:2] > best[:2]):
-            best = rank
-    if best is None:
-        raise PromptSearchError(f"init=best: no discrete prompt is stored for task '{task.name}' and model "
-                                f"'{backend.model_id}'; run a discrete searcher first (e.g. --searcher ape) or use init=text.")
-    return best[2], best[3]
+    try:
+        return best_stored_prompt(task, evaluator, backend.model_id, "init=best", skip=("soft",))
+    except PromptSearchError as e:
+        raise PromptSearchError(f"{e} Or use init=text.") from None
 
 
 def _peft_model(model, backend, cfg, init_text: str | None):

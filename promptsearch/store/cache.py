@@ -9,9 +9,10 @@ from dataclasses import asdict
 from typing import Sequence
 
 from promptsearch.backends.base import (
-    GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
+    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
 )
 from promptsearch.cost import Usage
+from promptsearch.errors import PromptSearchError
 from promptsearch.pricing import FREE
 from promptsearch.store.db import Store
 
@@ -182,6 +183,14 @@ class CachedBackend:
             return self.inner.generate(rs, **kwargs)
 
         return self._run("gen", requests, self._gen_payloads(requests, soft_prompt), call, lambda d: GenResult(**d))
+
+    def embed(self, texts: Sequence[str]) -> list[EmbedResult]:
+        """Text embeddings (local transformers models), cached like any request."""
+        if not hasattr(self.inner, "embed"):
+            raise PromptSearchError(f"'{self.model_id}' gives no text embeddings; kNN demo selection needs a local "
+                                    "transformers target (embedded or hf:...).")
+        return self._run("embed", list(texts), [{"text": t} for t in texts], lambda rs, _: self.inner.embed(rs),
+                         lambda d: EmbedResult(**d))
 
     def __getattr__(self, name):  # model, tokenizer, encode_prompt ... for gradient searchers
         return getattr(self.inner, name)

@@ -1,0 +1,35 @@
+"""The best discrete prompt already stored for a task and model: where soft prompt tuning
+(`init=best`) and the demos searcher (`instruction=best`) start from."""
+
+from __future__ import annotations
+
+import json
+
+from promptsearch.errors import PromptSearchError
+from promptsearch.tasks.base import Task
+
+
+def best_stored_prompt(task: Task, evaluator, model_id: str, option: str, skip: tuple[str, ...] = (),
+                       triggers: bool = True) -> tuple[str, dict]:
+    """(text, source) of the stored run with the best dev score for this task and model, runs
+    on these very splits first; `skip` leaves out searchers, `triggers` lets a trigger's text
+    count. One line naming `option` when there is none."""
+    store = getattr(evaluator.backend, "store", None)
+    runs = store.runs(task=task.name, limit=200) if store is not None else []
+    best = None  # (same task data, dev score, text, source)
+    for r in runs:
+        if r.model != model_id or r.searcher in skip or r.dev_score is None:
+            continue
+        cand = json.loads(r.result).get("best", {}).get("candidate", {})
+        if cand.get("soft_prompt"):
+            continue
+        text = cand.get("instruction") or (cand.get("trigger_text") if triggers else "") or ""
+        rank = (r.task_hash == task.hash(), r.dev_score, text,
+                {"run_id": r.id, "searcher": r.searcher, "same_task_data": r.task_hash == task.hash(),
+                 "dev": r.dev_score, "test": r.test_score, "text": text})
+        if text and (best is None or rank[:2] > best[:2]):
+            best = rank
+    if best is None:
+        raise PromptSearchError(f"{option}: no discrete prompt is stored for task '{task.name}' and model "
+                                f"'{model_id}'; run a discrete searcher first (e.g. --searcher ape).")
+    return best[2], best[3]
