@@ -479,19 +479,38 @@ def export(
         shutil.copytree(saved, output)
         _console().print(f"Wrote the PEFT adapter to {output} (load with PeftModel.from_pretrained(base_model, '{output}'))")
         return
-    if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger")):
+    if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger") or cand.get("knn")):
         raise PromptSearchError(f"Run {doc['run_id']}: the best prompt is the empty prompt; there is nothing to export.")
     rec = doc["record"]
     out = {"run_id": doc["run_id"], "task": doc["task"]["name"], "model": doc["model"]["model"],
            "template": cand.get("template") or rec["task_template"], "instruction": cand.get("instruction", ""),
            "trigger_ids": cand.get("trigger"), "trigger_text": cand.get("trigger_text"),
            "labels": cand.get("labels") or rec.get("labels"), "demo_ids": cand.get("demos", []),
+           **_export_demos(doc, cand), "harness": doc.get("harness", "zero-shot"),
            "dev": doc["best"]["dev"], "test": doc["best"]["test"],
            "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
                   "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next."}
     output.mkdir(parents=True)
     _write(output / "prompt.json", dumps(out, indent=2) + "\n")
     _console().print(f"Wrote {output / 'prompt.json'}")
+
+
+def _export_demos(doc: dict, cand: dict) -> dict:
+    """The demos' text and answer when the run's task still loads unchanged; kNN selection
+    as what it is (per input, the k nearest train inputs by the target's embeddings)."""
+    from promptsearch.evaluation.render import answer_text
+    from promptsearch.report.run_report import stored_task
+
+    out: dict = {}
+    if cand.get("knn"):
+        out["demo_select"] = {"knn": cand["knn"], "pool": "train", "embedding": "target model, last hidden states "
+                              "mean-pooled over the input's tokens, cosine", "order": "nearest last"}
+    task = stored_task(doc) if cand.get("demos") else None
+    if task is not None:
+        by_id = {e.id: e for e in task.train}
+        out["demos"] = [{"id": i, "input": by_id[i].input, "answer": answer_text(task, by_id[i])}
+                        for i in cand["demos"] if i in by_id]
+    return out
 
 
 @app.command()

@@ -106,8 +106,8 @@ def diff_plot(pairs: list[tuple[float, float]], base_name: str) -> str:
     return _png(fig)
 
 
-def example_inputs(doc: dict[str, Any]) -> dict[str, str]:
-    """Example texts by id, when the run's task can still be loaded unchanged (same hash)."""
+def stored_task(doc: dict[str, Any]):
+    """The run's task, when it can still be loaded unchanged (same hash); else None."""
     from promptsearch.errors import PromptSearchError
     from promptsearch.tasks import load_task
 
@@ -119,8 +119,14 @@ def example_inputs(doc: dict[str, Any]) -> dict[str, str]:
         except (PromptSearchError, OSError):
             continue
         if task.hash() == doc["task"]["hash"]:
-            return {e.id: e.input for e in task.test}
-    return {}
+            return task
+    return None
+
+
+def example_inputs(doc: dict[str, Any]) -> dict[str, str]:
+    """Example texts by id, when the run's task can still be loaded unchanged (same hash)."""
+    task = stored_task(doc)
+    return {e.id: e.input for e in task.test} if task is not None else {}
 
 
 def render(doc: dict[str, Any], tests: list[Any]) -> str:
