@@ -307,6 +307,8 @@ def eval_(
         except (OSError, UnicodeDecodeError) as e:
             raise PromptSearchError(f"Cannot read prompt file '{prompt_file}': {e}.") from None
     t = load_task(task)
+    if not prompt and not shots:
+        _console(stderr=True).print("No --prompt given: scoring the empty prompt (the template alone).")
     cand = Candidate(instruction=prompt or "", demos=pick_demos(t, shots, seed), name="prompt")
     with _Bar(enabled=sys.stderr.isatty()) as bar:
         _, doc = run_eval(t, cand, model=model, split=split, scorer=scorer, db=str(db) if db else None,
@@ -388,12 +390,19 @@ def runs(
     """List stored runs, newest first."""
     from datetime import datetime
 
+    from promptsearch.errors import PromptSearchError
+
     from rich.markup import escape
     from rich.table import Table
 
     store = _store(db)
     rows = store.runs(task, limit)
     con = _console()
+    if not rows and task:
+        known = sorted({r.task for r in store.runs(None, limit=100_000)})
+        if known:  # a name that matches nothing in a database that has runs: say so, as leaderboard does
+            raise PromptSearchError(f"No runs of task {task!r} in {store.path}.{_did_you_mean(task, known)} "
+                                    f"Tasks with runs: {', '.join(known)}.")
     if not rows:
         con.print(f"No runs in {store.path} yet. Start one with `promptsearch run`.")
         return
@@ -597,8 +606,24 @@ def cache_clear(
     db: Optional[Path] = DbOpt,
 ):
     """Delete cached answers (runs are kept)."""
-    n = _store(db).cache_clear(model)
+    from promptsearch.errors import PromptSearchError
+
+    store = _store(db)
+    if model:
+        known = sorted({r["backend"] for r in store.cache_stats()})
+        if model not in known:
+            raise PromptSearchError(f"No cached answers of model {model!r} in {store.path}; nothing deleted."
+                                    f"{_did_you_mean(model, known)}"
+                                    + (f" Models in the cache: {', '.join(known)}." if known else ""))
+    n = store.cache_clear(model)
     _console().print(f"Deleted {n} cached answers.")
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" Did you mean: {close[0]}?" if close else ""
 
 
 def _store(db: Optional[Path]):
