@@ -118,7 +118,9 @@ class _Bar:
         if label != self.label or self.task_id is None:
             if self.task_id is not None:
                 self.progress.remove_task(self.task_id)
-            self.task_id = self.progress.add_task(label[:42], total=total)
+            from promptsearch.text import shorten
+
+            self.task_id = self.progress.add_task(shorten(label, 42), total=total)
             self.label = label
         self.progress.update(self.task_id, completed=done, total=total)
 

@@ -103,7 +103,7 @@ def test_estimation_requests_are_cached_and_a_cached_rerun_calls_nothing(tmp_pat
     store = Store(tmp_path / "c.db")
     first = CachedBackend(BiasedBackend(), store)
     a = Evaluator(task, first, harness="fewshot:k=4+calibrate").score(Candidate(), task.dev)
-    assert first.usage.calls == (len(task.dev) + 20) * 2  # dev and 20 domain strings, two labels each
+    assert first.usage.calls == (len(task.dev) + 32) * 2  # dev and 32 batch inputs (the default), two labels each
     again = CachedBackend(BiasedBackend(), store)
     b = Evaluator(task, again, harness="fewshot:k=4+calibrate").score(Candidate(), task.dev)
     assert again.usage.calls == 0 and again.usage.cache_hits == first.usage.calls and a.scores == b.scores

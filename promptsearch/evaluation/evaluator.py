@@ -17,6 +17,7 @@ from promptsearch.evaluation.render import continuation, render, task_for
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import mean_se
 from promptsearch.cost import Usage
+from promptsearch.text import shorten
 from promptsearch.tasks.base import Example, Task, label_words
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
@@ -182,7 +183,7 @@ class Evaluator:
         firsts: list[list[str]] = [[] for _ in cands]
         stats: dict[str, int] = {}
         self._embed(examples, cands)
-        label = f"{split} · {cands[0].name or cands[0].describe()[:30]}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
+        label = f"{split} · {cands[0].name or shorten(cands[0].describe(), 30)}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
         prompts = [[render(t, c, ex, self._demos_for(self.shown(c, ex), ex)) for ex in examples] for c, t in zip(cands, tasks)]
         soft = cands[0].soft_prompt
         cal = self.harness.calibration

@@ -24,8 +24,9 @@ def reference_baseline(doc: dict) -> dict | None:
 
 
 def shorten(text: str, n: int = SHORT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
+    from promptsearch.text import shorten as cut
+
+    return cut(text, n)
 
 
 def build(docs: list[dict], task: str | None = None) -> dict[str, Any]:

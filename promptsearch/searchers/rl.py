@@ -29,6 +29,7 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
 from promptsearch.searchers.base import SearchResult, Searcher, option
 from promptsearch.tasks.base import Task
+from promptsearch.text import shorten
 
 CORRECT, WRONG = 1.8, 2.0  # RLPrompt's gap-reward weights (180 and 200, per percent)
 META = ("Here are examples of a task, each an input and its correct output.\n\n{demos}\n\n"
@@ -81,19 +82,20 @@ class RLSearcher(Searcher):
         step_seconds: list[float] = []  # wall time per step, this process's steps only
         state = {"step": 0}
 
-        def to_cand(text: str, ids: list[int]) -> Candidate:
+        def to_cand(text: str, ids: list[int], i: int) -> Candidate:
             if cfg.style == "tokens":
                 ids = list(ids)[: cfg.trigger_length]
                 return Candidate(trigger=tuple(ids), template=template, trigger_text=tok.decode(ids),
-                                 name=f"rl {tok.decode(ids)!r}"[:60], origin=f"rl:step{state['step']}")
-            return Candidate(instruction=text, name=f"rl-s{state['step']}", origin=f"rl:step{state['step']}")
+                                 name=shorten(f"rl {tok.decode(ids)!r}", 60), origin=f"rl:step{state['step']}")
+            # step and place in the group: every prompt of a run has its own name
+            return Candidate(instruction=text, name=f"rl-s{state['step']}.{i + 1}", origin=f"rl:step{state['step']}")
 
         def reward(prompts, completions, completion_ids, **kw) -> list[float]:
             state["step"] += 1
             now = time.perf_counter()  # since the previous reward: generation, then the update before it
             seconds, state["t"] = now - state["t"], now
             texts = [_text(c) for c in completions]
-            cands = [to_cand(t, ids) for t, ids in zip(texts, completion_ids)]
+            cands = [to_cand(t, ids, i) for i, (t, ids) in enumerate(zip(texts, completion_ids))]
             usable = [i for i, c in enumerate(cands) if c.instruction.strip() or c.trigger]
             batch = rng.sample(task.train, min(cfg.batch_size, len(task.train)))
             rewards = [-WRONG] * len(cands)  # an empty instruction earns the worst reward
