@@ -309,12 +309,12 @@ def eval_(
         except (OSError, UnicodeDecodeError) as e:
             raise PromptSearchError(f"Cannot read prompt file '{prompt_file}': {e}.") from None
     t = load_task(task)
-    if not prompt and not shots:
-        _console(stderr=True).print("No --prompt given: scoring the empty prompt (the template alone).")
     cand = Candidate(instruction=prompt or "", demos=pick_demos(t, shots, seed), name="prompt")
     with _Bar(enabled=sys.stderr.isatty()) as bar:
         _, doc = run_eval(t, cand, model=model, split=split, scorer=scorer, db=str(db) if db else None,
                           limit=limit, harness=harness, progress=bar)
+    if not prompt and not shots:  # said once the scoring worked, so an error stays one line
+        _console(stderr=True).print("No --prompt given: scored the empty prompt (the template alone).")
     if as_json:
         print(dumps(doc, indent=2))
         return

@@ -102,11 +102,21 @@ def test_estimation_requests_are_cached_and_a_cached_rerun_calls_nothing(tmp_pat
     task = load_task("sentiment")
     store = Store(tmp_path / "c.db")
     first = CachedBackend(BiasedBackend(), store)
-    a = Evaluator(task, first, harness="fewshot:k=4+calibrate").score(Candidate(), task.dev)
-    assert first.usage.calls == (len(task.dev) + 32) * 2  # dev and 32 batch inputs (the default), two labels each
+    spec = "fewshot:k=4+calibrate:mode=domain"
+    a = Evaluator(task, first, harness=spec).score(Candidate(), task.dev)
+    assert first.usage.calls == (len(task.dev) + 20) * 2  # dev and 20 domain strings, two labels each
     again = CachedBackend(BiasedBackend(), store)
-    b = Evaluator(task, again, harness="fewshot:k=4+calibrate").score(Candidate(), task.dev)
+    b = Evaluator(task, again, harness=spec).score(Candidate(), task.dev)
     assert again.usage.calls == 0 and again.usage.cache_hits == first.usage.calls and a.scores == b.scores
+
+
+def test_batch_estimation_inputs_share_answers_with_the_scoring(tmp_path):
+    """Batch calibration's inputs come from train+dev, so a dev scoring finds part of its
+    estimation already answered: those requests are cache hits, not new calls."""
+    task = load_task("sentiment")
+    cb = CachedBackend(BiasedBackend(), Store(tmp_path / "c.db"))
+    Evaluator(task, cb, harness="calibrate").score(Candidate(), task.dev)
+    assert 0 < cb.usage.cache_hits and cb.usage.calls + cb.usage.cache_hits == (len(task.dev) + 32) * 2
 
 
 def test_calibrated_and_raw_runs_share_answers_never_scores(tmp_path):

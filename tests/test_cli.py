@@ -121,4 +121,4 @@ def test_names_that_match_nothing_are_one_line_exit_2(fake_backend_registered):
     assert res.exit_code == 2 and "nothing deleted" in res.output and "Did you mean: fake:scripted?" in res.output
     assert runner.invoke(app, ["cache", "clear", "--model", "fake:scripted"]).exit_code == 0
     res = runner.invoke(app, ["eval", "--task", "sentiment", "--model", "fake:x"])
-    assert res.exit_code == 0 and "No --prompt given: scoring the empty prompt" in res.output
+    assert res.exit_code == 0 and "No --prompt given: scored the empty prompt" in res.output
