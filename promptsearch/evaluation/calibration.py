@@ -58,8 +58,8 @@ class Calibration:
             texts = domain_strings(pool, self.size, rng)
         elif self.transductive:
             return []
-        else:
-            texts = [e.input for e in rng.sample(pool, min(self.size, len(pool)))]
+        else:  # real inputs keep their ids, so an example is never its own demo (kNN, a fixed few-shot set)
+            return [Example(e.id, e.input, target) for e in rng.sample(pool, min(self.size, len(pool)))]
         return [Example(f"calibrate:{self.mode}:{i}", t, target) for i, t in enumerate(texts)]
 
     def to_dict(self) -> dict:
