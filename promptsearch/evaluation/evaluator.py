@@ -219,7 +219,7 @@ class Evaluator:
                 preds[k] = [max(task.labels, key=lp.__getitem__) for lp in lps[k]]
                 calibrated.append({"mode": cal.mode, "inputs": cal.size if not (cal.transductive and cal.mode == "batch")
                                    else len(examples), "transductive": cal.transductive,
-                                   "bias": {lab: round(math.exp(v), 4) for lab, v in bias.items()}})
+                                   "bias": {lab: round(math.exp(v), 4) for lab, v in calibration.normalised(bias).items()}})
         out = []
         spent = self._usage() - before
         for k, cand in enumerate(cands):
