@@ -53,7 +53,7 @@ def test_knn_picks_the_nearest_train_inputs_nearest_last():
     by_input = {e.input: e for e in task.dev}
     assert [d.input for d in ev.shown(knn, by_input["44"])] == ["30", "50", "40"]  # 40 is nearest, so last
     assert [d.input for d in ev.shown(knn, by_input["12"])] == ["0", "20", "10"]
-    assert [d.input for d in ev.shown(knn, by_input["68"])] == ["50", "60", "70"][::-1][::-1] or True
+    assert [d.input for d in ev.shown(knn, by_input["68"])] == ["50", "60", "70"]
     ctx = flat(next(r.context for r in fake.requests if flat(r.context).endswith("Review: 44\nSentiment:")))
     assert ctx.index("Review: 30") < ctx.index("Review: 50") < ctx.index("Review: 40\n")
     # scoring a train example never shows it to itself
@@ -84,7 +84,7 @@ def test_a_seed_reproduces_and_the_budget_is_never_passed():
         res = DemoSearcher(DemoSearcher.Config(sets=6)).search(task, ev, Budget(), seed)
         runs.append(([r.candidate.demos for r in res.history], res.best.demos))
     assert runs[0] == runs[1] and runs[0] != runs[2]
-    assert len({d for d, _ in [(tuple(h), 0) for h in runs[0][0]]}) == 7  # the k-shot set and 6 random sets
+    assert len(set(runs[0][0])) == 7  # the k-shot set and 6 random sets
     limit = 30
     ev = Evaluator(task, FakeBackend(), budget=Budget(max_evals=limit))
     res = DemoSearcher(DemoSearcher.Config(sets=6)).search(task, ev, Budget(max_evals=limit), 0)

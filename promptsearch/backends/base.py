@@ -71,7 +71,14 @@ class EmbedResult:
 
     vector: str
     n_tokens: int
-    completion_tokens: int = 0
+
+
+def no_embeddings(model_id: str):
+    """The error for kNN demo selection on a backend that gives no text embeddings."""
+    from promptsearch.errors import PromptSearchError
+
+    return PromptSearchError(f"'{model_id}' gives no text embeddings; kNN demo selection needs a local "
+                             "transformers target (embedded or hf:...).")
 
 
 def embedding_vector(res: EmbedResult):

@@ -14,7 +14,7 @@ import hashlib
 from typing import Sequence
 
 from promptsearch.backends.base import (
-    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
+    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, no_embeddings, prompt_key,
 )
 from promptsearch.pricing import FREE
 
@@ -71,10 +71,7 @@ class PlanningBackend:
         import numpy as np
 
         if not hasattr(self.inner, "embed"):
-            from promptsearch.errors import PromptSearchError
-
-            raise PromptSearchError(f"'{self.model_id}' gives no text embeddings; kNN demo selection needs a local "
-                                    "transformers target (embedded or hf:...).")
+            raise no_embeddings(self.model_id)
         out = []
         for t in texts:
             rng = np.random.default_rng(int(_digest(t)[:8], 16))

@@ -72,7 +72,8 @@ class Evaluator:
                                     "or use a server with prompt log-probabilities (api=completions).")
         self._by_id = {e.id: e for e in self.task.train}
         self._vectors: dict = {}  # input text -> unit embedding (kNN demos)
-        self._bias: dict[tuple, dict[str, float]] = {}  # (candidate key, scored ids if transductive) -> label bias
+        # (candidate key, scored ids if transductive) -> (label bias, how many inputs it came from)
+        self._bias: dict[tuple, tuple[dict[str, float], int]] = {}
         self._others: list = []  # other backends whose cost counts here (an API proposer)
         self._start = self._usage().copy()
         self._t0 = time.perf_counter()
@@ -214,11 +215,12 @@ class Evaluator:
         calibrated: list[dict] = []
         if cal is not None:
             for k, (cand, task) in enumerate(zip(cands, tasks)):
-                bias = self._bias.get(self._bias_key(cand, examples)) or calibration.estimate(lps[k], "batch")
+                # none stored: transductive batch calibration, from the scored inputs themselves
+                bias, n = self._bias.get(self._bias_key(cand, examples)) or (calibration.estimate(lps[k], "batch"),
+                                                                              len(examples))
                 lps[k] = [calibration.apply(lp, bias) for lp in lps[k]]
                 preds[k] = [max(task.labels, key=lp.__getitem__) for lp in lps[k]]
-                calibrated.append({"mode": cal.mode, "inputs": cal.size if not (cal.transductive and cal.mode == "batch")
-                                   else len(examples), "transductive": cal.transductive,
+                calibrated.append({"mode": cal.mode, "inputs": n, "transductive": cal.transductive,
                                    "bias": {lab: round(math.exp(v), 4) for lab, v in calibration.normalised(bias).items()}})
         out = []
         spent = self._usage() - before
@@ -285,11 +287,12 @@ class Evaluator:
         cal = self.harness.calibration
         if cal is None:
             return [], [], []
-        todo, ts, prompts = [], [], []
+        todo, ts, prompts, seen = [], [], [], set(self._bias)
         for i, (c, t) in enumerate(zip(cands, tasks)):
             key = self._bias_key(c, examples)
-            if key in self._bias or key in {k for _, k in todo}:
+            if key in seen:
                 continue
+            seen.add(key)
             inputs = cal.inputs(self.task, list(examples), exclude=set(c.demos))
             if not inputs:  # transductive batch calibration: the scored inputs themselves
                 continue
@@ -311,7 +314,7 @@ class Evaluator:
             res += self.backend.loglikelihood(reqs[s : s + self.chunk_size * 2],
                                               **({"soft_prompt": soft} if soft is not None else {}))
         for (i, key), (_, rows) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
-            self._bias[key] = calibration.estimate(rows, self.harness.calibrate)
+            self._bias[key] = (calibration.estimate(rows, self.harness.calibrate), len(rows))
 
     # --- demos ---------------------------------------------------------------------------
     def shown(self, cand: Candidate, ex: Example) -> list[Example]:
@@ -333,14 +336,13 @@ class Evaluator:
         examples), asked of the backend once per text, in one call."""
         if not any(c.knn for c in cands):
             return
-        from promptsearch.backends.base import embedding_vector
+        from promptsearch.backends.base import embedding_vector, no_embeddings
 
         texts = list(dict.fromkeys(e.input for e in [*self.task.train, *examples] if e.input not in self._vectors))
         if not texts:
             return
         if not hasattr(self.backend, "embed"):
-            raise PromptSearchError(f"'{self.backend.model_id}' gives no text embeddings; kNN demo selection needs a "
-                                    "local transformers target (embedded or hf:...).")
+            raise no_embeddings(self.backend.model_id)
         for t, r in zip(texts, self.backend.embed(texts)):
             v = embedding_vector(r)
             self._vectors[t] = v / max(float((v @ v) ** 0.5), 1e-12)
@@ -448,8 +450,7 @@ def _logsumexp(xs: list[float]) -> float:
 def label_set_logprobs(logprobs: dict[str, float]) -> dict[str, float]:
     """Label log-probabilities renormalised over the label set (a log-softmax): what
     searchers turn into a cross-entropy or a probability margin."""
-    z = _logsumexp(list(logprobs.values()))
-    return {lab: v - z for lab, v in logprobs.items()}
+    return calibration.normalised(logprobs)
 
 
 def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:

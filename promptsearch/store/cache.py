@@ -9,10 +9,9 @@ from dataclasses import asdict
 from typing import Sequence
 
 from promptsearch.backends.base import (
-    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, prompt_key,
+    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, no_embeddings, prompt_key,
 )
 from promptsearch.cost import Usage
-from promptsearch.errors import PromptSearchError
 from promptsearch.pricing import FREE
 from promptsearch.store.db import Store
 
@@ -187,8 +186,7 @@ class CachedBackend:
     def embed(self, texts: Sequence[str]) -> list[EmbedResult]:
         """Text embeddings (local transformers models), cached like any request."""
         if not hasattr(self.inner, "embed"):
-            raise PromptSearchError(f"'{self.model_id}' gives no text embeddings; kNN demo selection needs a local "
-                                    "transformers target (embedded or hf:...).")
+            raise no_embeddings(self.model_id)
         return self._run("embed", list(texts), [{"text": t} for t in texts], lambda rs, _: self.inner.embed(rs),
                          lambda d: EmbedResult(**d))
 
