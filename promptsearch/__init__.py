@@ -18,7 +18,7 @@ _EXPORTS = {
     "Candidate": "promptsearch.candidates",
     "Example": "promptsearch.tasks.base",
     "Task": "promptsearch.tasks.base",
-    "split_examples": "promptsearch.tasks.base",
+    "split_examples": "promptsearch.tasks.splitting",
     "SoftPrompt": "promptsearch.backends.base",
     "TokenIds": "promptsearch.backends.base",
     "PromptSearchError": "promptsearch.errors",

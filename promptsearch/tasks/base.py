@@ -122,10 +122,3 @@ class Task:
     def summary(self) -> str:
         kind = f"{len(self.labels)} labels" if self.labels else f"open answers ({self.metric})"
         return f"{self.name}: {len(self.train)}/{len(self.dev)}/{len(self.test)} train/dev/test, {kind}"
-
-
-def split_examples(examples: list[Example], fractions: dict[str, float] | None = None, seed: int = 0) -> dict[str, list[Example]]:
-    """Shuffle with a seed and cut into train/dev/test (default 20/30/50)."""
-    from promptsearch.tasks.loaders import DEFAULT_FRACTIONS, _split_by_fraction
-
-    return _split_by_fraction(list(examples), fractions or DEFAULT_FRACTIONS, seed, "examples")

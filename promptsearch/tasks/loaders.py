@@ -18,10 +18,10 @@ from typing import Any
 
 from promptsearch.errors import PromptSearchError
 from promptsearch.tasks.base import SPLITS, Example, Task
+from promptsearch.tasks.splitting import DEFAULT_FRACTIONS, split_by_fraction, valid_fractions
 
 INPUT_FIELDS = ("input", "text", "sentence", "question", "prompt")
 TARGET_FIELDS = ("label", "output", "answer", "answers", "target")
-DEFAULT_FRACTIONS = {"train": 0.2, "dev": 0.3, "test": 0.5}
 SPEC_KEYS = {
     "name", "template", "labels", "metric", "input", "target", "id", "split_field",
     "splits", "seed", "instructions", "description",
@@ -158,7 +158,7 @@ def _check_spec(spec: dict, where: Path) -> dict:
         raise PromptSearchError(f"{where}: 'seed' must be a whole number, got {spec['seed']!r}.")
     if "splits" in spec:
         fr = spec["splits"]
-        if not _valid_fractions(fr):
+        if not valid_fractions(fr):
             raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions of at least 0, "
                                     f"e.g. {{train: 0.2, dev: 0.3, test: 0.5}}; got {fr!r}.")
     if "instructions" in spec:
@@ -265,7 +265,7 @@ def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = Non
             raise PromptSearchError(f"{path}:{line}: split {split!r} is not one of train, dev, test.")
     if unsplit:
         fractions = spec.get("splits") or DEFAULT_FRACTIONS
-        for name, part in _split_by_fraction(unsplit, fractions, int(spec.get("seed", 0)), str(path)).items():
+        for name, part in split_by_fraction(unsplit, fractions, int(spec.get("seed", 0)), str(path)).items():
             examples[name].extend(part)
     is_cls = labels is not None or tgt_field == "label"
     if is_cls and labels is None:
@@ -283,28 +283,6 @@ def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = Non
         description=spec.get("description", ""),
         source=str(path),
     ).validate()
-
-
-def _valid_fractions(fr: Any) -> bool:
-    """A mapping of train/dev/test to numbers of at least 0."""
-    return isinstance(fr, dict) and not set(map(str, fr)) - set(SPLITS) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fr.values())
-
-
-def _split_by_fraction(items: list[Example], fractions: dict, seed: int, where: str) -> dict[str, list[Example]]:
-    if not _valid_fractions(fractions):
-        raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions, e.g. {DEFAULT_FRACTIONS}.")
-    total = sum(float(v) for v in fractions.values())
-    if total <= 0:
-        raise PromptSearchError(f"{where}: split fractions must add up to more than 0.")
-    order = list(items)
-    random.Random(seed).shuffle(order)
-    out, start = {}, 0
-    for i, name in enumerate(SPLITS):
-        n = len(order) - start if i == len(SPLITS) - 1 else round(len(order) * float(fractions.get(name, 0)) / total)
-        out[name] = order[start : start + n]
-        start += n
-    return out
 
 
 # --- Instruction Induction (Honovich et al. 2022) ------------------------------------

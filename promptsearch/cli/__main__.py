@@ -1,0 +1,3 @@
+from promptsearch.cli import main
+
+main()

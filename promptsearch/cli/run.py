@@ -1,0 +1,125 @@
+"""`promptsearch run`: search on dev, score the best and the baselines on test, print the result."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from promptsearch.cli.common import (BaseUrlOpt, ConcurrencyOpt, DbOpt, HarnessOpt, JsonOpt, ModelOpt, ScorerOpt,
+                                     TaskOpt, Bar, app, configure_flags, console, cost_line, dollars, fmt_score,
+                                     parse_options)
+from promptsearch.records import dumps
+
+
+@app.command()
+def run(
+    task: str = TaskOpt,
+    searcher: str = typer.Option("baseline", "--searcher", "-s", help="Searcher name; see `promptsearch searchers`."),
+    model: Optional[str] = ModelOpt,
+    option: list[str] = typer.Option([], "--option", "-o", help="Searcher option key=value (repeatable); see `promptsearch searchers`."),
+    proposer: Optional[str] = typer.Option(None, "--proposer", help="Model that writes instructions for searchers that propose them (ape); default: the target."),
+    seed: int = typer.Option(0, help="Seed for everything random in the run."),
+    max_evals: Optional[int] = typer.Option(None, min=0, help="Budget: example scorings during the search (dev, and train for searchers that score train)."),
+    max_calls: Optional[int] = typer.Option(None, min=0, help="Budget: model calls (cache hits are free)."),
+    max_seconds: Optional[float] = typer.Option(None, min=0, help="Budget: seconds of search."),
+    max_tokens: Optional[int] = typer.Option(None, min=0, help="Budget: tokens the model(s) process, proposer included."),
+    max_dollars: Optional[float] = typer.Option(None, min=0, help="Budget: dollars at the price table's prices, proposer included."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls, tokens and estimated cost, and exit: "
+                                 "nothing is computed, sent or stored."),
+    base_url: Optional[str] = BaseUrlOpt,
+    concurrency: Optional[int] = ConcurrencyOpt,
+    shots: Optional[int] = typer.Option(None, min=0, help="Demos in the k-shot baseline reported on test "
+                                        "(default: the searcher's own `shots` option, else 4)."),
+    harness: str = HarnessOpt,
+    scorer: Optional[str] = ScorerOpt,
+    db: Optional[Path] = DbOpt,
+    as_json: bool = JsonOpt,
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Continue an interrupted run of a "
+                                         "searcher that checkpoints (rl), with the arguments it started with."),
+):
+    """Search for the best prompt on dev, then score it and the baselines on test."""
+    from promptsearch.budget import Budget
+    from promptsearch.runner import run_search
+
+    configure_flags(base_url, concurrency)
+    opts = parse_options(option)
+    if proposer:
+        opts["proposer"] = proposer
+    con = console()
+    with Bar(enabled=sys.stderr.isatty() and not dry_run) as bar:
+        phase = bar.phase if not (as_json or dry_run) else (lambda m: None)
+        doc = run_search(task, model=model, searcher=searcher, options=opts,
+                         budget=Budget(max_evals, max_calls, max_seconds, max_tokens, max_dollars), seed=seed,
+                         scorer=scorer, db=str(db) if db else None, baseline_shots=shots, harness=harness,
+                         progress=bar, phase=phase, dry_run=dry_run, resume=resume)
+    if as_json:
+        print(dumps(doc, indent=2))
+        return
+    if dry_run:
+        _print_plan(con, doc)
+        return
+    print_run(con, doc)
+
+
+def _print_plan(con, doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    t = doc["task"]
+    con.print(f"[bold]Dry run[/bold]: {t['name']} ({t['sizes']['dev']} dev / {t['sizes']['test']} test) · model "
+              f"{escape(doc['model']['model'])} · searcher {doc['searcher']['name']} · harness {escape(doc['harness'])}")
+    for part in ("search", "test"):
+        c = doc[part]
+        con.print(f"  {part:<6} {c['calls']:>6,} calls to make, {c['cache_hits']:>6,} answered by the cache, "
+                  f"~{c['tokens']:,} tokens, {dollars(c)}")
+    total = "unknown (no price for this model: see PROMPTSEARCH_PRICES)" if doc["dollars"] is None else f"${doc['dollars']:.4f}"
+    con.print(f"[bold]Planned[/bold]: {doc['calls']:,} model calls to make ({doc['cached']:,} answered by the cache), "
+              f"~{doc['tokens']:,} tokens, estimated cost {total}")
+    if doc["stopped_by"]:
+        con.print(f"[yellow]The budget would stop the search: {escape(doc['stopped_by'])}[/yellow]")
+    con.print(f"[dim]{doc['note']}[/dim]")
+
+
+def print_run(con, doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = doc["task"]
+    con.print(f"[bold]{t['name']}[/bold] ({t['sizes']['train']}/{t['sizes']['dev']}/{t['sizes']['test']} "
+              f"train/dev/test, {t['metric']}) · model {doc['model']['model']} · searcher {doc['searcher']['name']}"
+              f" · harness {escape(doc['harness'])}")
+    cands = sorted(doc["candidates"], key=lambda c: -c["dev_mean"])
+    table = Table(title=f"Dev candidates (top {min(10, len(cands))} of {len(cands)})", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("candidate")
+    table.add_column("prompt", overflow="fold", max_width=70)
+    table.add_column("dev", justify="right")
+    for i, c in enumerate(cands[:10], 1):
+        table.add_row(str(i), escape(c["name"]), escape(c["prompt"]), f"{c['dev_mean']:.3f}")
+    con.print(table)
+    best = doc["best"]
+    con.print(f"[bold green]Best prompt[/bold green] ({escape(best['name'])}): {escape(best['prompt'])}")
+    tt = Table(title=f"Held-out test ({t['sizes']['test']} examples): best vs baselines", title_justify="left")
+    for col, just in (("prompt", "left"), ("dev", "right"), ("test", "right"), ("best − it [95% CI]", "right")):
+        tt.add_column(col, justify=just)  # type: ignore[arg-type]
+    tt.add_row(f"[bold]best: {escape(best['name'])}[/bold]", f"{best['dev']['mean']:.3f}", fmt_score(best["test"]), "")
+    for b in doc["baselines"]:
+        d = b["best_minus_baseline"]
+        same = b["candidate"] == best["candidate"] or b["name"] == best["name"]
+        diff = "(the best)" if same else f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+        tt.add_row(escape(b["name"]), f"{b['dev']['mean']:.3f}" if b["dev"] else "–", fmt_score(b["test"]), diff)
+    con.print(tt)
+    ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
+    if ro:
+        dev = f", dev {ro['dev']:.3f} as a discrete prompt" if "dev" in ro else ""
+        con.print(f"Readout: {escape(repr(ro['text']))} (ids {' '.join(map(str, ro['ids']))}{dev}) [dim]- the nearest "
+                  "vocabulary token to each learned vector; the vectors are not text[/dim]")
+    cost = doc["cost"]
+    con.print(f"Cost: {cost_line(cost['total'])}; {cost['wall_seconds']:.1f} s wall")
+    if doc["from_cache"]:
+        con.print(f"[cyan]Everything came from the cache: 0 model calls ({cost['total']['cache_hits']} cached answers).[/cyan]")
+    if doc["stopped_by"]:
+        con.print(f"[yellow]Search stopped early: {escape(doc['stopped_by'])}[/yellow]")
+    con.print(f"Stored as run [bold]{doc['run_id']}[/bold] in {doc['db']}  (promptsearch show {doc['run_id']})")

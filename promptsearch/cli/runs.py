@@ -1,0 +1,154 @@
+"""`promptsearch runs`, `show` and `export`: the stored runs, one run, and its prompt for use elsewhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from promptsearch.cli.common import DbOpt, JsonOpt, app, console, did_you_mean, open_store, write_file
+from promptsearch.cli.run import print_run
+from promptsearch.records import dumps
+
+
+@app.command()
+def runs(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only runs of this task."),
+    limit: int = typer.Option(20, help="How many of the newest runs."),
+    db: Optional[Path] = DbOpt,
+):
+    """List stored runs, newest first."""
+    from datetime import datetime
+
+    from promptsearch.errors import PromptSearchError
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    store = open_store(db)
+    rows = store.runs(task, limit)
+    con = console()
+    if not rows and task:
+        known = sorted({r.task for r in store.runs(None, limit=100_000)})
+        if known:  # a name that matches nothing in a database that has runs: say so, as leaderboard does
+            raise PromptSearchError(f"No runs of task {task!r} in {store.path}.{did_you_mean(task, known)} "
+                                    f"Tasks with runs: {', '.join(known)}.")
+    if not rows:
+        con.print(f"No runs in {store.path} yet. Start one with `promptsearch run`.")
+        return
+    # Like `git log --oneline`: a short id (its random tail, which `show` and `report` accept),
+    # short model names, and the prompt cut to what is left of the line.
+    table = Table(title=f"Runs in {store.path}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+    cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
+              escape(r.task[:18]), r.searcher, escape(_short_model(r.model)[:18]),
+              f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
+              f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(" ".join(r.best_text.split()))]
+             for r in rows]
+    names = ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt")
+    widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names)]
+    # every column keeps its width; only the prompt is cut to what is left of the line
+    widths[-1] = max(12, min(widths[-1], con.width - sum(widths[:-1]) - len(names)))
+    for col, width in zip(names, widths):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+    for c in cells:
+        table.add_row(*c)
+    con.print(table)
+    con.print("[dim]promptsearch show RUN (the short id, or the whole one) for the details[/dim]")
+
+
+def short_id(run_id: str, others: list[str]) -> str:
+    """The id's random tail, lengthened until no other listed run ends the same way."""
+    for n in (4, 9, len(run_id)):
+        tail = run_id[-n:]
+        if sum(o.endswith(tail) for o in others) == 1:
+            return tail
+    return run_id
+
+
+def _short_model(model: str) -> str:
+    kind, _, rest = model.partition(":")
+    if kind == "embedded":
+        return "embedded"
+    if kind == "hf" and "/" in rest:
+        return "hf:" + rest.rstrip("/").rsplit("/", 1)[-1]
+    return model
+
+
+@app.command()
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    db: Optional[Path] = DbOpt,
+    as_json: bool = JsonOpt,
+):
+    """Show one stored run: candidates, test comparison, cost and reproducibility record."""
+    store = open_store(db)
+    doc = json.loads(store.get_run(run_id).result)
+    if as_json:
+        print(dumps(doc, indent=2))
+        return
+    con = console()
+    print_run(con, doc)
+    rec = doc["record"]
+    con.print(f"Task hash {doc['task']['hash']} · template {rec['task_template']!r} · seed {doc['seed']} · "
+              f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}")
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to create (must not exist)."),
+    db: Optional[Path] = DbOpt,
+):
+    """Write a run's best prompt for use outside promptsearch: a soft prompt as a PEFT adapter
+    (`PeftModel.from_pretrained(base, DIR)`), a discrete prompt as DIR/prompt.json."""
+    import shutil
+
+    from promptsearch.errors import PromptSearchError
+
+    store = open_store(db)
+    doc = json.loads(store.get_run(run_id).result)
+    cand = doc["best"]["candidate"]
+    if output.exists():
+        raise PromptSearchError(f"'{output}' already exists; export writes a new directory, give another --output.")
+    if cand.get("soft_prompt"):
+        saved = doc["record"].get("searcher_notes", {}).get("saved")
+        if not saved or not (Path(saved) / "adapter_config.json").exists():
+            raise PromptSearchError(f"Run {doc['run_id']}: its soft prompt was not saved or is gone ({saved}); "
+                                    "run the search again to export it.")
+        shutil.copytree(saved, output)
+        console().print(f"Wrote the PEFT adapter to {output} (load with PeftModel.from_pretrained(base_model, '{output}'))")
+        return
+    if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger") or cand.get("knn")):
+        raise PromptSearchError(f"Run {doc['run_id']}: the best prompt is the empty prompt; there is nothing to export.")
+    rec = doc["record"]
+    out = {"run_id": doc["run_id"], "task": doc["task"]["name"], "model": doc["model"]["model"],
+           "template": cand.get("template") or rec["task_template"], "instruction": cand.get("instruction", ""),
+           "trigger_ids": cand.get("trigger"), "trigger_text": cand.get("trigger_text"),
+           "labels": cand.get("labels") or rec.get("labels"), "demo_ids": cand.get("demos", []),
+           **_export_demos(doc, cand), "harness": doc.get("harness", "zero-shot"),
+           "dev": doc["best"]["dev"], "test": doc["best"]["test"],
+           "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
+                  "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next."}
+    output.mkdir(parents=True)
+    write_file(output / "prompt.json", dumps(out, indent=2) + "\n")
+    console().print(f"Wrote {output / 'prompt.json'}")
+
+
+def _export_demos(doc: dict, cand: dict) -> dict:
+    """The demos' text and answer when the run's task still loads unchanged; kNN selection
+    as what it is (per input, the k nearest train inputs by the target's embeddings)."""
+    from promptsearch.evaluation.render import answer_text
+    from promptsearch.report.run_report import stored_task
+
+    out: dict = {}
+    if cand.get("knn"):
+        out["demo_select"] = {"knn": cand["knn"], "pool": "train", "embedding": "target model, last hidden states "
+                              "mean-pooled over the input's tokens, cosine", "order": "nearest last"}
+    task = stored_task(doc) if cand.get("demos") else None
+    if task is not None:
+        by_id = {e.id: e for e in task.train}
+        out["demos"] = [{"id": i, "input": by_id[i].input, "answer": answer_text(task, by_id[i])}
+                        for i in cand["demos"] if i in by_id]
+    return out
