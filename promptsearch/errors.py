@@ -12,3 +12,11 @@ class PromptSearchError(Exception):
 
 class BudgetExhausted(Exception):
     """Raised inside a search when the budget is spent; the searcher keeps its best-so-far."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C in a run that can be resumed: `message` says the one command that continues it."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

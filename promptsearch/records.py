@@ -62,3 +62,31 @@ def clean(obj: Any, key: str | None = None) -> Any:
 def dumps(obj: Any, **kwargs: Any) -> str:
     """JSON text that any JSON parser reads (no NaN or Infinity), secrets redacted."""
     return json.dumps(clean(obj), ensure_ascii=False, allow_nan=False, **kwargs)
+
+
+def rank_candidates(cands: list[dict]) -> list[dict]:
+    """Candidates in the order tables show them: by how many dev examples a score is on (the
+    rung a race let it reach), then by that score; a mean over 8 examples never outranks one
+    over the whole split."""
+    return sorted(cands, key=lambda c: (-c.get("dev_n", 0), -c["dev_mean"]))
+
+
+def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str]) -> str:
+    """A searcher's name with the options that change its method: "soft (method=prefix)"."""
+    parts = [f"{k}={str(config[k]).lower() if isinstance(config[k], bool) else config[k]}" for k in keys if k in config]
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def searcher_label(doc: dict) -> str:
+    """A stored run's searcher label; for runs stored before labels were recorded, rebuilt
+    from its config and the searcher's method options (when the searcher is still known)."""
+    s = doc.get("searcher") or {}
+    if s.get("method"):
+        return s["method"]
+    try:
+        from promptsearch import registry
+
+        keys = registry.searchers.get(s.get("name", "")).method_options
+    except Exception:  # a plug-in that is gone: its bare name
+        keys = ()
+    return method_label(s.get("name", "?"), s.get("config") or {}, keys)

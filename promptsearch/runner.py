@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import secrets
 import sys
@@ -12,13 +13,14 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, Callable
 
 from promptsearch import registry
-from promptsearch.records import clean
+from promptsearch.records import clean, rank_candidates
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
-from promptsearch.errors import BudgetExhausted, PromptSearchError
+from promptsearch.errors import BudgetExhausted, PromptSearchError, RunInterrupted
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.evaluation.harness import Harness, parse_harness
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
@@ -57,8 +59,8 @@ def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = N
     settings = get_settings()
     task = load_task(task) if isinstance(task, str) else task.validate()
     metric, _ = resolve_scorer(scorer or task.metric)
+    store = Store(db or settings.db_path)  # checked before any model is resolved or prepared
     inner = resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
-    store = Store(db or settings.db_path)
     if isinstance(inner, CachedBackend) and not dry_run:
         return Setup(task, inner, store, metric)  # the caller's cache wrapper, as given
     if isinstance(inner, CachedBackend):
@@ -159,7 +161,8 @@ def run_search(
                           phase=phase)
 
     evaluator.check_prices()
-    workdir = get_settings().home / "runs" / run_id
+    workdir = checkpoint_root(setup.store.path) / run_id
+    resume_hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.path}" if db else "")
     if getattr(searcher_obj, "checkpoints", False) and not dry_run:
         searcher_obj.workdir, searcher_obj.resuming = workdir, resume is not None
         if resume is None and all(isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)) \
@@ -168,11 +171,18 @@ def run_search(
             (workdir / "run.json").write_text(json.dumps({
                 "task": task_spec, "model": model, "searcher": searcher, "options": options or {}, "seed": seed,
                 "budget": budget.to_dict(), "scorer": scorer, "baseline_shots": baseline_shots, "harness": harness_spec,
-                "db": str(setup.store.path)}))
-            say(f"Run {run_id}: if it is interrupted, `promptsearch run --resume {run_id}` continues it")
+                "db": str(setup.store.path), "pid": os.getpid(), "started": started}))
+            say(f"Run {run_id} keeps its checkpoints in {workdir}")
+        elif resume is not None and (workdir / "run.json").exists():  # this process owns it now
+            args = json.loads((workdir / "run.json").read_text())
+            (workdir / "run.json").write_text(json.dumps({**args, "pid": os.getpid()}))
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:
         result = searcher_obj.search(task, evaluator, budget, seed)
+    except KeyboardInterrupt:
+        if (workdir / "run.json").exists():  # the one hint that works: its checkpoints continue it
+            raise RunInterrupted(f"Interrupted. Continue it with `{resume_hint}`.") from None
+        raise
     except BudgetExhausted as e:
         raise PromptSearchError(f"The budget was spent before any candidate was scored ({e}); raise it.") from None
     if not result.history or not math.isfinite(result.best_score):
@@ -181,8 +191,7 @@ def run_search(
         raise PromptSearchError(f"The search scored no candidate on dev{why}; raise the budget.")
     search_cost = evaluator.cost
 
-    say(f"Scoring the best prompt and the baselines on {len(task.test)} test examples")
-    # The test baselines follow the search's own settings where it has them (shots=8 on dev is
+    # The baselines follow the search's own settings where it has them (shots=8 on dev is
     # compared with 8-shot on test), capped to the train split; the record says what was used.
     cfg = searcher_obj.config
     if baseline_shots is None:
@@ -191,14 +200,22 @@ def run_search(
     baselines = baseline_candidates(task, shots=baseline_shots, seed=seed, balanced=getattr(cfg, "balanced", True),
                                     max_manual=getattr(cfg, "max_manual", 5))
     finalists: list[Candidate] = [result.best] + [b for b in baselines if b.key() != result.best.key()]
+
+    # The final pick, outside the search budget like test scoring: the search's best and the
+    # baselines on the whole dev split (answers mostly cached), the best of them on dev wins.
+    # A search that does not beat a baseline on dev returns that baseline, and says so.
+    say(f"Checking the search's best against {len(baselines)} baselines on {len(task.dev)} dev examples")
+    dev_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress, harness=harness)
+    devs = {c.key(): dev_eval.score(c, task.dev, split="dev") for c in finalists}
+    select_cost = dev_eval.cost
+    picked = max(finalists, key=lambda c: (devs[c.key()].mean, c is result.best))  # a tie keeps the search's best
+
+    say(f"Scoring the {'best prompt' if picked is result.best else 'pick'} and the baselines on {len(task.test)} test examples")
     test_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress, harness=harness)
     tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
     test_cost = test_eval.cost
 
-    dev_by_key: dict[str, EvalResult] = {}
-    for r in result.history:
-        dev_by_key.setdefault(r.candidate.key(), r)
-    best_test = tests[result.best.key()]
+    best_test = tests[picked.key()]
     baseline_docs = []
     for b in baselines:
         t = tests[b.key()]
@@ -207,14 +224,20 @@ def run_search(
             "name": b.name,
             "prompt": b.describe(),
             "candidate": b.to_dict(),
-            "dev": _scores(dev_by_key.get(b.key())),
+            "dev": _scores(devs[b.key()]),
             "test": _scores(t),
             "test_extras": _round(t.extras),
             "best_minus_baseline": diff.to_dict(),
         })
-    total = search_cost + test_cost
+    search_best = {"name": result.best.name, "prompt": result.best.describe(), "candidate": result.best.to_dict(),
+                   "dev": _scores(devs[result.best.key()]), "dev_in_search": round(result.best_score, 4),
+                   "test": _scores(tests[result.best.key()]), "test_extras": _round(tests[result.best.key()].extras)}
+    if picked is not result.best:
+        search_best["picked_minus_it"] = paired_bootstrap(best_test.scores, tests[result.best.key()].scores,
+                                                          seed=seed).to_dict()
+    total = search_cost + select_cost + test_cost
     if dry_run:
-        return _plan(setup, task, searcher_obj, harness, budget, search_cost, test_cost, result.stopped_by)
+        return _plan(setup, task, searcher_obj, harness, budget, search_cost, select_cost + test_cost, result.stopped_by)
     doc: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "run_id": run_id,
@@ -222,18 +245,20 @@ def run_search(
         "task": {"name": task.name, "hash": task.hash(), "source": task.source, "metric": setup.metric,
                  "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
         "model": setup.backend.identity(),
-        "searcher": {"name": searcher_obj.name, "config": asdict(searcher_obj.config)},
+        "searcher": {"name": searcher_obj.name, "method": searcher_obj.method(), "config": asdict(searcher_obj.config)},
         "harness": harness.spec,
         "seed": seed,
-        "best": {"name": result.best.name, "prompt": result.best.describe(), "candidate": result.best.to_dict(),
-                 "dev": {"mean": round(result.best_score, 4), "n": len(task.dev)}, "test": _scores(best_test),
-                 "test_extras": _round(best_test.extras)},
+        "best": {"name": picked.name, "prompt": picked.describe(), "candidate": picked.to_dict(),
+                 "dev": _scores(devs[picked.key()]), "test": _scores(best_test), "test_extras": _round(best_test.extras),
+                 "picked": "search" if picked is result.best else "baseline"},
+        "search_best": search_best,
         "baselines": baseline_docs,
-        "candidates": _per_candidate(result.history),
+        "candidates": rank_candidates(_per_candidate(result.history)),
         "dev_scorings": [{"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n}
                          for r in result.history],
         "stopped_by": result.stopped_by,
-        "cost": {"search": search_cost.to_dict(), "test": test_cost.to_dict(), "total": total.to_dict(),
+        "cost": {"search": search_cost.to_dict(), "selection": select_cost.to_dict(), "test": test_cost.to_dict(),
+                 "total": total.to_dict(),
                  "wall_seconds": round(time.time() - started, 2)},
         "from_cache": total.calls == 0,
         "db": str(setup.store.path),
@@ -259,9 +284,57 @@ def run_search(
     return doc
 
 
+def checkpoint_root(db_path: str | Path) -> Path:
+    """Where checkpointing runs keep their folders: beside their database
+    (`promptsearch.db` -> `promptsearch.db.checkpoints/RUN/`)."""
+    p = Path(db_path).expanduser()
+    return p.with_name(p.name + ".checkpoints")
+
+
+@dataclass
+class Interrupted:
+    """A checkpoint folder whose run neither finished nor is running now."""
+    run_id: str
+    path: Path
+    searcher: str
+    task: str
+    started: float | None
+    bytes: int
+
+
+def interrupted_runs(db_path: str | Path) -> list[Interrupted]:
+    """Checkpoint folders beside the database that no live process owns: runs that were
+    interrupted (Ctrl-C, a kill, a crash) and can be resumed or removed."""
+    root = checkpoint_root(db_path)
+    out = []
+    for d in sorted(root.glob("*")) if root.is_dir() else []:
+        try:
+            args = json.loads((d / "run.json").read_text())
+        except (OSError, ValueError):
+            args = {}
+        if _alive(args.get("pid")):
+            continue
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        out.append(Interrupted(d.name, d, str(args.get("searcher", "?")), str(args.get("task", "?")),
+                               args.get("started"), size))
+    return out
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def _resumable(run_id: str, db: str | None) -> tuple[str, dict]:
     """The arguments an interrupted, checkpointing run started with."""
-    runs = get_settings().home / "runs"
+    runs = checkpoint_root(db or get_settings().db_path)
     found = [p for p in runs.glob("*") if p.name == run_id or p.name.endswith(run_id)] if runs.is_dir() else []
     if len(found) != 1 or not (found[0] / "run.json").exists():
         done = ""

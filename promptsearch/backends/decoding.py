@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from promptsearch.backends.base import GenRequest, SoftPrompt, prompt_key
 
@@ -42,8 +42,10 @@ def request_generator(r: GenRequest):
 
 
 def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: int, temp: float, top_p: float,
-           stop: tuple[str, ...], soft_prompt: SoftPrompt | None, slots: int, min_shared: int) -> list[list[int]]:
-    """New token ids for each request (all with the same decoding settings)."""
+           stop: tuple[str, ...], soft_prompt: SoftPrompt | None, slots: int, min_shared: int,
+           on_done: Callable[[int, list[int]], None] | None = None) -> list[list[int]]:
+    """New token ids for each request (all with the same decoding settings); `on_done(j,
+    ids)` as request j finishes."""
     import torch
     from transformers import DynamicCache
 
@@ -121,12 +123,14 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
             picks = _pick(logits, rows, temp, top_p)
             keep = []
             for b, (row, t) in enumerate(zip(rows, picks)):
-                if t in eos:
-                    continue
-                row.new.append(t)
-                if len(row.new) >= max_new or (stop and any(s in tok.decode(row.new, skip_special_tokens=True) for s in stop)):
-                    continue
-                keep.append(b)
+                if t not in eos:
+                    row.new.append(t)
+                    if not (len(row.new) >= max_new
+                            or (stop and any(s in tok.decode(row.new, skip_special_tokens=True) for s in stop))):
+                        keep.append(b)
+                        continue
+                if on_done is not None:
+                    on_done(row.req, row.new)
             if len(keep) < len(rows):
                 rows = [rows[b] for b in keep]
                 if not rows:

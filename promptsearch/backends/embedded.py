@@ -7,7 +7,9 @@ then loads in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import shutil
 import sys
 from pathlib import Path
@@ -44,6 +46,16 @@ def prepare(model_dir: Path, quiet: bool = False) -> Path:
         raise PromptSearchError(f"Cannot create the model cache dir {model_dir}: {e.strerror}; set PROMPTSEARCH_MODEL_DIR.") from None
     if not quiet:
         print("Preparing the embedded model SmolLM2-135M-Instruct (one time, ~30 s)...", file=sys.stderr, flush=True)
+    # transformers' own bars (de-quantising, loading weights) are not this tool's: the
+    # conversion speaks only in the two lines around it
+    with contextlib.redirect_stderr(io.StringIO()):
+        _convert(src, model_dir, target)
+    if not quiet:
+        print(f"Embedded model ready in {target}", file=sys.stderr, flush=True)
+    return target
+
+
+def _convert(src: Path, model_dir: Path, target: Path) -> None:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,9 +80,6 @@ def prepare(model_dir: Path, quiet: bool = False) -> Path:
         tmp.rename(target)  # atomic: a half-written folder is never mistaken for the model
     finally:
         transformers.logging.set_verbosity(verbosity)
-    if not quiet:
-        print(f"Embedded model ready in {target}", file=sys.stderr, flush=True)
-    return target
 
 
 class EmbeddedBackend(HFBackend):

@@ -13,7 +13,7 @@ import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from promptsearch.backends.base import (
     EmbedResult,
@@ -45,6 +45,7 @@ class HFBackend:
     kind = "hf"
     can_loglikelihood = True
     can_generate = True
+    streams_results = True  # loglikelihood/generate call on_result(i, answer) as answers finish
 
     def __init__(self, name_or_path: str, model_id: str | None = None, revision: str | None = None,
                  device: str = "auto", batch_tokens: int | None = None, max_batch: int = 64,
@@ -178,7 +179,11 @@ class HFBackend:
         return ctx, cont_ids
 
     # --- scoring ---------------------------------------------------------------------
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
+    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None,
+                      on_result: Callable[[int, LoglikResult], None] | None = None) -> list[LoglikResult]:
+        """Each continuation's log-probability after its context. `on_result(i, answer)` is
+        called as each request's row batch finishes (the cache writes as they come, so an
+        interrupted call keeps what it had done)."""
         import torch
 
         # Rows: one token sequence each, with (request, position, target) reads. Continuations
@@ -204,12 +209,24 @@ class HFBackend:
         greedy = [True] * len(requests)
         # soft prompts come before every row, so rows share no prefix of token ids
         plan = self._batches(sorted(rows, key=lambda r: -len(r[0]))) if soft_prompt is not None else self._plan(rows)
+        # a request's reads all sit in one row, so it is complete once that row's batch is done
+        pending = set(range(len(requests)))
         with torch.inference_mode():
             for batch in plan:
+                done = set()
                 for req_i, lp, is_g in self._score_batch(batch, soft_prompt):
                     logp[req_i] += lp
                     greedy[req_i] = greedy[req_i] and is_g
-        return [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
+                    done.add(req_i)
+                if on_result is not None:
+                    for i in sorted(done & pending):
+                        on_result(i, LoglikResult(logp[i], greedy[i], ntok[i]))
+                pending -= done
+        out = [LoglikResult(logp[i], greedy[i], ntok[i]) for i in range(len(requests))]
+        if on_result is not None:
+            for i in sorted(pending):  # rows truncation left without a read
+                on_result(i, out[i])
+        return out
 
     def embed(self, texts: Sequence[str], batch_size: int = 16) -> list[EmbedResult]:
         """Each text's last hidden states mean-pooled over its tokens (no template, no special
@@ -457,10 +474,12 @@ class HFBackend:
         return {i for i in ids if i is not None}
 
     # --- generation ------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[GenResult]:
+    def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None,
+                 on_result: Callable[[int, GenResult], None] | None = None) -> list[GenResult]:
         """Greedy or sampled continuations, decoded with continuous batching (see
         `decoding.py`). With a soft prompt, its virtual tokens come before every prompt
-        (vectors before the embeddings, or per-layer keys/values)."""
+        (vectors before the embeddings, or per-layer keys/values). `on_result(i, answer)` is
+        called as each sequence finishes."""
         from promptsearch.backends.decoding import decode
 
         tok = self.tokenizer
@@ -470,15 +489,19 @@ class HFBackend:
             groups.setdefault((r.max_new_tokens, r.temperature, r.top_p, r.stop), []).append(i)
         for (max_new, temp, top_p, stop), idxs in groups.items():
             encoded = [self.encode_prompt(requests[i].prompt) or [tok.eos_token_id] for i in idxs]
-            news = decode(self, [requests[i] for i in idxs], encoded, max_new, temp, top_p, stop, soft_prompt,
-                          slots=self.gen_slots, min_shared=MIN_SHARED_PREFIX)
-            for i, e, new in zip(idxs, encoded, news):
+
+            def finish(j: int, new: list[int], idxs=idxs, encoded=encoded, stop=stop) -> None:
                 text = tok.decode(new, skip_special_tokens=True)
                 for st in stop:
                     cut = text.find(st)
                     if cut >= 0:
                         text = text[:cut]
-                out[i] = GenResult(text, len(e) + len(new), len(new))
+                out[idxs[j]] = GenResult(text, len(encoded[j]) + len(new), len(new))
+                if on_result is not None:
+                    on_result(idxs[j], out[idxs[j]])
+
+            decode(self, [requests[i] for i in idxs], encoded, max_new, temp, top_p, stop, soft_prompt,
+                   slots=self.gen_slots, min_shared=MIN_SHARED_PREFIX, on_done=finish)
         return out  # type: ignore[return-value]
 
 

@@ -34,8 +34,8 @@ class _Group(TyperGroup):
         except PromptSearchError as e:
             typer.echo(f"Error: {redact(str(e))}", err=True)
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo(INTERRUPTED, err=True)
+        except KeyboardInterrupt as e:  # a resumable run says how to continue it; others resume from the cache
+            typer.echo(getattr(e, "message", None) or INTERRUPTED, err=True)
             raise typer.Exit(130) from None
 
 

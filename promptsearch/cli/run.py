@@ -11,7 +11,7 @@ import typer
 from promptsearch.cli.common import (BaseUrlOpt, ConcurrencyOpt, DbOpt, HarnessOpt, JsonOpt, ModelOpt, ScorerOpt,
                                      TaskOpt, Bar, app, configure_flags, console, cost_line, dollars, fmt_score,
                                      parse_options)
-from promptsearch.records import dumps
+from promptsearch.records import dumps, rank_candidates
 
 
 @app.command()
@@ -82,6 +82,14 @@ def _print_plan(con, doc: dict[str, Any]) -> None:
     con.print(f"[dim]{doc['note']}[/dim]")
 
 
+def dev_cell(dev: Optional[dict]) -> str:
+    """A dev score with the number of examples it is on: "0.812 (32)"; "–" when not scored
+    (runs stored before baselines were scored on dev)."""
+    if not dev:
+        return "–"
+    return f"{dev['mean']:.3f} ({dev['n']})" if dev.get("n") else f"{dev['mean']:.3f}"
+
+
 def print_run(con, doc: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -90,26 +98,37 @@ def print_run(con, doc: dict[str, Any]) -> None:
     con.print(f"[bold]{t['name']}[/bold] ({t['sizes']['train']}/{t['sizes']['dev']}/{t['sizes']['test']} "
               f"train/dev/test, {t['metric']}) · model {doc['model']['model']} · searcher {doc['searcher']['name']}"
               f" · harness {escape(doc['harness'])}")
-    cands = sorted(doc["candidates"], key=lambda c: -c["dev_mean"])
-    table = Table(title=f"Dev candidates (top {min(10, len(cands))} of {len(cands)})", title_justify="left")
+    cands = rank_candidates(doc["candidates"])
+    table = Table(title=f"Dev candidates (top {min(10, len(cands))} of {len(cands)}, ranked by dev examples "
+                  "scored, then score)", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("candidate")
     table.add_column("prompt", overflow="fold", max_width=70)
     table.add_column("dev", justify="right")
+    table.add_column("n", justify="right")
     for i, c in enumerate(cands[:10], 1):
-        table.add_row(str(i), escape(c["name"]), escape(c["prompt"]), f"{c['dev_mean']:.3f}")
+        table.add_row(str(i), escape(c["name"]), escape(c["prompt"]), f"{c['dev_mean']:.3f}", str(c.get("dev_n", "")))
     con.print(table)
     best = doc["best"]
     con.print(f"[bold green]Best prompt[/bold green] ({escape(best['name'])}): {escape(best['prompt'])}")
+    sb = doc.get("search_best")
+    if best.get("picked") == "baseline" and sb:
+        con.print(f"[yellow]The search did not beat the baseline on dev: its best ({escape(sb['name'])}, dev "
+                  f"{sb['dev']['mean']:.3f}) is below {escape(best['name'])} ({best['dev']['mean']:.3f}), so the run "
+                  "returns the baseline.[/yellow]")
     tt = Table(title=f"Held-out test ({t['sizes']['test']} examples): best vs baselines", title_justify="left")
     for col, just in (("prompt", "left"), ("dev", "right"), ("test", "right"), ("best − it [95% CI]", "right")):
         tt.add_column(col, justify=just)  # type: ignore[arg-type]
-    tt.add_row(f"[bold]best: {escape(best['name'])}[/bold]", f"{best['dev']['mean']:.3f}", fmt_score(best["test"]), "")
+    tt.add_row(f"[bold]best: {escape(best['name'])}[/bold]", dev_cell(best["dev"]), fmt_score(best["test"]), "")
+    if best.get("picked") == "baseline" and sb:
+        d = sb["picked_minus_it"]
+        tt.add_row(f"search's best: {escape(sb['name'])}", dev_cell(sb["dev"]), fmt_score(sb["test"]),
+                   f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
     for b in doc["baselines"]:
         d = b["best_minus_baseline"]
         same = b["candidate"] == best["candidate"] or b["name"] == best["name"]
         diff = "(the best)" if same else f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-        tt.add_row(escape(b["name"]), f"{b['dev']['mean']:.3f}" if b["dev"] else "–", fmt_score(b["test"]), diff)
+        tt.add_row(escape(b["name"]), dev_cell(b["dev"]), fmt_score(b["test"]), diff)
     con.print(tt)
     ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
     if ro:

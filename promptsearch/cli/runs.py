@@ -17,19 +17,32 @@ from promptsearch.records import dumps
 def runs(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only runs of this task."),
     limit: int = typer.Option(20, help="How many of the newest runs."),
+    clean: bool = typer.Option(False, "--clean", help="Remove the checkpoints of interrupted runs (they can no "
+                               "longer be resumed); stored runs are kept."),
     db: Optional[Path] = DbOpt,
 ):
-    """List stored runs, newest first."""
+    """List stored runs, newest first, and interrupted runs that can be resumed."""
     from datetime import datetime
 
     from promptsearch.errors import PromptSearchError
+    from promptsearch.records import searcher_label
+    from promptsearch.runner import interrupted_runs
 
     from rich.markup import escape
     from rich.table import Table
 
     store = open_store(db)
-    rows = store.runs(task, limit)
     con = console()
+    stale = interrupted_runs(store.path)
+    if clean:
+        import shutil
+
+        for s in stale:
+            shutil.rmtree(s.path, ignore_errors=True)
+        con.print(f"Removed the checkpoints of {len(stale)} interrupted run{'s' * (len(stale) != 1)} "
+                  f"({sum(s.bytes for s in stale) / 1e6:.1f} MB).")
+        return
+    rows = store.runs(task, limit)
     if not rows and task:
         known = sorted({r.task for r in store.runs(None, limit=100_000)})
         if known:  # a name that matches nothing in a database that has runs: say so, as leaderboard does
@@ -37,25 +50,34 @@ def runs(
                                     f"Tasks with runs: {', '.join(known)}.")
     if not rows:
         con.print(f"No runs in {store.path} yet. Start one with `promptsearch run`.")
-        return
-    # Like `git log --oneline`: a short id (its random tail, which `show` and `report` accept),
-    # short model names, and the prompt cut to what is left of the line.
-    table = Table(title=f"Runs in {store.path}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
-    cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
-              escape(r.task[:18]), r.searcher, escape(_short_model(r.model)[:18]),
-              f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
-              f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(" ".join(r.best_text.split()))]
-             for r in rows]
-    names = ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt")
-    widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names)]
-    # every column keeps its width; only the prompt is cut to what is left of the line
-    widths[-1] = max(12, min(widths[-1], con.width - sum(widths[:-1]) - len(names)))
-    for col, width in zip(names, widths):
-        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
-    for c in cells:
-        table.add_row(*c)
-    con.print(table)
-    con.print("[dim]promptsearch show RUN (the short id, or the whole one) for the details[/dim]")
+    else:
+        # Like `git log --oneline`: a short id (its random tail, which `show` and `report`
+        # accept), short model names, and the prompt cut to what is left of the line.
+        table = Table(title=f"Runs in {store.path}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+        cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
+                  escape(r.task[:18]), escape(searcher_label(json.loads(r.result))), escape(_short_model(r.model)[:18]),
+                  f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
+                  f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(" ".join(r.best_text.split()))]
+                 for r in rows]
+        names = ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt")
+        widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names)]
+        # every column keeps its width; only the prompt is cut to what is left of the line
+        widths[-1] = max(12, min(widths[-1], con.width - sum(widths[:-1]) - len(names)))
+        for col, width in zip(names, widths):
+            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+        for c in cells:
+            table.add_row(*c)
+        con.print(table)
+        con.print("[dim]promptsearch show RUN (the short id, or the whole one) for the details[/dim]")
+    if stale:
+        con.print(f"[yellow]{len(stale)} interrupted run{'s' * (len(stale) != 1)} with checkpoints in "
+                  f"{stale[0].path.parent}:[/yellow]")
+        for s in stale:
+            when = datetime.fromtimestamp(s.started).strftime("%m-%d %H:%M") if s.started else "?"
+            con.print(f"  {escape(s.run_id)}  {when}  {escape(s.searcher)} on {escape(s.task)}  "
+                      f"{s.bytes / 1e6:.1f} MB  resume: promptsearch run --resume {escape(s.run_id)}"
+                      + (f" --db {escape(str(store.path))}" if db else ""))
+        con.print("[dim]promptsearch runs --clean removes them[/dim]")
 
 
 def short_id(run_id: str, others: list[str]) -> str:

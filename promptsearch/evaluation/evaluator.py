@@ -80,6 +80,13 @@ class Evaluator:
         self.dev_evals = 0
         self.history: list[EvalResult] = []  # every dev scoring, in order
 
+    def outside_budget(self) -> "Evaluator":
+        """The same task, model, scorer and harness without a budget and with a history of its
+        own: for what a searcher reports once its search has ended (a soft prompt's readout),
+        scored the way the test split is."""
+        return Evaluator(self.task, self.backend, self.scorer, progress=self.progress, chunk_size=self.chunk_size,
+                         max_new_tokens=self.max_new_tokens, harness=self.harness, phase=self.phase)
+
     def say(self, message: str) -> None:
         if self.phase:
             self.phase(message)

@@ -1,4 +1,5 @@
-"""The leaderboard: rows are (searcher, target model, harness), columns are tasks.
+"""The leaderboard: rows are (searcher with its method options, target model, harness),
+columns are tasks; soft prompt tuning and soft prefix tuning are two rows.
 
 Each cell comes from the newest stored run for that row and task (newest, not best: picking
 the best of several runs would overstate the result). Schema `promptsearch.leaderboard/1`
@@ -11,6 +12,8 @@ import csv
 import io
 import json
 from typing import Any
+
+from promptsearch.records import searcher_label
 
 SCHEMA = "promptsearch.leaderboard/1"
 SHORT = 60
@@ -37,7 +40,7 @@ def build(docs: list[dict], task: str | None = None) -> dict[str, Any]:
         t = doc["task"]["name"]
         if task and t != task:
             continue
-        row = (doc["searcher"]["name"], doc["model"]["model"], doc.get("harness", "zero-shot"))
+        row = (searcher_label(doc), doc["model"]["model"], doc.get("harness", "zero-shot"))
         counts[(*row, t)] = counts.get((*row, t), 0) + 1
         if t in cells.get(row, {}):
             continue  # an older run of the same row and task

@@ -12,6 +12,7 @@ from typing import Any
 
 from promptsearch.report.leaderboard import CSS, reference_baseline
 from promptsearch.report.leaderboard import format_score as _score
+from promptsearch.records import rank_candidates
 
 
 def _png(fig) -> str:
@@ -139,14 +140,14 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
     by_cand: dict[str, dict[str, Any]] = {}
     for t in tests:
         by_cand.setdefault(t.candidate, {})[t.example_id] = t
-    top = sorted(doc["candidates"], key=lambda c: -c["dev_mean"])[:10]
+    top = rank_candidates(doc["candidates"])[:10]
     top_rows = "".join(
         f"<tr><td class='num'>{i}</td><td>{escape(c['name'])}</td><td><pre>{escape(c['prompt'])}</pre></td>"
         f"<td class='num'>{c['dev_mean']:.3f}</td><td class='num'>{c['dev_n']}</td></tr>"
         for i, c in enumerate(top, 1)
     )
     base_rows = "".join(
-        f"<tr><td>{escape(b['name'])}</td><td class='num'>{_score(b['test'])}</td>"
+        f"<tr><td>{escape(b['name'])}</td><td class='num'>{_score(b.get('dev'))}</td><td class='num'>{_score(b['test'])}</td>"
         f"<td class='num'>{b['best_minus_baseline']['diff']:+.3f} [{b['best_minus_baseline']['ci_low']:+.3f}, "
         f"{b['best_minus_baseline']['ci_high']:+.3f}]</td><td class='num'>{b['best_minus_baseline']['p_value']:.3f}</td></tr>"
         for b in doc["baselines"]
@@ -173,6 +174,12 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
             f"<table id='differences'><thead><tr><th>example</th><th>input</th><th>best: prediction</th><th>score</th>"
             f"<th>{escape(base['name'])}: prediction</th><th>score</th><th>difference</th></tr></thead><tbody>{rows}</tbody></table>"
         )
+    sb = doc.get("search_best")
+    picked = ""
+    if best.get("picked") == "baseline" and sb:
+        picked = (f"<p id='picked-baseline'><b>The search did not beat the baseline on dev</b>: its best, "
+                  f"{escape(sb['name'])} (dev {_score(sb['dev'])}, test {_score(sb['test'])}), is below "
+                  f"{escape(best['name'])} on dev, so the run returns that baseline.</p>")
     ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
     readout = ""
     if ro:
@@ -194,13 +201,13 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
 · harness {escape(doc.get('harness', ''))} · seed {doc['seed']}</p>
 <h2>Best prompt</h2>
 <pre id="best-prompt">{escape(best['prompt'])}</pre>
-<p>dev {best['dev']['mean']:.3f} · test <b>{_score(best['test'])}</b></p>{readout}
+<p>dev {_score(best['dev'])} · test <b>{_score(best['test'])}</b></p>{picked}{readout}
 {training_section}<h2>Score against budget</h2>
 <img id="budget-plot" alt="dev score of each candidate against budget spent" src="{budget_plot(doc)}">
 <h2>Top candidates (dev)</h2>
 <table id="candidates"><thead><tr><th>#</th><th>name</th><th>prompt</th><th>dev</th><th>n</th></tr></thead><tbody>{top_rows}</tbody></table>
 <h2>Test: best vs baselines</h2>
-<table id="baselines"><thead><tr><th>baseline</th><th>test</th><th>best − baseline [95% CI]</th><th>p</th></tr></thead><tbody>{base_rows}</tbody></table>
+<table id="baselines"><thead><tr><th>baseline</th><th>dev</th><th>test</th><th>best − baseline [95% CI]</th><th>p</th></tr></thead><tbody>{base_rows}</tbody></table>
 <h2>Per-example differences</h2>
 {diff_section}
 <h2>Reproducibility record</h2>

@@ -38,6 +38,7 @@ class AutoPromptSearcher(Searcher):
     """Gradient-guided token search for a trigger (AutoPrompt, with GCG's sampler)."""
 
     name = "autoprompt"
+    method_options = ("search_labels",)
     needs = "a local transformers target (embedded or hf:...)"
 
     @dataclass

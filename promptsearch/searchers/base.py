@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from promptsearch.budget import Budget
@@ -81,6 +81,9 @@ class Searcher:
     name: ClassVar[str] = ""
     needs: ClassVar[str] = "any backend"
     checkpoints: ClassVar[bool] = False  # saves its state under `workdir` and can resume from it
+    # options that make it a different method, not a different budget or schedule (soft's
+    # `method`, say): leaderboard rows and `runs` are keyed and labelled by them
+    method_options: ClassVar[tuple[str, ...]] = ()
 
     @dataclass
     class Config:
@@ -93,6 +96,12 @@ class Searcher:
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         raise NotImplementedError
+
+    def method(self) -> str:
+        """The searcher with its method options: "soft (method=prefix, init=random)"."""
+        from promptsearch.records import method_label
+
+        return method_label(self.name, asdict(self.config), self.method_options)
 
     @classmethod
     def config_help(cls) -> list[tuple[str, str, Any, str]]:

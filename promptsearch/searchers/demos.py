@@ -34,6 +34,7 @@ class DemoSearcher(Searcher):
     """Random demo sets (or kNN demos per input) raced on dev."""
 
     name = "demos"
+    method_options = ("select", "instruction")
 
     @dataclass
     class Config:

@@ -40,6 +40,7 @@ class RLSearcher(Searcher):
     """A prompt-writing policy trained with TRL's GRPO or RLOO on the evaluator's reward."""
 
     name = "rl"
+    method_options = ("style",)
     needs = "a local transformers policy (default: the target, when it is local)"
     checkpoints = True
 
@@ -185,8 +186,7 @@ class RLSearcher(Searcher):
             if out_dir is not None and trainer.state.global_step > 0:  # keep what the finished steps learned
                 trainer._save_checkpoint(trainer.model, trial=None)
                 snapshot(trainer.state.global_step)
-                evaluator.say(f"RL: checkpoint saved at step {trainer.state.global_step}; continue with "
-                              f"`promptsearch run --resume {self.workdir.name}`")
+                evaluator.say(f"RL: checkpoint saved at step {trainer.state.global_step}")
             raise
         try:
             race()

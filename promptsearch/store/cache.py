@@ -36,6 +36,7 @@ class CachedBackend:
         self.write = write
         self.usage = Usage()
         self._can_ll: bool | None = None
+        self._unwritten: list[dict] = []  # a capability probe's answer, waiting for the first answers
 
     kind = property(lambda self: self.inner.kind)
     model_id = property(lambda self: self.inner.model_id)
@@ -56,9 +57,9 @@ class CachedBackend:
                     self._can_ll = bool(found[key]["value"])
                 else:
                     self._can_ll = bool(probe())
-                    if self.write:
-                        self.store.cache_put([dict(key=key, backend=self.model_id, kind="probe", request="{}",
-                                                   response=json.dumps({"value": self._can_ll}), n_tokens=0)])
+                    if self.write:  # written with the first answers, so a run that stores nothing leaves no file
+                        self._unwritten.append(dict(key=key, backend=self.model_id, kind="probe", request="{}",
+                                                    response=json.dumps({"value": self._can_ll}), n_tokens=0))
         return self._can_ll
 
     def identity(self) -> dict:
@@ -103,7 +104,8 @@ class CachedBackend:
 
         def flush() -> None:
             if rows and self.write:
-                self.store.cache_put(rows)
+                self.store.cache_put(self._unwritten + rows)
+                self._unwritten = []
             rows.clear()
             last[0] = time.perf_counter()
 

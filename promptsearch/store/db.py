@@ -15,6 +15,19 @@ from promptsearch.store.models import CacheEntry, CandidateRow, Run, TestResult
 BUSY_TIMEOUT_S = 60
 
 
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made there (checked by making one and removing it): permission
+    bits say yes to root in /proc or on a read-only mount, and the write would fail only
+    after the model has been prepared and the first answers computed."""
+    probe = folder / f".promptsearch-{os.getpid()}.probe"
+    try:
+        probe.open("x").close()
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
 class Store:
     """The database file is created on the first write, so a command that fails, a dry run
     or a read of a new path leaves nothing behind; reads of a missing file find nothing."""
@@ -28,7 +41,7 @@ class Store:
             self.engine  # an existing file is checked now: not a database, no permission
         else:
             ancestor = next(p for p in self.path.parents if p.exists())
-            if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK) or not _can_create_in(ancestor):
                 raise PromptSearchError(f"Cannot create database '{self.path}': '{ancestor}' is not a writable folder; "
                                         "set PROMPTSEARCH_DB or use --db.")
 
