@@ -126,11 +126,17 @@ def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_st
     monkeypatch.setattr(ev_mod.Evaluator, "score_many", flaky)
     first = runner.invoke(app, args + ["--db", str(tmp_path / "b.db")])
     assert first.exit_code == 130
-    (run_dir,) = list((user_dir / "runs").iterdir())
+    (run_dir,) = list((tmp_path / "b.db.checkpoints").iterdir())  # beside the run's database
+    assert not (user_dir / "runs").exists()
     assert (run_dir / "rl_state-3.json").exists()  # Ctrl-C saved the 3 finished steps
+    hint = f"promptsearch run --resume {run_dir.name} --db {tmp_path / 'b.db'}"
+    assert first.output.count("--resume") == 1 and hint in first.output  # one hint, the one that works
+    assert "run the same command again" not in first.output
+    listing = runner.invoke(app, ["runs", "--db", str(tmp_path / "b.db")]).output
+    assert "1 interrupted run" in listing and hint in " ".join(listing.split())
     monkeypatch.setattr(ev_mod.Evaluator, "score_many", real)
     calls["train"] = 0
-    resumed = runner.invoke(app, ["run", "--resume", run_dir.name, "--json"])
+    resumed = runner.invoke(app, ["run", "--resume", run_dir.name, "--db", str(tmp_path / "b.db"), "--json"])
     assert resumed.exit_code == 0, resumed.output
     doc = json.loads(resumed.stdout)
     curve = doc["record"]["searcher_notes"]["curve"]
