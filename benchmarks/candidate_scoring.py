@@ -10,6 +10,9 @@ full, as a plain evaluator does), in alternating order, each from an empty prefi
 (padding included) and the naive count (every row run in full), and check that the two
 paths give the same log-probabilities.
 
+Part 1b (`soft`): dev scorings of prompt-tuned soft prompts, their virtual tokens run in front
+of every row or their keys and values run once per scoring and reused by every batch.
+
 Part 2 (`iteration`): one full GCG iteration (gradient wrt the one-hot trigger, sampling,
 scoring every candidate) on a one-example objective, ours (AutoPrompt's code path through
 the evaluator and its cache) vs PyPI `nanogcg` with the same model, trigger length, top-k
@@ -83,7 +86,7 @@ def scoring(backend, task, repeats: int) -> dict:
             p = render(t, c, ex, [])
             reqs += [LoglikRequest(p, continuation(p, w)) for w in t.labels.values()]
     naive = sum(len(backend._split_context(r)[0]) for r in reqs[::2])  # both labels are one token: one row per prompt
-    modes = ("clusters", "batch", "none")
+    modes = ("clusters", "per-cluster", "batch", "none")
     runs: dict[str, list] = {m: [] for m in modes}
     results = {}
     for mode in modes:  # warm-up (first calls at new shapes are slow), untimed
@@ -104,8 +107,48 @@ def scoring(backend, task, repeats: int) -> dict:
     for m in modes:
         out[m] = {"seconds": [round(s, 2) for s, _ in runs[m]], "tokens_run": best[m][1],
                   "clusters_speedup": round(best[m][0] / best["clusters"][0], 2),
+                  "speedup_over_none": round(best["none"][0] / best[m][0], 2),
                   "max_abs_logprob_diff_vs_clusters": max(abs(a - b) for a, b in zip(results[m], results["clusters"]))}
     return out
+
+
+def soft_scoring(backend, task, repeats: int, n_virtual: int = 8, prompts: int = 8) -> dict:
+    """Dev scorings of prompt-tuned soft prompts (random vectors at the embeddings' scale,
+    `n_virtual` tokens each), as the soft searcher's dev checks run them: the virtual tokens
+    run in front of every row (`none`) or their keys and values run once per scoring and
+    reused by every batch (`clusters`, now)."""
+    import torch
+
+    from promptsearch.backends.base import LoglikRequest, SoftPrompt
+    from promptsearch.candidates import Candidate
+    from promptsearch.evaluation.render import continuation, render
+
+    emb = backend.model.get_input_embeddings().weight
+    gen = torch.Generator().manual_seed(0)
+    sps = [SoftPrompt(vectors=emb[torch.randint(0, emb.shape[0], (n_virtual,), generator=gen)].detach().float().cpu())
+           for _ in range(prompts)]
+    reqs = []
+    for ex in task.dev:
+        p = render(task, Candidate(), ex, [])
+        reqs += [LoglikRequest(p, continuation(p, w)) for w in task.labels.values()]
+    runs: dict[str, list] = {m: [] for m in ("clusters", "none")}
+    results: dict[str, list] = {}
+    for mode in runs:  # warm-up, untimed
+        backend.sharing = mode
+        backend.loglikelihood(reqs[:16], soft_prompt=sps[0])
+    for rep in range(repeats):
+        for mode in (("clusters", "none") if rep % 2 == 0 else ("none", "clusters")):
+            backend.sharing, backend.tokens_run, backend._soft_kv_memo = mode, 0, None
+            t0 = time.perf_counter()
+            res = [r.logprob for sp in sps for r in backend.loglikelihood(reqs, soft_prompt=sp)]
+            runs[mode].append((time.perf_counter() - t0, backend.tokens_run))
+            results[mode] = res
+    backend.sharing = "clusters"
+    best = {m: min(v) for m, v in runs.items()}
+    return {"soft_prompts": prompts, "virtual_tokens": n_virtual, "requests_per_scoring": len(reqs),
+            **{m: {"seconds": [round(s, 2) for s, _ in runs[m]], "tokens_run": best[m][1],
+                   "speedup_over_none": round(best["none"][0] / best[m][0], 2)} for m in runs},
+            "max_abs_logprob_diff": max(abs(a - b) for a, b in zip(results["clusters"], results["none"]))}
 
 
 def our_iteration(backend, task, width: int, topk: int, length: int, steps: int) -> dict:
@@ -202,7 +245,7 @@ def main() -> None:
     ap.add_argument("--topk", type=int, default=64)
     ap.add_argument("--nanogcg-python", default=sys.executable,
                     help="interpreter with nanogcg installed (it needs transformers<=4.47.1; a separate venv)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "iteration", "nanogcg"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "soft", "iteration", "nanogcg"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "candidate_scoring.json")
     args = ap.parse_args()
     import torch
@@ -213,6 +256,9 @@ def main() -> None:
     if "scoring" not in args.skip:
         out["scoring"] = scoring(backend, task, args.repeats)
         print(json.dumps(out["scoring"], indent=1), flush=True)
+    if "soft" not in args.skip:
+        out["soft"] = soft_scoring(backend, task, args.repeats)
+        print(json.dumps(out["soft"], indent=1), flush=True)
     if "iteration" not in args.skip:
         out["ours"] = our_iteration(backend, task, args.width, args.topk, 5, args.steps)
         print("ours", json.dumps(out["ours"]), flush=True)

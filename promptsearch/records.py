@@ -71,9 +71,12 @@ def rank_candidates(cands: list[dict]) -> list[dict]:
     return sorted(cands, key=lambda c: (-c.get("dev_n", 0), -c["dev_mean"]))
 
 
-def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str]) -> str:
-    """A searcher's name with the options that change its method: "soft (method=prefix)"."""
-    parts = [f"{k}={str(config[k]).lower() if isinstance(config[k], bool) else config[k]}" for k in keys if k in config]
+def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str], defaults: dict | None = None) -> str:
+    """A searcher's name with the options that change its method where they differ from the
+    defaults: "soft" (prompt tuning), "soft (method=prefix)"."""
+    defaults = defaults or {}
+    fmt = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
+    parts = [f"{k}={fmt(config[k])}" for k in keys if k in config and config[k] != defaults.get(k)]
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
@@ -84,9 +87,12 @@ def searcher_label(doc: dict) -> str:
     if s.get("method"):
         return s["method"]
     try:
+        from dataclasses import asdict
+
         from promptsearch import registry
 
-        keys = registry.searchers.get(s.get("name", "")).method_options
+        cls = registry.searchers.get(s.get("name", ""))
+        keys, defaults = cls.method_options, asdict(cls.Config())
     except Exception:  # a plug-in that is gone: its bare name
-        keys = ()
-    return method_label(s.get("name", "?"), s.get("config") or {}, keys)
+        keys, defaults = (), {}
+    return method_label(s.get("name", "?"), s.get("config") or {}, keys, defaults)

@@ -81,6 +81,10 @@ register_scorer = scorers.register
 register_task = tasks.register
 register_backend = backends.register
 
+# What a bare `promptsearch run` searches with: the best mean test score of a small measured
+# comparison on the embedded model (benchmarks/default_searcher.py; README, "Quickstart").
+DEFAULT_SEARCHER = "demos"
+
 # Built-ins, registered lazily by import path.
 register_searcher("baseline", "promptsearch.searchers.baseline:BaselineSearcher")
 register_searcher("ape", "promptsearch.searchers.ape:APESearcher")

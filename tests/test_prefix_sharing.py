@@ -64,8 +64,8 @@ def test_many_candidates_on_one_input_run_the_input_once(backend):
     triggers = [(100 + i, 200 + i) for i in range(8)]
     reqs = [LoglikRequest((f"Review: {x}", TokenIds(t), " It was"), lab) for t in triggers for lab in (" good", " bad")]
     plan = backend._plan(backend_rows(backend, reqs))
-    assert all(_shared(batch) >= len(backend.tokenizer(f"Review: {x}", add_special_tokens=False).input_ids) - 1
-               for batch in plan)  # every batch reuses the input's KV
+    n_input = len(backend.tokenizer(f"Review: {x}", add_special_tokens=False).input_ids) - 1
+    assert all((min(cuts) if cuts else _shared(batch)) >= n_input for batch, cuts in plan)  # all reuse the input's KV
     for r, g in zip(reqs, backend.loglikelihood(reqs)):
         assert g.logprob == pytest.approx(reference(backend, r), abs=1e-4)
 
@@ -127,3 +127,27 @@ def test_models_that_scale_or_cap_their_logits(tmp_path, embedded_folder, arch):
         out = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
                                pad_token_id=tok.pad_token_id, eos_token_id=sorted(b.eos_ids))
         assert g.text == b.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_a_soft_prompts_keys_and_values_are_run_once_per_scoring_and_score_the_same(tiny_model):
+    """Prompt tuning's virtual tokens: their KV is computed once and reused by every batch
+    of a scoring; the log-probabilities are those of the full forward with the vectors in
+    front (sharing "none")."""
+    import torch
+
+    from promptsearch.backends.base import SoftPrompt
+
+    backend = HFBackend(str(tiny_model), batch_tokens=96)
+    torch.manual_seed(0)
+    sp = SoftPrompt(vectors=torch.randn(6, backend.model.config.hidden_size) * 0.05)
+    rng = random.Random(3)
+    reqs = [LoglikRequest(f"Review: {' '.join(rng.choices(WORDS, k=12))}\nSentiment:", w)
+            for _ in range(20) for w in (" negative", " positive")]
+    out, ran = {}, {}
+    for mode in ("none", "clusters"):
+        backend.sharing, backend.tokens_run = mode, 0
+        backend._soft_kv_memo = None
+        out[mode] = [r.logprob for r in backend.loglikelihood(reqs, soft_prompt=sp)]
+        ran[mode] = backend.tokens_run
+    assert max(abs(a - b) for a, b in zip(out["clusters"], out["none"])) < 1e-4
+    assert ran["clusters"] == ran["none"] + 6  # the 6 virtual tokens once, not once per batch row

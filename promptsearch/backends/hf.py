@@ -62,9 +62,12 @@ class HFBackend:
         self._prefix_cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._enc_cache: dict[str, list[int]] = {}
         self._kw: str | None = None
-        # what scoring shares: "clusters" (per-input prefixes and the batch's), "batch" (only the
-        # prefix every row of a batch has), "none" (every row run in full); benchmarks compare them
+        # what scoring shares: "clusters" (per-input prefixes, many clusters to a forward, and a
+        # soft prompt's KV once per scoring), "per-cluster" (the same, each cluster in batches of
+        # its own), "batch" (only the prefix every row of a batch has), "none" (every row run in
+        # full, the soft prompt's vectors too); benchmarks compare them
         self.sharing = "clusters"
+        self._soft_kv_memo: tuple | None = None  # (soft prompt fingerprint, its per-layer keys and values)
         self.tokens_run = 0  # token positions the model has run (scoring and decoding), padding included
 
     # --- loading (lazy: a fully cached run never loads the model) -----------------------
@@ -208,13 +211,14 @@ class HFBackend:
         logp = [0.0] * len(requests)
         greedy = [True] * len(requests)
         # soft prompts come before every row, so rows share no prefix of token ids
-        plan = self._batches(sorted(rows, key=lambda r: -len(r[0]))) if soft_prompt is not None else self._plan(rows)
+        plan = ([(b, None) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])))] if soft_prompt is not None
+                else self._plan(rows))
         # a request's reads all sit in one row, so it is complete once that row's batch is done
         pending = set(range(len(requests)))
         with torch.inference_mode():
-            for batch in plan:
+            for batch, cuts in plan:
                 done = set()
-                for req_i, lp, is_g in self._score_batch(batch, soft_prompt):
+                for req_i, lp, is_g in self._score_batch(batch, soft_prompt, cuts):
                     logp[req_i] += lp
                     greedy[req_i] = greedy[req_i] and is_g
                     done.add(req_i)
@@ -277,19 +281,22 @@ class HFBackend:
                 out.append(torch.log_softmax(head(last).float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.tokenizer)))
 
-    def _plan(self, rows: list[Row]) -> list[list[Row]]:
-        """Batches whose rows share a prefix (run once by `_score_batch`, its KV reused).
+    def _plan(self, rows: list[Row]) -> list[tuple[list[Row], list[int] | None]]:
+        """Batches, each with the prefix length every row of it skips (its cluster's shared
+        prefix, run once and its KV reused), or None for a plain batch.
 
         Rows are sorted by token ids, so rows sharing a prefix sit together; a run of rows
         that shares at least MIN_SHARED_PREFIX tokens more than all rows do (one input under
-        many candidate triggers, one context under several multi-token labels) is batched on
-        its own and its prefix is run once. The other rows are batched longest first, sharing
-        whatever prefix every row has (the instruction and demos), as a plain batch would."""
+        many candidate triggers, one context under several multi-token labels) is a
+        cluster. Clusters are batched together, each row after its own cluster's prefix KV
+        (one padded forward runs many prefixes, and one forward many clusters' rows). The
+        other rows are batched longest first, sharing whatever prefix every row has (the
+        instruction and demos), as a plain batch would."""
         if len(rows) < 2:
-            return [rows] if rows else []
+            return [(rows, None)] if rows else []
         every = _shared(rows)
-        if self.sharing != "clusters":
-            return list(self._batches(sorted(rows, key=lambda r: -len(r[0])), discount=every))
+        if self.sharing not in ("clusters", "per-cluster"):
+            return [(b, None) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])), discount=every)]
         order = sorted(range(len(rows)), key=lambda i: rows[i][0])
         clusters: list[list[int]] = [[order[0]]]
         for a, b in zip(order, order[1:]):
@@ -297,13 +304,28 @@ class HFBackend:
                 clusters[-1].append(b)
             else:
                 clusters.append([b])
-        plan: list[list[Row]] = []
+        grouped: list[tuple[Row, int]] = []
         for c in clusters:
             if len(c) > 1:
                 members = sorted((rows[i] for i in c), key=lambda r: -len(r[0]))
-                plan += self._batches(members, discount=_shared(members))
+                cut = _shared(members)
+                grouped += [(r, cut) for r in members]
+        plan: list[tuple[list[Row], list[int] | None]] = []
+        batch: list[tuple[Row, int]] = []
+        width = 0
+        apart = self.sharing == "per-cluster"  # each cluster in batches of its own (the benchmark's earlier step)
+        for row, cut in grouped:  # cut by padded suffix width x rows, as _batches
+            w = max(width, len(row[0]) - cut)
+            if batch and (w * (len(batch) + 1) > self.batch_tokens or len(batch) >= self.max_batch
+                          or (apart and row[0][:cut] != batch[-1][0][0][:batch[-1][1]])):
+                plan.append(([r for r, _ in batch], [c for _, c in batch]))
+                batch, w = [], len(row[0]) - cut
+            batch.append((row, cut))
+            width = w
+        if batch:
+            plan.append(([r for r, _ in batch], [c for _, c in batch]))
         loose = sorted((rows[c[0]] for c in clusters if len(c) == 1), key=lambda r: -len(r[0]))
-        return plan + list(self._batches(loose, discount=every))
+        return plan + [(b, None) for b in self._batches(loose, discount=every)]
 
     def _batches(self, rows, discount: int = 0):
         """Rows arrive longest first; cut batches so padded width x rows stays in budget. A
@@ -320,12 +342,14 @@ class HFBackend:
         if batch:
             yield batch
 
-    def _score_batch(self, batch: list[Row], soft_prompt):
+    def _score_batch(self, batch: list[Row], soft_prompt, cuts: list[int] | None = None):
         import torch
 
         model = self.model
-        base, head = getattr(model, model.base_model_prefix), self.head
-        shared = _shared(batch) if soft_prompt is None and len(batch) > 1 and self.sharing != "none" else 0
+        base = getattr(model, model.base_model_prefix)
+        if cuts is not None and len({tuple(ids[:c]) for (ids, _), c in zip(batch, cuts)}) > 1:
+            return self._score_clusters(batch, cuts)
+        shared = cuts[0] if cuts else _shared(batch) if soft_prompt is None and len(batch) > 1 and self.sharing != "none" else 0
         if shared < MIN_SHARED_PREFIX:
             shared = 0
         dev = model.device
@@ -337,22 +361,74 @@ class HFBackend:
             input_ids[b, : len(ids) - shared] = torch.tensor(ids[shared:], device=dev)
         # Right padding needs no attention mask: causal attention never lets a real token
         # see the pads after it, and pads are never read.
-        if soft_prompt is not None:
+        if soft_prompt is not None and soft_prompt.vectors is not None and self.sharing != "none":
+            # the virtual tokens' keys and values, run once for the whole scoring and reused
+            kv = self._soft_prompt_kv(soft_prompt, len(batch))
+            hidden = base(input_ids=input_ids, **{self._cache_kw: kv}, use_cache=True).last_hidden_state
+        elif soft_prompt is not None:
             hidden = self.soft_hidden(input_ids, soft_prompt)
         elif shared:
             kv = self._prefix_kv(tuple(batch[0][0][:shared]), len(batch))
             hidden = base(input_ids=input_ids, **{self._cache_kw: kv}, use_cache=True).last_hidden_state
         else:
             hidden = base(input_ids=input_ids).last_hidden_state
+        return self._read(batch, hidden, [shared] * len(batch))
+
+    def _score_clusters(self, batch: list[Row], cuts: list[int]):
+        """Rows of several clusters in one forward, each after its own cluster's prefix KV:
+        the prefixes left-padded to one width (pads masked), each row's positions continuing
+        from its own prefix's length."""
+        import torch
+        from transformers import DynamicCache
+
+        model = self.model
+        base = getattr(model, model.base_model_prefix)
+        dev = model.device
+        prefixes = [tuple(ids[:c]) for (ids, _), c in zip(batch, cuts)]
+        layers = self._prefix_layers_many(list(dict.fromkeys(prefixes)))
+        P = max(cuts)
+        L = max(len(ids) - c for (ids, _), c in zip(batch, cuts))
+        B = len(batch)
+        self.tokens_run += L * B
+        input_ids = torch.full((B, L), self.tokenizer.pad_token_id, dtype=torch.long, device=dev)
+        mask = torch.zeros((B, P + L), dtype=torch.long, device=dev)
+        for b, ((ids, _), c) in enumerate(zip(batch, cuts)):
+            input_ids[b, : len(ids) - c] = torch.tensor(ids[c:], device=dev)
+            mask[b, P - c : P + len(ids) - c] = 1
+        pos = torch.tensor(cuts, device=dev)[:, None] + torch.arange(L, device=dev)[None]
+        rows_of: dict[tuple, list[int]] = {}
+        for b, pre in enumerate(prefixes):
+            rows_of.setdefault(pre, []).append(b)
+        data = []
+        for li, (k0, v0) in enumerate(layers[prefixes[0]]):
+            K = k0.new_zeros((B, k0.shape[1], P, k0.shape[3]))
+            V = v0.new_zeros((B, v0.shape[1], P, v0.shape[3]))
+            for pre, idx in rows_of.items():
+                k, v = layers[pre][li]
+                sel = torch.tensor(idx, device=dev)
+                K[sel, :, P - len(pre):] = k.expand(len(idx), -1, -1, -1)
+                V[sel, :, P - len(pre):] = v.expand(len(idx), -1, -1, -1)
+            data.append((K, V))
+        kv = DynamicCache(ddp_cache_data=data, config=model.config)
+        hidden = base(input_ids=input_ids, attention_mask=mask, position_ids=pos, **{self._cache_kw: kv},
+                      use_cache=True).last_hidden_state
+        return self._read(batch, hidden, cuts)
+
+    def _read(self, batch: list[Row], hidden, cuts: list[int]):
+        """(request, log-prob, is greedy) for every read of the batch's rows; `cuts`: the
+        prefix each row skipped, so its reads sit that much earlier in `hidden`."""
+        import torch
+
+        dev = self.model.device
         rows_i, pos_i, targets, owners = [], [], [], []
         for b, (_, reads) in enumerate(batch):
             for req_i, pos, tgt in reads:
                 rows_i.append(b)
-                pos_i.append(pos - shared)  # >= 0: a shared prefix never reaches a read position
+                pos_i.append(pos - cuts[b])  # >= 0: a shared prefix never reaches a read position
                 targets.append(tgt)
                 owners.append(req_i)
         h = hidden[torch.tensor(rows_i, device=dev), torch.tensor(pos_i, device=dev)]  # [R, H]
-        logits = head(h).float()  # [R, V]: only the positions we read
+        logits = self.head(h).float()  # [R, V]: only the positions we read
         lsm = torch.log_softmax(logits, dim=-1)
         tgt = torch.tensor(targets, device=dev)
         lp = lsm.gather(1, tgt[:, None]).squeeze(1).tolist()
@@ -395,6 +471,49 @@ class HFBackend:
         data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in self._prefix_layers(prefix)]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
+    def _prefix_layers_many(self, prefixes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list]:
+        """`_prefix_layers` for many prefixes, those not kept yet run in one right-padded
+        forward (causal attention: a prefix never sees the pads after it)."""
+        import torch
+
+        todo = [p for p in prefixes if p not in self._prefix_cache]
+        if len(todo) > 1:
+            model = getattr(self.model, self.model.base_model_prefix)
+            dev = self.model.device
+            width = max(map(len, todo))
+            ids = torch.full((len(todo), width), self.tokenizer.pad_token_id, dtype=torch.long, device=dev)
+            for i, p in enumerate(todo):
+                ids[i, : len(p)] = torch.tensor(p, device=dev)
+            self.tokens_run += width * len(todo)
+            out = model(input_ids=ids, use_cache=True)
+            cache = out.cache if self._cache_kw == "cache" else out.past_key_values
+            for i, p in enumerate(todo):  # copies, so the padded batch is not kept alive
+                self._keep(p, [(layer.keys[i : i + 1, :, : len(p)].clone(), layer.values[i : i + 1, :, : len(p)].clone())
+                               for layer in cache.layers])
+        return {p: self._prefix_layers(p) for p in prefixes}
+
+    def _keep(self, prefix: tuple[int, ...], kv: list) -> None:
+        self._prefix_cache[prefix] = kv
+        while len(self._prefix_cache) > 1 and sum(len(k) for k in self._prefix_cache) > PREFIX_CACHE_TOKENS:
+            self._prefix_cache.popitem(last=False)
+
+    def _soft_prompt_kv(self, soft_prompt: SoftPrompt, batch_size: int):
+        """A prompt-tuned soft prompt's virtual tokens as per-layer keys and values, run once
+        per soft prompt (the last one is kept) and expanded (a view) to the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        fp = soft_prompt.fingerprint()
+        if self._soft_kv_memo is None or self._soft_kv_memo[0] != fp:
+            model = getattr(self.model, self.model.base_model_prefix)
+            vec = torch.as_tensor(soft_prompt.vectors, dtype=self.model.dtype, device=self.model.device)
+            self.tokens_run += vec.shape[0]
+            out = model(inputs_embeds=vec[None], use_cache=True)
+            cache = out.cache if self._cache_kw == "cache" else out.past_key_values
+            self._soft_kv_memo = (fp, [(layer.keys, layer.values) for layer in cache.layers])
+        data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in self._soft_kv_memo[1]]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
     def _prefix_layers(self, prefix: tuple[int, ...]) -> list:
         """Per-layer (keys, values) of a token prefix for one row, kept between calls. A
         prefix that extends one already kept (an input after a shared instruction) runs only
@@ -415,9 +534,7 @@ class HFBackend:
                         **({self._cache_kw: past} if past is not None else {}), use_cache=True)
             cache = out.cache if self._cache_kw == "cache" else out.past_key_values
             kv = [(layer.keys, layer.values) for layer in cache.layers]
-            self._prefix_cache[prefix] = kv
-            while len(self._prefix_cache) > 1 and sum(len(k) for k in self._prefix_cache) > PREFIX_CACHE_TOKENS:
-                self._prefix_cache.popitem(last=False)
+            self._keep(prefix, kv)
         else:
             self._prefix_cache.move_to_end(prefix)
         return kv

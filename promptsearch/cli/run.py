@@ -12,12 +12,14 @@ from promptsearch.cli.common import (BaseUrlOpt, ConcurrencyOpt, DbOpt, HarnessO
                                      TaskOpt, Bar, app, configure_flags, console, cost_line, dollars, fmt_score,
                                      parse_options)
 from promptsearch.records import dumps, rank_candidates
+from promptsearch.registry import DEFAULT_SEARCHER
 
 
 @app.command()
 def run(
     task: str = TaskOpt,
-    searcher: str = typer.Option("baseline", "--searcher", "-s", help="Searcher name; see `promptsearch searchers`."),
+    searcher: str = typer.Option(DEFAULT_SEARCHER, "--searcher", "-s", help="Searcher name; see `promptsearch searchers` "
+                                 f"(default {DEFAULT_SEARCHER}: the best of a measured comparison, see the README)."),
     model: Optional[str] = ModelOpt,
     option: list[str] = typer.Option([], "--option", "-o", help="Searcher option key=value (repeatable); see `promptsearch searchers`."),
     proposer: Optional[str] = typer.Option(None, "--proposer", help="Model that writes instructions for searchers that propose them (ape); default: the target."),

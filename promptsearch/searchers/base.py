@@ -98,10 +98,10 @@ class Searcher:
         raise NotImplementedError
 
     def method(self) -> str:
-        """The searcher with its method options: "soft (method=prefix, init=random)"."""
+        """The searcher with the method options it changed: "soft (method=prefix)"."""
         from promptsearch.records import method_label
 
-        return method_label(self.name, asdict(self.config), self.method_options)
+        return method_label(self.name, asdict(self.config), self.method_options, asdict(self.Config()))
 
     @classmethod
     def config_help(cls) -> list[tuple[str, str, Any, str]]:

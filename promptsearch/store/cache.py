@@ -37,6 +37,7 @@ class CachedBackend:
         self.usage = Usage()
         self._can_ll: bool | None = None
         self._unwritten: list[dict] = []  # a capability probe's answer, waiting for the first answers
+        self._planned: dict[str, dict] = {}  # a dry run's planned answers, by key (never written)
 
     kind = property(lambda self: self.inner.kind)
     model_id = property(lambda self: self.inner.model_id)
@@ -87,7 +88,7 @@ class CachedBackend:
     def _run(self, kind: str, requests: Sequence, payloads: list[dict], call, decode):
         ident = self.identity()
         keys = [request_key(ident, kind, p) for p in payloads]
-        found = self.store.cache_get(list(dict.fromkeys(keys)))
+        found = self._lookup(keys)
         results = [None] * len(requests)
         todo: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
@@ -106,6 +107,8 @@ class CachedBackend:
             if rows and self.write:
                 self.store.cache_put(self._unwritten + rows)
                 self._unwritten = []
+            elif rows:  # a dry run: what it planned answers its own later requests, as the cache would
+                self._planned.update((r["key"], json.loads(r["response"])) for r in rows)
             rows.clear()
             last[0] = time.perf_counter()
 
@@ -159,8 +162,14 @@ class CachedBackend:
         else:
             kind, payloads = "loglik", self._ll_payloads(requests, soft_prompt)
         keys = [request_key(self.identity(), kind, p) for p in payloads]
-        found = self.store.cache_get(list(dict.fromkeys(keys)))
+        found = self._lookup(keys)
         return [i for i, k in enumerate(keys) if k not in found]
+
+    def _lookup(self, keys: list[str]) -> dict:
+        found = self.store.cache_get(list(dict.fromkeys(keys)))
+        if self._planned:
+            found.update({k: self._planned[k] for k in keys if k in self._planned and k not in found})
+        return found
 
     @property
     def priced(self) -> bool:
