@@ -184,3 +184,14 @@ def test_a_run_that_stores_nothing_leaves_no_database_file(tmp_path):
         res = e
     assert res is not None and "404" in str(res)
     assert not db.exists()
+
+
+def test_an_unusable_database_path_is_refused_before_any_model_is_prepared(tmp_path, monkeypatch):
+    fresh = tmp_path / "models"  # the embedded model would be prepared (converted) here
+    monkeypatch.setenv("PROMPTSEARCH_MODEL_DIR", str(fresh))
+    for args in (["eval", "--task", "sentiment", "--prompt", "x", "--db", "/proc/x.db"],
+                 ["run", "--task", "sentiment", "--db", "/proc/x.db"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "Cannot create database '/proc/x.db'" in res.output
+        assert len(res.output.strip().splitlines()) == 1
+    assert not fresh.exists()
