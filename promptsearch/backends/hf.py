@@ -427,9 +427,12 @@ class HFBackend:
                 pos_i.append(pos - cuts[b])  # >= 0: a shared prefix never reaches a read position
                 targets.append(tgt)
                 owners.append(req_i)
-        h = hidden[torch.tensor(rows_i, device=dev), torch.tensor(pos_i, device=dev)]  # [R, H]
-        logits = self.head(h).float()  # [R, V]: only the positions we read
-        lsm = torch.log_softmax(logits, dim=-1)
+        # each position read once through the head, however many labels read it
+        where = list(dict.fromkeys(zip(rows_i, pos_i)))
+        slot = {rp: i for i, rp in enumerate(where)}
+        h = hidden[torch.tensor([r for r, _ in where], device=dev), torch.tensor([q for _, q in where], device=dev)]
+        logits = self.head(h).float()  # [U, V]: only the positions we read
+        lsm = torch.log_softmax(logits, dim=-1)[torch.tensor([slot[rp] for rp in zip(rows_i, pos_i)], device=dev)]
         tgt = torch.tensor(targets, device=dev)
         lp = lsm.gather(1, tgt[:, None]).squeeze(1).tolist()
         is_g = (lsm.argmax(-1) == tgt).tolist()
