@@ -47,9 +47,9 @@ def test_autoprompt_short_run_with_label_search(embedded_folder, tmp_path):
     doc = json.loads(first.stdout)
     notes = doc["record"]["searcher_notes"]
     ids, text = notes["trigger_ids"], notes["trigger_text"]
-    assert len(ids) == 5 and text and doc["best"]["candidate"]["trigger"] == ids
+    assert len(ids) == 5 and text and doc["search_best"]["candidate"]["trigger"] == ids
     assert len(notes["label_search"]) == 5 and set(notes["label_words"]) == {"negative", "positive"}
-    assert doc["best"]["candidate"]["labels"] == notes["label_words"]
+    assert doc["search_best"]["candidate"]["labels"] == notes["label_words"]
     assert doc["best"]["test"]["n"] == doc["task"]["sizes"]["test"] and {b["name"] for b in doc["baselines"]} >= {"empty"}
     again = runner.invoke(app, args)  # fully cached, human output
     assert again.exit_code == 0 and "0 model calls" in again.output

@@ -273,11 +273,13 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
                               "-o", "iterations=1", "-o", "eval_every=1", "-o", "search_width=2", "--shots", "0",
                               "--db", db, "--json"])
     ap = json.loads(res.stdout)
-    res = runner.invoke(app, ["export", ap["run_id"], "--output", str(tmp_path / "d"), "--db", db])
+    # on a random-weight model a baseline may beat the trigger on dev; --search-best exports the trigger
+    res = runner.invoke(app, ["export", ap["run_id"], "--search-best", "--output", str(tmp_path / "d"), "--db", db])
     assert res.exit_code == 0, res.output
     exported = json.loads((tmp_path / "d" / "prompt.json").read_text())
-    assert exported["trigger_ids"] == ap["best"]["candidate"]["trigger"] and "{trigger}" in exported["template"]
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "-o", "max_manual=0",
+    assert exported["trigger_ids"] == ap["search_best"]["candidate"]["trigger"] and "{trigger}" in exported["template"]
+    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "baseline",
+                              "-o", "max_manual=0",
                               "-o", "shots=0", "--db", db, "--json"])
     empty = json.loads(res.stdout)
     res = runner.invoke(app, ["export", empty["run_id"], "--output", str(tmp_path / "e"), "--db", db])
@@ -323,5 +325,5 @@ def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):
     assert res.exit_code == 0, res.output
     notes = json.loads(res.stdout)["record"]["searcher_notes"]
     src = notes["init_from"]
-    assert src["run_id"] == first["run_id"] and src["same_task_data"] and notes["init_text"] == first["best"]["candidate"]["trigger_text"]
-    assert src["test"] == first["best"]["test"]["mean"]
+    assert src["run_id"] == first["run_id"] and src["same_task_data"] and notes["init_text"] == first["search_best"]["candidate"]["trigger_text"]
+    assert src["test"] == first["search_best"]["test"]["mean"]  # the search's own trigger, whatever the run picked

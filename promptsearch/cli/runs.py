@@ -121,6 +121,8 @@ def show(
 def export(
     run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
     output: Path = typer.Option(..., "--output", "-o", help="Directory to create (must not exist)."),
+    search_best: bool = typer.Option(False, "--search-best", help="Export the search's own best, not the run's "
+                                     "pick (they differ when a baseline beat the search on dev)."),
     db: Optional[Path] = DbOpt,
 ):
     """Write a run's best prompt for use outside promptsearch: a soft prompt as a PEFT adapter
@@ -131,7 +133,8 @@ def export(
 
     store = open_store(db)
     doc = json.loads(store.get_run(run_id).result)
-    cand = doc["best"]["candidate"]
+    chosen = doc.get("search_best", doc["best"]) if search_best else doc["best"]
+    cand = chosen["candidate"]
     if output.exists():
         raise PromptSearchError(f"'{output}' already exists; export writes a new directory, give another --output.")
     if cand.get("soft_prompt"):
@@ -150,7 +153,7 @@ def export(
            "trigger_ids": cand.get("trigger"), "trigger_text": cand.get("trigger_text"),
            "labels": cand.get("labels") or rec.get("labels"), "demo_ids": cand.get("demos", []),
            **_export_demos(doc, cand), "harness": doc.get("harness", "zero-shot"),
-           "dev": doc["best"]["dev"], "test": doc["best"]["test"],
+           "dev": chosen["dev"], "test": chosen["test"],
            "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
                   "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next."}
     output.mkdir(parents=True)

@@ -20,15 +20,19 @@ def best_stored_prompt(task: Task, evaluator, model_id: str, option: str, skip: 
     for r in runs:
         if r.model != model_id or r.searcher in skip or r.dev_score is None:
             continue
-        cand = json.loads(r.result).get("best", {}).get("candidate", {})
-        if cand.get("soft_prompt"):
-            continue
-        text = cand.get("instruction") or (cand.get("trigger_text") if triggers else "") or ""
-        rank = (r.task_hash == task.hash(), r.dev_score, text,
-                {"run_id": r.id, "searcher": r.searcher, "same_task_data": r.task_hash == task.hash(),
-                 "dev": r.dev_score, "test": r.test_score, "text": text})
-        if text and (best is None or rank[:2] > best[:2]):
-            best = rank
+        doc = json.loads(r.result)
+        # the run's pick, and the search's own best where a baseline beat it on dev
+        for entry in (doc.get("best") or {}, doc.get("search_best") or {}):
+            cand = entry.get("candidate") or {}
+            if cand.get("soft_prompt") or not entry.get("dev"):
+                continue
+            text = cand.get("instruction") or (cand.get("trigger_text") if triggers else "") or ""
+            dev, test = entry["dev"]["mean"], (entry.get("test") or {}).get("mean")
+            rank = (r.task_hash == task.hash(), dev, text,
+                    {"run_id": r.id, "searcher": r.searcher, "same_task_data": r.task_hash == task.hash(),
+                     "dev": dev, "test": test, "text": text})
+            if text and (best is None or rank[:2] > best[:2]):
+                best = rank
     if best is None:
         raise PromptSearchError(f"{option}: no discrete prompt is stored for task '{task.name}' and model "
                                 f"'{model_id}'; run a discrete searcher first (e.g. --searcher ape).")

@@ -198,8 +198,13 @@ class CachedBackend:
         """Text embeddings (local transformers models), cached like any request."""
         if not hasattr(self.inner, "embed"):
             raise no_embeddings(self.model_id)
-        return self._run("embed", list(texts), [{"text": t} for t in texts], lambda rs, _: self.inner.embed(rs),
-                         lambda d: EmbedResult(**d))
+        def call(rs, on_result):
+            out = self.inner.embed(rs)
+            for i, ans in enumerate(out if on_result is not None else ()):  # a streaming backend's contract
+                on_result(i, ans)
+            return out
+
+        return self._run("embed", list(texts), [{"text": t} for t in texts], call, lambda d: EmbedResult(**d))
 
     def __getattr__(self, name):  # model, tokenizer, encode_prompt ... for gradient searchers
         return getattr(self.inner, name)
