@@ -310,34 +310,29 @@ class HFBackend:
                 members = sorted((rows[i] for i in c), key=lambda r: -len(r[0]))
                 cut = _shared(members)
                 grouped += [(r, cut) for r in members]
-        plan: list[tuple[list[Row], list[int] | None]] = []
-        batch: list[tuple[Row, int]] = []
-        width = 0
         apart = self.sharing == "per-cluster"  # each cluster in batches of its own (the benchmark's earlier step)
-        for row, cut in grouped:  # cut by padded suffix width x rows, as _batches
-            w = max(width, len(row[0]) - cut)
-            if batch and (w * (len(batch) + 1) > self.batch_tokens or len(batch) >= self.max_batch
-                          or (apart and row[0][:cut] != batch[-1][0][0][:batch[-1][1]])):
-                plan.append(([r for r, _ in batch], [c for _, c in batch]))
-                batch, w = [], len(row[0]) - cut
-            batch.append((row, cut))
-            width = w
-        if batch:
-            plan.append(([r for r, _ in batch], [c for _, c in batch]))
+        plan = [([r for r, _ in b], [c for _, c in b]) for b in self._cut(grouped, apart)]
         loose = sorted((rows[c[0]] for c in clusters if len(c) == 1), key=lambda r: -len(r[0]))
         return plan + [(b, None) for b in self._batches(loose, discount=every)]
 
     def _batches(self, rows, discount: int = 0):
         """Rows arrive longest first; cut batches so padded width x rows stays in budget. A
         prefix the rows share is run once, so only what follows it counts (`discount`)."""
-        batch: list = []
+        for batch in self._cut([(r, discount) for r in rows]):
+            yield [r for r, _ in batch]
+
+    def _cut(self, items: list[tuple[Row, int]], apart: bool = False):
+        """Batches of (row, prefix it skips), cut so padded width (after the prefix) x rows
+        stays in budget; `apart`: a batch never mixes rows of different prefixes."""
+        batch: list[tuple[Row, int]] = []
         width = 0
-        for row in rows:
-            w = max(width, len(row[0]) - discount)
-            if batch and (w * (len(batch) + 1) > self.batch_tokens or len(batch) >= self.max_batch):
+        for row, cut in items:
+            w = max(width, len(row[0]) - cut)
+            if batch and (w * (len(batch) + 1) > self.batch_tokens or len(batch) >= self.max_batch
+                          or (apart and row[0][:cut] != batch[-1][0][0][: batch[-1][1]])):
                 yield batch
-                batch, w = [], len(row[0]) - discount
-            batch.append(row)
+                batch, w = [], len(row[0]) - cut
+            batch.append((row, cut))
             width = w
         if batch:
             yield batch
@@ -503,17 +498,12 @@ class HFBackend:
     def _soft_prompt_kv(self, soft_prompt: SoftPrompt, batch_size: int):
         """A prompt-tuned soft prompt's virtual tokens as per-layer keys and values, run once
         per soft prompt (the last one is kept) and expanded (a view) to the batch."""
-        import torch
         from transformers import DynamicCache
 
         fp = soft_prompt.fingerprint()
         if self._soft_kv_memo is None or self._soft_kv_memo[0] != fp:
-            model = getattr(self.model, self.model.base_model_prefix)
-            vec = torch.as_tensor(soft_prompt.vectors, dtype=self.model.dtype, device=self.model.device)
-            self.tokens_run += vec.shape[0]
-            out = model(inputs_embeds=vec[None], use_cache=True)
-            cache = out.cache if self._cache_kw == "cache" else out.past_key_values
-            self._soft_kv_memo = (fp, [(layer.keys, layer.values) for layer in cache.layers])
+            self.tokens_run += soft_prompt.length
+            self._soft_kv_memo = (fp, self.generation_prefix((), soft_prompt)[0])  # the vectors alone
         data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in self._soft_kv_memo[1]]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
@@ -547,7 +537,6 @@ class HFBackend:
         starts with: a soft prompt's virtual tokens, then the shared tokens `ids`; and its
         length in positions. (None, 0) when there is nothing to share."""
         import torch
-        from transformers import DynamicCache
 
         if soft_prompt is None:
             return (self._prefix_layers(ids), len(ids)) if ids else (None, 0)
