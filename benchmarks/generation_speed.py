@@ -93,11 +93,12 @@ def induction_requests(n: int, tasks: list[str], shots: int = 0):
 
 def ape_requests(backend):
     """The requests APE's induction step sends (default settings, sentiment task)."""
-    from promptsearch.searchers.ape import APESearcher, _chat_formatter
+    from promptsearch.searchers.ape import APESearcher
+    from promptsearch.searchers.proposing import chat_formatter
     from promptsearch.tasks.loaders import load_task
 
     s = APESearcher()
-    s._chat, s._shown = _chat_formatter(backend, s.config.chat), set()
+    s._chat, s._shown = chat_formatter(backend, s.config.chat), set()
     got = []
     s._ask = lambda evaluator, proposer, reqs: got.extend(reqs) or []
     s._induce(load_task("sentiment"), backend, random.Random(0), 0, None)

@@ -92,6 +92,10 @@ register_searcher("autoprompt", "promptsearch.searchers.autoprompt:AutoPromptSea
 register_searcher("soft", "promptsearch.searchers.soft:SoftPromptSearcher")
 register_searcher("rl", "promptsearch.searchers.rl:RLSearcher")
 register_searcher("demos", "promptsearch.searchers.demos:DemoSearcher")
+register_searcher("opro", "promptsearch.searchers.opro:OPROSearcher")
+register_searcher("grips", "promptsearch.searchers.grips:GrIPSSearcher")
+register_searcher("mipro", "promptsearch.searchers.mipro:MIPROSearcher")
+register_searcher("gepa", "promptsearch.searchers.gepa:GEPASearcher")
 for _name in ("accuracy", "exact_match", "contains", "f1", "exact_set"):
     register_scorer(_name, f"promptsearch.evaluation.scorers:{_name}")
 register_task("sentiment", "promptsearch.tasks.builtin:sentiment")

@@ -25,6 +25,7 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.proposing import chat_formatter, clean_instruction, dedup_key, resolve_proposer
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
 from promptsearch.tasks.base import Task
@@ -55,8 +56,8 @@ class APESearcher(Searcher):
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
         cfg = self.config
         rng = random.Random(seed)
-        proposer = self._proposer(evaluator)
-        self._chat = _chat_formatter(proposer, cfg.chat)
+        proposer = resolve_proposer(cfg.proposer, evaluator)
+        self._chat = chat_formatter(proposer, cfg.chat)
         self._seen: set[str] = set()
         self._shown: set[str] = set()  # demo inputs the proposer saw (lower-cased)
         self._dropped: dict[str, int] = {}
@@ -102,21 +103,6 @@ class APESearcher(Searcher):
         return SearchResult(*found, list(evaluator.history), evaluator.cost, stopped, notes)
 
     # --- proposing -----------------------------------------------------------------------
-    def _proposer(self, evaluator: Evaluator):
-        if not self.config.proposer or self.config.proposer == "target":
-            return evaluator.backend
-        from promptsearch.backends import resolve_backend
-        from promptsearch.store.cache import CachedBackend
-
-        inner = resolve_backend(self.config.proposer)
-        if inner.identity() == evaluator.backend.identity():
-            return evaluator.backend  # the same model: don't load it twice
-        target = evaluator.backend
-        proposer = target.companion(inner) if isinstance(target, CachedBackend) else inner
-        evaluator.attach(proposer)  # its calls, tokens and dollars count in the run's cost and budget
-        evaluator.check_prices()  # a dollar budget with an unpriced proposer stops here, before any call
-        return proposer
-
     def _fill(self, meta: MetaPrompt, **slots: str) -> str:
         if self._chat is not None:
             return self._chat(meta.chat.format(**slots))
@@ -162,7 +148,7 @@ class APESearcher(Searcher):
             reason = ("empty" if not text or len(text.split()) < 2 else "too_long" if len(text) > self.config.max_chars
                       else "copies_a_demo" if any(d in low for d in copied) or re.search(r"\b(input|output)\s*:", low)
                       else "")
-            key = " ".join(re.sub(r"[^\w\s]", "", low).split())
+            key = dedup_key(text)
             if not reason and key in self._seen:
                 reason = "duplicate"
             if reason:
@@ -172,49 +158,3 @@ class APESearcher(Searcher):
             out.append(Candidate(instruction=text, name=f"{origin}-{len(out) + 1:02d}", origin=f"ape:{origin}"))
         return out
 
-    # --- racing ----------------------------------------------------------------------------
-
-
-_PREFIX = re.compile(r"^(?:the\s+)?(?:new\s+|reworded\s+|rewritten\s+)?instruction(?:\s+was)?\s*(?:is|was)?\s*[:\-]?\s*",
-                     re.IGNORECASE)
-
-
-def clean_instruction(text: str, induced: bool = False) -> str:
-    """First sentence of a proposal, without quotes or an "Instruction:" prefix; a forward
-    completion ("...the instruction was to") becomes an imperative ("Sort the words.")."""
-    t = text.strip().split("\n")[0].strip()
-    t = _PREFIX.sub("", t).strip().strip("\"'“”`* ").strip()
-    m = re.match(r"(.+?[.!?])(\s|$)", t)
-    if m:
-        t = m.group(1)
-    if induced:
-        t = re.sub(r"^to\s+", "", t, flags=re.IGNORECASE)
-    t = t.strip().strip("\"'“”`* ").strip()
-    t = re.sub(r"[\"'“”`]+([.!?])$", r"\1", t)  # a quote before the final stop
-    if not t:
-        return ""
-    t = t[0].upper() + t[1:]
-    return t if t[-1] in ".!?" else t + "."
-
-
-def _chat_formatter(backend, mode: str):
-    """A function user-text -> prompt string using the proposer's chat template, or None."""
-    if mode == "off":
-        return None
-    if getattr(backend, "kind", None) == "openai" and getattr(backend, "api", None) == "chat":
-        return lambda user: user  # a chat API wraps the text in a user turn itself
-    tok = None
-    try:
-        tok = backend.tokenizer
-    except Exception:
-        tok = None
-    template = getattr(tok, "chat_template", None) if tok is not None else None
-    if not template:
-        if mode == "on":
-            raise PromptSearchError("chat=on, but the proposer model has no chat template; use chat=off.")
-        return None
-
-    def fmt(user: str) -> str:
-        return tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-
-    return fmt

@@ -49,3 +49,35 @@ RESAMPLE = MetaPrompt(
 )
 
 DEMO = "Input: {input}\nOutput: {output}"
+
+# OPRO (Yang et al. 2023): the trajectory of instructions with their scores, lowest first,
+# then a few solved exemplars, then a request for a better one. The plain form ends inside
+# the tag, so a completion model writes the instruction and stops at the closing tag.
+OPRO_META = MetaPrompt(
+    name="opro.meta",
+    version=1,
+    text=(
+        "Below are instructions for a task, each with its accuracy (0-100); higher is better, and "
+        "they are listed from worst to best.\n\n{trajectory}\n\n"
+        "Here is how the task looks; <INS> marks where the instruction goes.\n\n{exemplars}\n\n"
+        "A new instruction, different from every one above and more accurate than all of them, "
+        "short and general enough for every input:\n<INS>"
+    ),
+    chat=(
+        "Below are instructions for a task, each with its accuracy (0-100); higher is better, and "
+        "they are listed from worst to best.\n\n{trajectory}\n\n"
+        "Here is how the task looks; <INS> marks where the instruction goes.\n\n{exemplars}\n\n"
+        "Write a new instruction that is different from every one above and more accurate than all of "
+        "them, short and general enough for every input. Put it between <INS> and </INS>."
+    ),
+)
+OPRO_ENTRY = "text:\n{instruction}\nscore:\n{score}"
+OPRO_EXEMPLAR = "<INS>\nInput: {input}\nOutput: {output}"
+
+# GrIPS's paraphrase edit (Prasad et al. 2023), for a proposer model in place of PEGASUS.
+PARAPHRASE = MetaPrompt(
+    name="grips.paraphrase",
+    version=1,
+    text="Phrase: {phrase}\nThe same phrase in other words:",
+    chat="Say this phrase in other words, keeping its meaning. Answer with the new phrase only.\n\n{phrase}",
+)
