@@ -67,6 +67,9 @@ ROWS = {  # row name -> (searcher, options) ; None: a baseline scored directly
 MODES = ("contextual", "domain", "batch")
 HARNESS: dict[str, str] = {}
 ROWS["demos"] = ("demos", {})
+# the black-box optimizers (searchers/opro.py, grips.py, mipro.py, gepa.py), the target as proposer
+for _name in ("opro", "grips", "mipro", "gepa"):
+    ROWS[_name] = (_name, {})
 for _base in ("manual (natural)", "4-shot", "16-shot"):
     for _mode in MODES:
         ROWS[f"{_base} · {_mode}"] = None
