@@ -161,8 +161,8 @@ def run_search(
                           phase=phase)
 
     evaluator.check_prices()
-    workdir = checkpoint_root(setup.store.path) / run_id
-    resume_hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.path}" if db else "")
+    workdir = setup.store.checkpoints() / run_id
+    resume_hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.where}" if db else "")
     if getattr(searcher_obj, "checkpoints", False) and not dry_run:
         searcher_obj.workdir, searcher_obj.resuming = workdir, resume is not None
         if resume is None and all(isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)) \
@@ -171,7 +171,7 @@ def run_search(
             (workdir / "run.json").write_text(json.dumps({
                 "task": task_spec, "model": model, "searcher": searcher, "options": options or {}, "seed": seed,
                 "budget": budget.to_dict(), "scorer": scorer, "baseline_shots": baseline_shots, "harness": harness_spec,
-                "db": str(setup.store.path), "pid": os.getpid(), "started": started}))
+                "db": setup.store.where, "pid": os.getpid(), "started": started}))
             say(f"Run {run_id} keeps its checkpoints in {workdir}")
         elif resume is not None and (workdir / "run.json").exists():  # this process owns it now
             args = json.loads((workdir / "run.json").read_text())
@@ -261,7 +261,7 @@ def run_search(
                  "total": total.to_dict(),
                  "wall_seconds": round(time.time() - started, 2)},
         "from_cache": total.calls == 0,
-        "db": str(setup.store.path),
+        "db": setup.store.where,
         "record": {
             "task_template": task.template,
             "labels": task.labels,
@@ -285,10 +285,12 @@ def run_search(
 
 
 def checkpoint_root(db_path: str | Path) -> Path:
-    """Where checkpointing runs keep their folders: beside their database
-    (`promptsearch.db` -> `promptsearch.db.checkpoints/RUN/`)."""
-    p = Path(db_path).expanduser()
-    return p.with_name(p.name + ".checkpoints")
+    """Where checkpointing runs keep their folders: beside an SQLite database
+    (`promptsearch.db` -> `promptsearch.db.checkpoints/RUN/`); for a PostgreSQL URL, under
+    PROMPTSEARCH_HOME (store/engines.py)."""
+    from promptsearch.store.engines import checkpoint_dir
+
+    return checkpoint_dir(db_path, get_settings().home)
 
 
 @dataclass

@@ -26,7 +26,7 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    db_path: Path
+    db_path: Path | str  # an SQLite file, or a PostgreSQL URL
     model_dir: Path
     default_model: str
     device: str
@@ -101,7 +101,7 @@ def get_settings() -> Settings:
     prices = env.get("PROMPTSEARCH_PRICES")
     settings = Settings(
         home=home,
-        db_path=Path(env.get("PROMPTSEARCH_DB") or home / "promptsearch.db").expanduser(),
+        db_path=_db(env.get("PROMPTSEARCH_DB"), home),
         model_dir=Path(env.get("PROMPTSEARCH_MODEL_DIR") or home / "models").expanduser(),
         default_model=env.get("PROMPTSEARCH_MODEL") or "embedded",
         device=_device(env.get("PROMPTSEARCH_DEVICE") or "auto"),
@@ -120,3 +120,10 @@ def get_settings() -> Settings:
 
         settings = replace(settings, **_overrides)
     return settings
+
+
+def _db(value: str | None, home: Path) -> Path | str:
+    """PROMPTSEARCH_DB: a file path, or a database URL kept as written (a Path would fold its //)."""
+    if value and "://" in value:
+        return value
+    return Path(value or home / "promptsearch.db").expanduser()

@@ -52,6 +52,30 @@ def tiny_model(tmp_path_factory, embedded_folder) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """One real PostgreSQL server for the session (tests/servers.py); each test that wants
+    one makes its own database on it."""
+    from servers import PostgresServer
+
+    if PostgresServer.binaries() is None:
+        pytest.skip("no PostgreSQL server binaries here (Debian: apt-get install postgresql)")
+    import tempfile
+
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="promptsearch-pg-")))  # not under pytest's 0700 tmp
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path) -> str:
+    """A database spec for the store and cache tests, on both engines: an SQLite file, or a
+    fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.db")
+    return request.getfixturevalue("postgres").fresh_database()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():

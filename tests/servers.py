@@ -174,3 +174,70 @@ class LogprobServer(_Base):
         return 200, {"id": "x", "object": "text_completion", "created": 0, "model": body.get("model", ""),
                      "choices": [{"index": 0, "finish_reason": "length", "text": text, "logprobs": logprobs}],
                      "usage": _usage(len(ids), 1)}
+
+
+class PostgresServer:
+    """A real PostgreSQL server on 127.0.0.1 in a temporary data folder: the system's
+    binaries (initdb, pg_ctl), run as the `postgres` user when the tests run as root (the
+    server refuses root). Password authentication over TCP, so URLs carry a password."""
+
+    USER, PASSWORD = "promptsearch", "pw-Secret-42"
+
+    @staticmethod
+    def binaries() -> Path | None:
+        import glob
+        import shutil
+
+        found = shutil.which("pg_ctl")
+        if found:
+            return Path(os.path.realpath(found)).parent
+        dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        return Path(dirs[-1]) if dirs else None
+
+    def __init__(self, root: Path):
+        self.bin = self.binaries()
+        if self.bin is None:
+            raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL "
+                               "(Debian: apt-get install postgresql)")
+        self.root, self.port = root, free_port()
+        self.data, self.log = root / "data", root / "server.log"
+        self.as_root = os.geteuid() == 0
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "pw").write_text(self.PASSWORD + "\n")
+        if self.as_root:
+            import shutil
+
+            shutil.chown(root, "postgres", "postgres")
+            shutil.chown(root / "pw", "postgres", "postgres")
+        self._run([self.bin / "initdb", "-D", self.data, "-U", self.USER, f"--pwfile={root / 'pw'}",
+                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"])
+        self._run([self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
+                   f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+        self.count = 0
+
+    def _run(self, cmd) -> None:
+        cmd = [str(c) for c in cmd]
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.root)
+
+    def url(self, database: str = "postgres", password: bool = True) -> str:
+        auth = f"{self.USER}:{self.PASSWORD}" if password else self.USER
+        return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def fresh_database(self) -> str:
+        """A new empty database on the server; its URL."""
+        import psycopg
+
+        self.count += 1
+        name = f"t{os.getpid()}_{self.count}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={self.USER} password={self.PASSWORD} "
+                             "dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        try:
+            self._run([self.bin / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+        except subprocess.CalledProcessError:
+            pass

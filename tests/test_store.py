@@ -14,8 +14,8 @@ from promptsearch.store.cache import request_key
 from promptsearch.tasks import load_task
 
 
-def test_cache_hits_and_key_contents(tmp_path):
-    store = Store(tmp_path / "c.db")
+def test_cache_hits_and_key_contents(db):
+    store = Store(db)
     fake = FakeBackend()
     cb = CachedBackend(fake, store)
     reqs = [LoglikRequest("Review: ok\nSentiment:", " positive"), LoglikRequest("Review: ok\nSentiment:", " negative")]
@@ -36,17 +36,17 @@ def test_cache_hits_and_key_contents(tmp_path):
     assert request_key(ident, "gen", {"a": 1}) != request_key({**ident, "revision": "2"}, "gen", {"a": 1})
 
 
-def test_errors_are_never_cached(tmp_path):
-    store = Store(tmp_path / "c.db")
+def test_errors_are_never_cached(db):
+    store = Store(db)
     cb = CachedBackend(FakeBackend(fail_after=0, exc=RuntimeError("server down")), store)
     with pytest.raises(RuntimeError):
         cb.loglikelihood([LoglikRequest("x", " y")])
     assert store.cache_stats() == []
 
 
-def test_interrupted_evaluation_keeps_the_cache_and_resumes(tmp_path):
+def test_interrupted_evaluation_keeps_the_cache_and_resumes(db):
     task = load_task("sentiment")
-    store = Store(tmp_path / "c.db")
+    store = Store(db)
     fake = FakeBackend(fail_after=2 * 64 + 10)  # dies during the second chunk of 64 examples
     ev = Evaluator(task, CachedBackend(fake, store))
     with pytest.raises(KeyboardInterrupt):
@@ -102,8 +102,8 @@ def test_two_processes_write_one_db(tmp_path):
     assert len(store.runs(limit=100)) == 40
 
 
-def test_cache_clear(tmp_path):
-    store = Store(tmp_path / "c.db")
+def test_cache_clear(db):
+    store = Store(db)
     cb = CachedBackend(FakeBackend(), store)
     cb.loglikelihood([LoglikRequest("a", " b")])
     assert store.cache_clear("other:model") == 0

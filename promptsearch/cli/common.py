@@ -83,7 +83,7 @@ ModelOpt = typer.Option(None, "--model", "-m", help="embedded (default), hf:<hub
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server for openai:<model> models, e.g. http://127.0.0.1:8000/v1 "
                           "(vLLM, llama.cpp, transformers serve). Env: OPENAI_BASE_URL.")
 ConcurrencyOpt = typer.Option(None, "--concurrency", min=1, help="Requests in flight to a server at once. Env: PROMPTSEARCH_CONCURRENCY (default 8).")
-DbOpt = typer.Option(None, "--db", help="SQLite database file. Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).")
+DbOpt = typer.Option(None, "--db", help="SQLite database file or PostgreSQL URL (postgresql+psycopg://USER@HOST:5432/DB). Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).")
 ScorerOpt = typer.Option(None, "--scorer", help="Scorer name (default: the task's metric): accuracy, exact_match, contains, f1, exact_set, or a plug-in.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (schema in the README).")
 HarnessOpt = typer.Option("zero-shot", "--harness", help="How prompts are run: zero-shot, fewshot:k=4, cot, sc:n=5,temperature=0.7, "
@@ -186,7 +186,7 @@ def did_you_mean(name: str, known: list[str]) -> str:
     return f" Did you mean: {close[0]}?" if close else ""
 
 
-def open_store(db: Optional[Path]):
+def open_store(db: Optional[str]):
     from promptsearch.settings import get_settings
     from promptsearch.store.db import Store
 

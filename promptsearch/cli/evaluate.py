@@ -27,7 +27,7 @@ def eval_(
     concurrency: Optional[int] = ConcurrencyOpt,
     harness: str = HarnessOpt,
     scorer: Optional[str] = ScorerOpt,
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
     as_json: bool = JsonOpt,
 ):
     """Score a given prompt on one split of a task."""

@@ -17,7 +17,7 @@ def leaderboard(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, html, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
 ):
     """Compare stored runs: rows are (searcher, model, harness), columns are tasks."""
     from promptsearch.errors import PromptSearchError
@@ -29,7 +29,7 @@ def leaderboard(
     store = open_store(db)
     docs = [json.loads(r.result) for r in store.runs(task, limit=100_000)]
     if not docs:
-        raise PromptSearchError(f"No runs{f' of task {task!r}' if task else ''} in {store.path}; start one with `promptsearch run`.")
+        raise PromptSearchError(f"No runs{f' of task {task!r}' if task else ''} in {store.where}; start one with `promptsearch run`.")
     board = lb.build(docs, task)
     if fmt == "table" and output is None:
         console().print(lb.to_table(board))
@@ -46,7 +46,7 @@ def leaderboard(
 def report(
     run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: run-RUN.html)."),
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
 ):
     """Write one standalone HTML page for a run: plots, top candidates, per-example differences, record."""
     from promptsearch.report.run_report import render

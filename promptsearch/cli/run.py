@@ -37,7 +37,7 @@ def run(
                                         "(default: the searcher's own `shots` option, else 4)."),
     harness: str = HarnessOpt,
     scorer: Optional[str] = ScorerOpt,
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
     as_json: bool = JsonOpt,
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Continue an interrupted run of a "
                                          "searcher that checkpoints (rl), with the arguments it started with."),

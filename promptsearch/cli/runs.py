@@ -19,7 +19,7 @@ def runs(
     limit: int = typer.Option(20, help="How many of the newest runs."),
     clean: bool = typer.Option(False, "--clean", help="Remove the checkpoints of interrupted runs (they can no "
                                "longer be resumed); stored runs are kept."),
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
 ):
     """List stored runs, newest first, and interrupted runs that can be resumed."""
     from datetime import datetime
@@ -33,7 +33,7 @@ def runs(
 
     store = open_store(db)
     con = console()
-    stale = interrupted_runs(store.path)
+    stale = interrupted_runs(store.url or store.path)
     if clean:
         import shutil
 
@@ -46,14 +46,14 @@ def runs(
     if not rows and task:
         known = sorted({r.task for r in store.runs(None, limit=100_000)})
         if known:  # a name that matches nothing in a database that has runs: say so, as leaderboard does
-            raise PromptSearchError(f"No runs of task {task!r} in {store.path}.{did_you_mean(task, known)} "
+            raise PromptSearchError(f"No runs of task {task!r} in {store.where}.{did_you_mean(task, known)} "
                                     f"Tasks with runs: {', '.join(known)}.")
     if not rows:
-        con.print(f"No runs in {store.path} yet. Start one with `promptsearch run`.")
+        con.print(f"No runs in {store.where} yet. Start one with `promptsearch run`.")
     else:
         # Like `git log --oneline`: a short id (its random tail, which `show` and `report`
         # accept), short model names, and the prompt cut to what is left of the line.
-        table = Table(title=f"Runs in {store.path}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+        table = Table(title=f"Runs in {store.where}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
         cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
                   escape(r.task[:18]), escape(searcher_label(json.loads(r.result))), escape(_short_model(r.model)[:18]),
                   f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
@@ -76,7 +76,7 @@ def runs(
             when = datetime.fromtimestamp(s.started).strftime("%m-%d %H:%M") if s.started else "?"
             con.print(f"  {escape(s.run_id)}  {when}  {escape(s.searcher)} on {escape(s.task)}  "
                       f"{s.bytes / 1e6:.1f} MB  resume: promptsearch run --resume {escape(s.run_id)}"
-                      + (f" --db {escape(str(store.path))}" if db else ""))
+                      + (f" --db {escape(store.where)}" if db else ""))
         con.print("[dim]promptsearch runs --clean removes them[/dim]")
 
 
@@ -101,7 +101,7 @@ def _short_model(model: str) -> str:
 @app.command()
 def show(
     run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
     as_json: bool = JsonOpt,
 ):
     """Show one stored run: candidates, test comparison, cost and reproducibility record."""
@@ -123,7 +123,7 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="Directory to create (must not exist)."),
     search_best: bool = typer.Option(False, "--search-best", help="Export the search's own best, not the run's "
                                      "pick (they differ when a baseline beat the search on dev)."),
-    db: Optional[Path] = DbOpt,
+    db: Optional[str] = DbOpt,
 ):
     """Write a run's best prompt for use outside promptsearch: a soft prompt as a PEFT adapter
     (`PeftModel.from_pretrained(base, DIR)`), a discrete prompt as DIR/prompt.json."""

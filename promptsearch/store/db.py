@@ -1,4 +1,5 @@
-"""The SQLite store: WAL mode and a busy timeout, so two processes can write one DB."""
+"""The store: cache entries and runs, on an SQLite file (default) or a PostgreSQL server
+(promptsearch/store/engines.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from promptsearch.errors import PromptSearchError
+from promptsearch.store import engines
+from promptsearch.store.engines import BUSY_TIMEOUT_S
 from promptsearch.store.models import CacheEntry, CandidateRow, Run, TestResult
-
-BUSY_TIMEOUT_S = 60
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -29,14 +30,22 @@ def _can_create_in(folder: Path) -> bool:
 
 
 class Store:
-    """The database file is created on the first write, so a command that fails, a dry run
-    or a read of a new path leaves nothing behind; reads of a missing file find nothing."""
+    """An SQLite file is created on the first write, so a command that fails, a dry run or a
+    read of a new path leaves nothing behind; reads of a missing file find nothing. A
+    PostgreSQL URL is connected to (and its schema made) at once, so a bad one fails first."""
 
     def __init__(self, path: str | Path):
+        self.url = str(path) if engines.is_url(path) else None
+        self._engine = None
+        if self.url is not None:
+            self.path = None
+            self.where = engines.shown(self.url)  # messages and records: never the password
+            self._engine = engines.postgres_engine(self.url)
+            return
         self.path = Path(path).expanduser()
+        self.where = str(self.path)
         if self.path.is_dir():
             raise PromptSearchError(f"Database path '{self.path}' is a folder; give a file path (e.g. {self.path / 'promptsearch.db'}).")
-        self._engine = None
         if self.path.exists():
             self.engine  # an existing file is checked now: not a database, no permission
         else:
@@ -52,42 +61,29 @@ class Store:
         return self._engine
 
     def _open(self):
-        from sqlalchemy import create_engine, event
-        from sqlalchemy.exc import DatabaseError, OperationalError
-        from sqlmodel import SQLModel
-
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PromptSearchError(f"Cannot create the folder for database '{self.path}': {e.strerror}; set PROMPTSEARCH_DB or --db.") from None
-        engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_S})
+        engine = engines.sqlite_engine(self.path)
+        engines.create_sqlite_schema(engine, self.where)
+        return engine
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _):
-            cur = conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
+    def checkpoints(self, home: Path | None = None) -> Path:
+        """Where this database's checkpointing runs keep their folders."""
+        from promptsearch.settings import get_settings
 
-        attempt = 0
-        while True:
-            try:
-                SQLModel.metadata.create_all(engine)
-                return engine
-            except (OperationalError, DatabaseError) as e:
-                msg = str(getattr(e, "orig", e))
-                attempt += 1
-                # Another process created a table between our check and our CREATE: look again.
-                if "already exists" not in msg or attempt >= 10:
-                    raise PromptSearchError(f"Cannot use database '{self.path}': {msg}; check the path and its "
-                                            "permissions, or use --db.") from None
-                time.sleep(0.05 * attempt)
+        return engines.checkpoint_dir(self.url or self.path, home or get_settings().home)
+
+    def size_bytes(self) -> int | None:
+        """The SQLite file's size (None on a server)."""
+        if self.path is None:
+            return None
+        return self.path.stat().st_size if self.path.exists() else 0
 
     def _readable(self) -> bool:
         """Whether there is anything to read (a missing file is never created by a read)."""
-        return self._engine is not None or self.path.exists()
+        return self._engine is not None or (self.path is not None and self.path.exists())
 
     # --- cache ---------------------------------------------------------------------
     def cache_get(self, keys: list[str]) -> dict[str, Any]:
@@ -105,16 +101,13 @@ class Store:
 
     def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
         """Insert answers in one transaction; a concurrent writer's identical entry wins quietly."""
-        from sqlalchemy.dialects.sqlite import insert
-
         rows = list(rows)
         if not rows:
             return
         now = time.time()
         for r in rows:
             r.setdefault("created", now)
-        with self.engine.begin() as conn:
-            conn.execute(insert(CacheEntry).prefix_with("OR IGNORE"), rows)
+        engines.insert_ignoring_duplicates(self.engine, CacheEntry, rows)
 
     def cache_stats(self) -> list[dict[str, Any]]:
         from sqlalchemy import func
@@ -138,8 +131,9 @@ class Store:
             stmt = stmt.where(CacheEntry.backend == backend)
         with self.engine.begin() as conn:
             n = conn.execute(stmt).rowcount
-        with sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S) as raw:
-            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self.path is not None:
+            with sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S) as raw:
+                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
 
     # --- runs ----------------------------------------------------------------------
@@ -169,7 +163,7 @@ class Store:
         from sqlmodel import Session, col, select
 
         if not self._readable():
-            raise PromptSearchError(f"Run '{run_id}': no such run in {self.path} (no database there yet); "
+            raise PromptSearchError(f"Run '{run_id}': no such run in {self.where} (no database there yet); "
                                     "list runs with `promptsearch runs`.")
         with Session(self.engine) as s:
             run = s.get(Run, run_id)
@@ -181,7 +175,7 @@ class Store:
                 if len(matches) == 1:
                     return matches[0]
                 hint = "ambiguous prefix" if matches else "no such run"
-                raise PromptSearchError(f"Run '{run_id}': {hint} in {self.path}; list runs with `promptsearch runs`.")
+                raise PromptSearchError(f"Run '{run_id}': {hint} in {self.where}; list runs with `promptsearch runs`.")
             return run
 
     def run_candidates(self, run_id: str) -> list[CandidateRow]:
