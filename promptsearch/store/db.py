@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from promptsearch.errors import PromptSearchError
 from promptsearch.store import engines
 from promptsearch.store.engines import BUSY_TIMEOUT_S
-from promptsearch.store.models import CacheEntry, CandidateRow, Run, TestResult
+from promptsearch.store.models import CacheEntry, CandidateRow, Run, SweepTrial, TestResult
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -193,3 +193,20 @@ class Store:
             return []
         with Session(self.engine) as s:
             return list(s.exec(select(TestResult).where(TestResult.run_id == run_id)))
+
+    # --- sweep trials (promptsearch/sweep) -------------------------------------------
+    def trials(self, keys: list[str]) -> dict[str, SweepTrial]:
+        from sqlmodel import Session, col, select
+
+        if not self._readable() or not keys:
+            return {}
+        with Session(self.engine) as s:
+            return {t.key: t for t in s.exec(select(SweepTrial).where(col(SweepTrial.key).in_(keys)))}
+
+    def put_trial(self, trial: SweepTrial) -> None:
+        from sqlmodel import Session
+
+        trial.updated = time.time()
+        with Session(self.engine) as s:
+            s.merge(trial)
+            s.commit()

@@ -53,3 +53,17 @@ class TestResult(SQLModel, table=True):
     example_id: str
     score: float
     prediction: str
+
+
+class SweepTrial(SQLModel, table=True):
+    """One trial of a sweep (promptsearch/sweep): its resolved configuration's hash is the key,
+    so a rerun of the sweep finds what is finished. Written only by the sweep's own process."""
+
+    key: str = Field(primary_key=True)
+    sweep: str = Field(index=True)
+    config: str  # JSON of the resolved trial configuration
+    status: str = "pending"  # pending | running | done | failed
+    run_id: str = ""
+    error: str = ""
+    attempts: int = 0
+    updated: float = 0.0

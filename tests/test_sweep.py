@@ -1,0 +1,112 @@
+"""`promptsearch sweep`: a grid of ordinary runs on a tiny model, through local worker
+processes and a local Ray; reruns skip finished trials; a worker killed mid-trial is retried
+and finishes from the cache; bad specs are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+from typer.testing import CliRunner
+
+from promptsearch.cli import app
+from promptsearch.errors import PromptSearchError
+from promptsearch.store import Store
+from promptsearch.sweep.executors import LocalExecutor, RayExecutor
+from promptsearch.sweep.run import run_sweep
+from promptsearch.sweep.spec import load_spec
+from promptsearch.sweep.table import collect, markdown
+
+runner = CliRunner()
+
+
+def write_spec(tmp_path, tiny_model, **extra) -> str:
+    doc = {"name": "tiny", "tasks": ["sentiment"], "models": [f"hf:{tiny_model}"],
+           "searchers": ["baseline", {"name": "demos", "options": {"sets": 2, "shots": 2}}],
+           "seeds": [0, 1], "budget": {"max_evals": 400}, **extra}
+    path = tmp_path / "spec.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def test_local_sweep_runs_the_grid_and_a_rerun_skips_finished_trials(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    spec = write_spec(tmp_path, tiny_model)
+    db = str(tmp_path / "s.db")
+    out = tmp_path / "table.md"
+    r = runner.invoke(app, ["sweep", spec, "--workers", "2", "--db", db, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "4 of 4 trials done" in r.output and "| searcher | sentiment |" in r.output
+    assert "| baseline |" in r.output and "| demos |" in r.output
+    assert out.exists() and out.with_suffix(".png").exists()
+    store = Store(db)
+    assert len(store.runs()) == 4  # each trial an ordinary run
+    again = runner.invoke(app, ["sweep", spec, "--db", db])
+    assert again.exit_code == 0 and "4 had finished in an earlier sweep and were skipped" in again.output
+    assert len(store.runs()) == 4  # nothing ran again
+
+
+def test_a_killed_worker_is_retried_and_finishes_from_the_cache(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    spec = load_spec(write_spec(tmp_path, tiny_model, seeds=[0], searchers=[{"name": "demos", "options": {"sets": 4}}]))
+    db = str(tmp_path / "k.db")
+    store = Store(db)
+    events, pids, killed = [], {}, []
+
+    def on_change(progress, trial, kind, info):
+        events.append(kind)
+        if kind == "phase" and "test examples" in str(info) and not killed:  # the search is done and cached
+            os.kill(progress_pid[0], signal.SIGKILL)
+            killed.append(True)
+
+    progress_pid = []
+    real_run = LocalExecutor.run
+
+    def run(self, spec_, trials, db_, on_event):
+        def spy(trial, kind, info):
+            if kind == "start":
+                progress_pid[:] = [info]
+            on_event(trial, kind, info)
+        return real_run(self, spec_, trials, db_, spy)
+
+    monkeypatch.setattr(LocalExecutor, "run", run)
+    rows, _ = run_sweep(spec, store, LocalExecutor(1), db, on_change)
+    row = next(iter(rows.values()))
+    assert killed and "retry" in events and row.status == "done" and row.attempts == 2
+    doc = json.loads(store.get_run(row.run_id).result)
+    assert doc["cost"]["search"]["calls"] == 0 and doc["cost"]["search"]["cache_hits"] > 0  # the first attempt's answers
+
+
+def test_a_sweep_on_a_local_ray(tmp_path, tiny_model, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    spec = load_spec(write_spec(tmp_path, tiny_model, searchers=["baseline"], resources={"num_cpus": 1}))
+    assert len(spec.trials) == 2  # two seeds, one task a Ray task each, two at once on 2 CPUs
+    db = str(tmp_path / "r.db")
+    store = Store(db)
+    rows, _ = run_sweep(spec, store, RayExecutor(num_cpus=2), db)
+    assert [r.status for r in rows.values()] == ["done", "done"]
+    assert "| baseline |" in markdown(collect(store, rows))
+
+
+def test_bad_specs_are_one_line(tmp_path, tiny_model):
+    cases = [({"searchers": ["apee"]}, "Did you mean: ape"),
+             ({"searchers": [{"name": "demos", "options": {"shots": 0}}]}, "must be >= 1"),
+             ({"searchers": [{"name": "demos", "options": {"colour": "red"}}]}, "Unknown option 'colour'"),
+             ({"seeds": []}, "'seeds' is empty"),
+             ({"tasks": []}, "'tasks' is empty"),
+             ({"budgets": {}}, "unknown key 'budgets'. Did you mean: budget?"),
+             ({"harnesses": ["fewshot:k=x"]}, "")]
+    for extra, says in cases:
+        spec = write_spec(tmp_path, tiny_model, **extra)
+        r = runner.invoke(app, ["sweep", spec, "--db", str(tmp_path / "b.db")])
+        assert r.exit_code == 2 and says in r.output, (extra, r.output)
+        assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    (tmp_path / "bad.yaml").write_text("tasks: [a\n  b: c")
+    with pytest.raises(PromptSearchError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+    assert not (tmp_path / "b.db").exists()  # nothing was written for a bad spec
