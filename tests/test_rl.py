@@ -145,3 +145,33 @@ def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_st
     assert not run_dir.exists()  # finished: checkpoints removed
     again = runner.invoke(app, ["run", "--resume", run_dir.name, "--db", str(tmp_path / "b.db")])
     assert again.exit_code == 2 and "nothing to resume" in again.output
+
+
+def test_use_vllm_passes_trls_settings_and_without_vllm_is_one_line(monkeypatch):
+    import importlib.util
+
+    import pytest
+
+    from promptsearch.errors import PromptSearchError
+    from promptsearch.searchers.base import build_config
+    from promptsearch.searchers.rl import RLSearcher, vllm_settings
+
+    assert vllm_settings(build_config(RLSearcher, {}), False) == {}
+    cfg = build_config(RLSearcher, {"use_vllm": "true", "vllm_mode": "server", "vllm_server_base_url": "http://h:8000"})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(PromptSearchError, match="pip install vllm") as e:
+        vllm_settings(cfg, False)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    assert vllm_settings(cfg, False) == {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://h:8000"}
+    colocate = build_config(RLSearcher, {"use_vllm": "true", "vllm_gpu_memory_utilization": "0.5"})
+    assert vllm_settings(colocate, False)["vllm_gpu_memory_utilization"] == 0.5
+    with pytest.raises(PromptSearchError, match="style=instruction"):
+        vllm_settings(colocate, True)
+    # TRL takes exactly these names
+    import dataclasses
+
+    from trl import GRPOConfig
+    assert {"use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_gpu_memory_utilization"} <= {
+        f.name for f in dataclasses.fields(GRPOConfig)}

@@ -35,19 +35,19 @@ def write_spec(tmp_path, tiny_model, **extra) -> str:
 
 def test_local_sweep_runs_the_grid_and_a_rerun_skips_finished_trials(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    spec = write_spec(tmp_path, tiny_model)
+    spec = write_spec(tmp_path, tiny_model, seeds=[0])
     db = str(tmp_path / "s.db")
     out = tmp_path / "table.md"
     r = runner.invoke(app, ["sweep", spec, "--workers", "2", "--db", db, "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert "4 of 4 trials done" in r.output and "| searcher | sentiment |" in r.output
+    assert "2 of 2 trials done" in r.output and "| searcher | sentiment |" in r.output
     assert "| baseline |" in r.output and "| demos |" in r.output
     assert out.exists() and out.with_suffix(".png").exists()
     store = Store(db)
-    assert len(store.runs()) == 4  # each trial an ordinary run
+    assert len(store.runs()) == 2  # each trial an ordinary run
     again = runner.invoke(app, ["sweep", spec, "--db", db])
-    assert again.exit_code == 0 and "4 had finished in an earlier sweep and were skipped" in again.output
-    assert len(store.runs()) == 4  # nothing ran again
+    assert again.exit_code == 0 and "2 had finished in an earlier sweep and were skipped" in again.output
+    assert len(store.runs()) == 2  # nothing ran again
 
 
 def test_a_killed_worker_is_retried_and_finishes_from_the_cache(tmp_path, tiny_model, monkeypatch):

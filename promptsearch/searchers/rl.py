@@ -62,6 +62,13 @@ class RLSearcher(Searcher):
         demos: int = option(4, "instruction style: train demos in the meta-prompt", min=1)
         eval_every: int = option(4, "race the best prompts so far on dev every this many steps", min=1)
         race: int = option(4, "prompts raced on dev each time", min=1)
+        use_vllm: bool = option(False, "generate the policy's prompts with vLLM through TRL (a CUDA machine with vllm "
+                                "installed); generation dominates a GRPO step on a GPU")
+        vllm_mode: str = option("colocate", "colocate: vLLM in this process, sharing the GPU; server: a `trl vllm-serve` "
+                                "server at vllm_server_base_url", choices=("colocate", "server"))
+        vllm_server_base_url: str = option("", "vllm_mode=server: the server's URL (default TRL's, http://0.0.0.0:8000)")
+        vllm_gpu_memory_utilization: float = option(0.3, "vllm_mode=colocate: share of GPU memory vLLM may take",
+                                                    above=0, max=1)
         checkpoint_every: int = option(4, "save a checkpoint every this many steps (runs started from the CLI)", min=1)
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
@@ -317,6 +324,7 @@ def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | No
         gen = {"suppress_tokens": banned, "min_new_tokens": cfg.trigger_length}
     if gen:
         common["generation_kwargs"] = gen
+    common.update(vllm_settings(cfg, banned is not None))
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
@@ -333,3 +341,25 @@ def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | No
     args = RLOOConfig(**common, beta=0.0)
     return RLOOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=dataset,
                        processing_class=tok, peft_config=peft_config)
+
+
+def vllm_settings(cfg, tokens_style: bool) -> dict:
+    """TRL's vLLM generation settings from the searcher's options ({} unless use_vllm)."""
+    if not cfg.use_vllm:
+        return {}
+    import importlib.util
+
+    from promptsearch.errors import PromptSearchError
+
+    if importlib.util.find_spec("vllm") is None:
+        raise PromptSearchError("-o use_vllm=true needs vLLM, which is not installed: pip install vllm (on a CUDA "
+                                "machine), or leave use_vllm off.")
+    if tokens_style:
+        raise PromptSearchError("-o use_vllm=true works with style=instruction: the tokens style bans tokens during "
+                                "generation, which TRL does not pass to vLLM.")
+    out = {"use_vllm": True, "vllm_mode": cfg.vllm_mode}
+    if cfg.vllm_mode == "server" and cfg.vllm_server_base_url:
+        out["vllm_server_base_url"] = cfg.vllm_server_base_url
+    if cfg.vllm_mode == "colocate":
+        out["vllm_gpu_memory_utilization"] = cfg.vllm_gpu_memory_utilization
+    return out
