@@ -74,7 +74,7 @@ for _base in ("manual (natural)", "4-shot", "16-shot"):
     for _mode in MODES:
         ROWS[f"{_base} · {_mode}"] = None
         HARNESS[f"{_base} · {_mode}"] = f"calibrate:mode={_mode}"
-for _row, _spec in {"demos": ("demos", {}), "ape": ROWS["ape"], "rl (instruction)": ROWS["rl (instruction)"],
+for _row, _spec in {"demos": ("demos", {}), "demos (16 shots)": ("demos", {"shots": "16"}), "ape": ROWS["ape"], "rl (instruction)": ROWS["rl (instruction)"],
                     "autoprompt + label search": ROWS["autoprompt + label search"],
                     "prompt tuning": ROWS["prompt tuning"]}.items():
     ROWS[f"{_row} · calibrated"] = _spec
