@@ -110,3 +110,11 @@ def test_bad_specs_are_one_line(tmp_path, tiny_model):
     with pytest.raises(PromptSearchError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
     assert not (tmp_path / "b.db").exists()  # nothing was written for a bad spec
+
+
+def test_dry_run_lists_the_trials_and_their_planned_cost(tmp_path, tiny_model):
+    spec = write_spec(tmp_path, tiny_model, searchers=["baseline"])
+    r = runner.invoke(app, ["sweep", spec, "--dry-run", "--db", str(tmp_path / "d.db")])
+    assert r.exit_code == 0, r.output
+    assert "1. sentiment · baseline · zero-shot · seed 0" in r.output and "2 trials" in r.output
+    assert "model calls" in r.output and not (tmp_path / "d.db").exists()  # nothing computed or stored
