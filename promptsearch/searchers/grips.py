@@ -123,6 +123,7 @@ class GrIPSSearcher(Searcher):
         seen: set[str] = set()
         stopped = ""
         best = Candidate(instruction=start, name="start", origin="grips:start")
+        best_dev = best_obj = None
         try:
             res = evaluator.score(best, task.dev)
             best_obj, best_dev = objective(res), res.mean
@@ -157,7 +158,7 @@ class GrIPSSearcher(Searcher):
                     break
         except BudgetExhausted as e:
             stopped = str(e)
-            if "best_dev" not in locals():
+            if best_dev is None:  # not even the start instruction was scored
                 raise
         notes["objective_score"] = round(best_obj, 4)
         return SearchResult(best, best_dev, list(evaluator.history), evaluator.cost, stopped, notes)
