@@ -12,9 +12,14 @@ the same budget (`--budget-seconds`, default 600 s of search, or `--budget-calls
     python benchmarks/fewshot_table.py [--rows ape autoprompt ...] [--datasets sst-2 mr]  # resumes
     python benchmarks/fewshot_table.py --table [--datasets ...]  # the markdown table from results/
     python benchmarks/fewshot_table.py --device cuda --seeds 16-13 16-21 16-42 16-87 16-100  # the GPU table
+    python benchmarks/fewshot_table.py --ray --workers 8 --threads 1  # the trials spread over a local Ray
 
-One SQLite database (cache and runs) for the whole table, so a rerun or an interrupted run
-resumes where it stopped; results in `benchmarks/results/fewshot_table.json`, or
+The grid is the sweep spec `benchmarks/fewshot_table.yaml` (each row a searcher, its options
+and harness; each dataset a task with its manual instruction): this script picks the trials
+for the rows, datasets and seed folders asked for, runs them with the sweep's executors
+(`--workers N` local processes, or `--ray [--ray-address ...]`), and turns each finished
+run into the table's rows. One SQLite database (cache, runs and trials) for the whole
+table, so a rerun or an interrupted run resumes where it stopped; results in `benchmarks/results/fewshot_table.json`, or
 `fewshot_table_cuda.json` (and `out/fewshot_table_cuda.db`) with `--device cuda`, so a GPU
 run is kept as a second table (`--table --device cuda` prints it).
 """
@@ -38,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "rlprompt"
 RESULTS = ROOT / "benchmarks" / "results" / "fewshot_table.json"
 DB = ROOT / "benchmarks" / "out" / "fewshot_table.db"
+SPEC = ROOT / "benchmarks" / "fewshot_table.yaml"  # the grid: every row as a sweep trial
 DATASETS = ("sst-2", "mr", "subj", "agnews", "trec")
 # RLPrompt's left-to-right template "{sentence} {prompt}" and verbalizers (fsc_helpers.py)
 RLPROMPT_LABELS = {
@@ -81,49 +87,6 @@ for _row, _spec in {"demos": ("demos", {}), "demos (16 shots)": ("demos", {"shot
     HARNESS[f"{_row} · calibrated"] = "calibrate"
 
 
-def load(dataset: str, seed: str, agnews_full: bool):
-    from promptsearch.tasks.loaders import load_task
-
-    task = load_task(str(DATA / dataset / seed))
-    if dataset == "agnews" and not agnews_full and len(task.test) > 2000:  # fixed stratified 2,000
-        by: dict[str, list] = {}
-        for e in task.test:
-            by.setdefault(e.label, []).append(e)
-        rng = random.Random(0)
-        test = [e for lab in sorted(by) for e in rng.sample(by[lab], 2000 // len(by))]
-        task = replace(task, test=test)
-    return replace(task, instructions=[MANUAL[dataset]])
-
-
-def baseline(row: str, task, dataset: str, model: str, seed: int):
-    """A prompt scored on dev and test without search."""
-    from promptsearch.candidates import Candidate
-    from promptsearch.evaluation.evaluator import Evaluator
-    from promptsearch.runner import prepare
-    from promptsearch.searchers.baseline import pick_demos
-
-    harness = HARNESS.get(row)
-    row = row.split(" · ")[0]
-    if row == "manual (RLPrompt)":
-        names = list(task.labels)
-        task = replace(task, template="{input}", labels=dict(zip(names, RLPROMPT_LABELS[dataset])))
-        cand = Candidate(name=row)
-    elif row == "manual (natural)":
-        cand = Candidate(instruction=MANUAL[dataset], name=row)
-    elif row.endswith("-shot"):
-        k = int(row.split("-")[0])
-        cand = Candidate(demos=tuple(pick_demos(task, min(k, len(task.train)), seed, True)), name=row)
-    else:
-        cand = Candidate(name=row)
-    setup = prepare(task, model, db=str(DB))
-    t0 = time.time()
-    dev = Evaluator(setup.task, setup.backend, harness=harness).score(cand, task.dev)
-    test = Evaluator(setup.task, setup.backend, harness=harness).score(cand, task.test, split="test")
-    return {"dev": round(dev.mean, 4), "test": round(test.mean, 4), "test_n": test.n, "scores": packed(test.scores),
-            "predicted": dict(Counter(test.predictions)), "harness": harness or "zero-shot",
-            "calls": dev.cost.calls + test.cost.calls, "wall_seconds": round(time.time() - t0, 1)}
-
-
 def packed(scores: list[float]) -> str | list[float]:
     """Per-example test scores, kept for the paired bootstrap: '0110...' for 0/1 scores."""
     return "".join(str(int(s)) for s in scores) if all(s in (0.0, 1.0) for s in scores) else [round(s, 4) for s in scores]
@@ -133,26 +96,85 @@ def unpacked(scores: str | list[float]) -> list[float]:
     return [float(c) for c in scores] if isinstance(scores, str) else list(scores)
 
 
-def search(row: str, task, model: str, seed: int, budget):
-    from promptsearch.runner import run_search
-    from promptsearch.store.db import Store
+# --- the table as a sweep (benchmarks/fewshot_table.yaml) ------------------------------------
 
-    searcher, opts = ROWS[row]
-    t0 = time.time()
-    doc = run_search(task, model=model, searcher=searcher, options=opts, seed=seed, db=str(DB), budget=budget,
-                     baseline_shots=0, harness=HARNESS.get(row))
-    # the searcher's own best (a run now returns a baseline that beat it on dev: the row is the search's)
+BASELINE_ROWS = {"empty": "empty", "manual-1": "manual (natural)", "4-shot": "4-shot", "16-shot": "16-shot"}
+
+
+def where(trial) -> tuple[str, str]:
+    """(dataset, seed folder) of a trial: its task's name is 'DATASET/16-SEED[ rlprompt]'."""
+    from promptsearch.sweep.spec import task_name
+
+    dataset, seed = task_name(trial.task).split()[0].split("/")
+    return dataset, seed
+
+
+def trial_rows(trial) -> dict[str, str]:
+    """The table's rows a trial fills: row name -> the candidate of its run that is that row
+    (a baseline candidate's name, or "" for the search's own best)."""
+    from promptsearch.sweep.spec import task_name
+
+    harness = trial.harness
+    opts = dict(trial.options)
+    if trial.searcher == "baseline":
+        if task_name(trial.task).endswith(" rlprompt"):  # RLPrompt's template and verbalizers: the empty candidate
+            return {"manual (RLPrompt)": "empty"}
+        wanted = ["16-shot"] if opts.get("shots") == "16" else ["empty", "manual-1", "4-shot"]
+        suffix = "" if harness == "zero-shot" else f" · {harness.split('mode=')[-1]}"
+        rows = {BASELINE_ROWS[c] + suffix: c for c in wanted}
+        return {r: c for r, c in rows.items() if r in ROWS}
+    for row, spec in ROWS.items():
+        if spec and spec == (trial.searcher, opts) and (harness == "calibrate") == row.endswith(" · calibrated"):
+            return {row: ""}
+    return {}
+
+
+def sweep_trials(spec, rows: list[str], datasets: list[str], seeds: list[str] | None, model: str, budget) -> list:
+    """The spec's trials that fill the chosen rows on the chosen datasets and seed folders,
+    with the model and search budget given here."""
+    chosen = []
+    for t in spec.trials:  # each dataset's 16-42 trials stand for every seed folder asked for
+        dataset, seed = where(t)
+        if seed != "16-42" or dataset not in datasets or not set(trial_rows(t)) & set(rows):
+            continue
+        for want in seeds or (["16-13", "16-42", "16-100"] if dataset == "sst-2" else ["16-42"]):
+            v = replace(t, task=t.task.replace("/16-42", f"/{want}"), model=model)
+            chosen.append(v if v.searcher == "baseline" else replace(v, budget=tuple(sorted(budget.items()))))
+    return list(dict.fromkeys(chosen))
+
+
+def results_of(store, trial, run_id: str, wall: float) -> dict[str, dict]:
+    """A finished trial's rows in the results file's shape (keys row|dataset|seed|model)."""
+    from promptsearch.sweep.spec import resolve_task
+
+    doc = json.loads(store.get_run(run_id).result)
+    task = resolve_task(trial.task)
+    dataset, seed = where(trial)
     best = doc.get("search_best", doc["best"])
-    tests = [t for t in Store(DB).run_tests(doc["run_id"]) if t.candidate == best["name"]]
-    by_id = {t.example_id: t.score for t in tests}
-    return {"dev": best["dev"]["mean"], "test": best["test"]["mean"], "test_n": best["test"]["n"],
-            "scores": packed([by_id[e.id] for e in task.test]), "predicted": dict(Counter(t.prediction for t in tests)),
-            "harness": doc["harness"], "run_picked": doc["best"].get("picked", "search"),
-            "prompt": best["prompt"][:120], "run_id": doc["run_id"], "calls": doc["cost"]["search"]["calls"],
-            "cache_hits": doc["cost"]["search"]["cache_hits"],
-            "test_calls": doc["cost"]["test"]["calls"], "test_cache_hits": doc["cost"]["test"]["cache_hits"],
-            "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
-            "stopped_by": doc["stopped_by"]}
+    devs = {b["name"]: b["dev"]["mean"] for b in doc["baselines"]} | {best["name"]: best["dev"]["mean"]}
+    tests = store.run_tests(run_id)
+    cost = doc["cost"]
+    out = {}
+    for row, cand in trial_rows(trial).items():
+        name = cand or best["name"]
+        mine = {t.example_id: t for t in tests if t.candidate == name}
+        if len(mine) < len(task.test):
+            continue  # this run did not score that candidate on test (a baseline that was left out)
+        scores = [mine[e.id].score for e in task.test]
+        r = {"dev": round(devs[name], 4), "test": round(statistics.mean(scores), 4), "test_n": len(scores),
+             "scores": packed(scores), "predicted": dict(Counter(mine[e.id].prediction for e in task.test)),
+             "harness": doc["harness"], "run_id": run_id}
+        if cand:  # a baseline: no search of its own
+            r.update(calls=cost["search"]["calls"] + cost["test"]["calls"], wall_seconds=round(wall, 1), budget="no search")
+            del r["run_id"]
+        else:
+            r.update(run_picked=doc["best"].get("picked", "search"), prompt=best["prompt"][:120],
+                     calls=cost["search"]["calls"], cache_hits=cost["search"]["cache_hits"],
+                     test_calls=cost["test"]["calls"], test_cache_hits=cost["test"]["cache_hits"],
+                     search_seconds=cost["search"]["seconds"], wall_seconds=round(wall, 1),
+                     stopped_by=doc["stopped_by"])
+        out[f"{row}|{dataset}|{seed}|{trial.model}"] = r
+    return out
 
 
 def with_cache_hits(results: dict) -> dict:
@@ -335,9 +357,12 @@ def main() -> None:
     ap.add_argument("--agnews-full", action="store_true")
     ap.add_argument("--db", type=Path, default=None, help="the table's SQLite cache and runs")
     ap.add_argument("--results", type=Path, default=None, help="where results are kept (JSON)")
-    ap.add_argument("--redo", action="store_true", help="score baseline rows again even if stored (the cache "
-                    "answers them; adds what older results lack, such as predicted-label counts)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--redo", action="store_true", help="run rows again even if stored (the cache answers "
+                    "what it holds; adds what older results lack, such as predicted-label counts)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per trial (default: torch's)")
+    ap.add_argument("--workers", type=int, default=1, help="trials at once (local processes, or Ray CPUs)")
+    ap.add_argument("--ray", action="store_true", help="run the trials as Ray tasks (pip install 'promptsearch[ray]')")
+    ap.add_argument("--ray-address", default=None, help="with --ray: an existing cluster")
     args = ap.parse_args()
     suffix = f"_{args.device.split(':')[0]}" if args.device and args.device != "cpu" else ""  # a GPU table is a second table
     DB = args.db or DB.with_name(f"fewshot_table{suffix}.db")
@@ -362,31 +387,47 @@ def main() -> None:
             plot(results, args.plot)
         return
     if args.device:
-        os.environ["PROMPTSEARCH_DEVICE"] = args.device
+        os.environ["PROMPTSEARCH_DEVICE"] = args.device  # the trials' worker processes inherit it
     if args.threads:
-        import torch
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.chdir(ROOT)  # the spec's task paths are relative to the checkout
+    from promptsearch.store.db import Store
+    from promptsearch.sweep.executors import LocalExecutor, RayExecutor
+    from promptsearch.sweep.run import run_sweep
+    from promptsearch.sweep.spec import load_spec
 
-        torch.set_num_threads(args.threads)
+    spec = load_spec(SPEC)
+    budget_doc = {"max_calls": float(args.budget_calls)} if args.budget_calls else {"max_seconds": float(args.budget_seconds)}
+    trials = sweep_trials(spec, args.rows, args.datasets, args.seeds, args.model, budget_doc)
+    if args.agnews_full:  # all 7,600 AG News test articles
+        trials = [replace(t, task=json.dumps({k: v for k, v in json.loads(t.task).items() if k != "test_sample"},
+                                             sort_keys=True)) if "test_sample" in t.task else t for t in trials]
+    todo = [t for t in trials if args.redo or not all(f"{row}|{'|'.join(where(t))}|{t.model}" in results
+                                                      for row in set(trial_rows(t)) & set(args.rows))]
+    print(f"{len(todo)} of {len(trials)} trials to run ({len(trials) - len(todo)} already in {RESULTS.name})", flush=True)
+    if not todo:
+        return
     DB.parent.mkdir(parents=True, exist_ok=True)
-    for dataset in args.datasets:
-        seeds = args.seeds or (["16-13", "16-42", "16-100"] if dataset == "sst-2" else ["16-42"])
-        for seed_dir in seeds:
-            task = load(dataset, seed_dir, args.agnews_full)
-            for row in args.rows:
-                key = f"{row}|{dataset}|{seed_dir}|{args.model}"
-                if key in results and not (args.redo and ROWS[row] is None):
-                    continue
-                print(f"== {key}", flush=True)
-                try:
-                    r = baseline(row, task, dataset, args.model, 0) if ROWS[row] is None else search(row, task, args.model, 0, budget)
-                except Exception as e:  # noqa: BLE001 - a row that cannot run here (no stored prompt for init=best, say)
-                    print(f"   skipped: {type(e).__name__}: {e}", flush=True)
-                    continue
-                r["budget"] = note if ROWS[row] else "no search"
-                results[key] = r
-                print(f"   test {r['test']:.4f} ({r['wall_seconds']:.0f} s)", flush=True)
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(results, indent=1))
+    store = Store(str(DB))
+    started: dict[str, float] = {}
+
+    def on_change(progress, trial, kind, info) -> None:
+        if kind == "start":
+            started[trial.key()] = time.time()
+            print(f"== {trial.label()}", flush=True)
+        elif kind == "failed":
+            print(f"   failed: {info}", flush=True)
+        elif kind == "done":
+            rows = results_of(store, trial, info["run_id"], time.time() - started.get(trial.key(), time.time()))
+            for key, r in rows.items():
+                if key.split("|")[0] in args.rows:
+                    results[key] = r
+                    print(f"   {key}: test {r['test']:.4f}", flush=True)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1))
+
+    executor = RayExecutor(address=args.ray_address, num_cpus=args.workers) if args.ray else LocalExecutor(args.workers)
+    run_sweep(replace(spec, trials=todo), store, executor, str(DB), on_change)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,33 @@ def test_versus_manual_uses_the_dev_chosen_manual_prompt_and_averages_seeds(ft):
 def test_scores_pack_and_unpack(ft):
     assert ft.packed([1.0, 0.0, 1.0]) == "101" and ft.unpacked("101") == [1.0, 0.0, 1.0]
     assert ft.unpacked(ft.packed([0.25, 1.0])) == [0.25, 1.0]
+
+
+def test_the_table_is_a_sweep_spec_and_every_row_has_its_trials(ft):
+    """benchmarks/fewshot_table.yaml names every row of the table: the script's chosen rows,
+    datasets and seed folders pick its trials, and each trial says which rows its run fills."""
+    import os
+
+    from promptsearch.sweep.spec import load_spec
+
+    spec = load_spec(ft.SPEC)
+    here = os.getcwd()
+    try:
+        os.chdir(ft.ROOT)
+        trials = ft.sweep_trials(spec, list(ft.ROWS), list(ft.DATASETS), None, "embedded", {"max_calls": 50.0})
+    finally:
+        os.chdir(here)
+    filled = {row for t in trials for row in ft.trial_rows(t)}
+    assert filled == set(ft.ROWS)  # no row without a trial
+    assert {ft.where(t) for t in trials} == {("sst-2", "16-13"), ("sst-2", "16-42"), ("sst-2", "16-100"),
+                                             ("mr", "16-42"), ("subj", "16-42"), ("agnews", "16-42"), ("trec", "16-42")}
+    # searches take the budget given here, baselines keep theirs; the model is the one asked for
+    assert all(dict(t.budget) == {"max_calls": 50.0} for t in trials if t.searcher != "baseline")
+    picked = ft.sweep_trials(spec, ["4-shot · batch", "ape · calibrated", "manual (RLPrompt)"], ["trec"],
+                             ["16-87"], "hf:other", {"max_seconds": 60.0})
+    rows = sorted(r for t in picked for r in ft.trial_rows(t))
+    # the calibrated baseline run also scores the empty prompt, which is no row of the table
+    assert rows == ["4-shot · batch", "ape · calibrated", "manual (RLPrompt)", "manual (natural) · batch"]
+    assert {ft.where(t) for t in picked} == {("trec", "16-87")} and {t.model for t in picked} == {"hf:other"}
+    calibrated = next(t for t in picked if t.searcher == "ape")
+    assert calibrated.harness == "calibrate" and dict(calibrated.config())["baseline_shots"] == 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -100,7 +102,12 @@ def test_bad_specs_are_one_line(tmp_path, tiny_model):
              ({"seeds": []}, "'seeds' is empty"),
              ({"tasks": []}, "'tasks' is empty"),
              ({"budgets": {}}, "unknown key 'budgets'. Did you mean: budget?"),
-             ({"harnesses": ["fewshot:k=x"]}, "")]
+             ({"harnesses": ["fewshot:k=x"]}, ""),
+             ({"grids": [{"resources": {"num_cpus": 2}}]}, "'resources' cannot change per grid"),
+             ({"grids": "baseline"}, "'grids' must be a list of mappings"),
+             ({"tasks": [{"task": "sentiment", "instruction": "x"}]}, "unknown key 'instruction'"),
+             ({"tasks": [{"task": "sentiment", "test_sample": 0}]}, "'test_sample' must be a whole number >= 1"),
+             ({"baseline_shots": -1}, "'baseline_shots' must be a whole number >= 0")]
     for extra, says in cases:
         spec = write_spec(tmp_path, tiny_model, **extra)
         r = runner.invoke(app, ["sweep", spec, "--db", str(tmp_path / "b.db")])
@@ -118,3 +125,31 @@ def test_dry_run_lists_the_trials_and_their_planned_cost(tmp_path, tiny_model):
     assert r.exit_code == 0, r.output
     assert "1. sentiment · baseline · zero-shot · seed 0" in r.output and "2 trials" in r.output
     assert "model calls" in r.output and not (tmp_path / "d.db").exists()  # nothing computed or stored
+
+
+def test_grids_and_tasks_with_changes(tmp_path, tiny_model):
+    """Several grids in one spec share the top-level keys and change their own; a task with
+    changes is loaded with them (instructions, template, labels, a stratified test sample)."""
+    from promptsearch.sweep.spec import resolve_task, task_name
+
+    agnews = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "rlprompt" / "agnews" / "16-42")
+    changed = {"task": agnews, "name": "agnews/16-42", "instructions": ["Topic?"], "template": "{input}",
+               "labels": {"World": "world", "Sports": "sports", "Business": "business", "Tech": "tech"},
+               "test_sample": 40}
+    plain = load_spec(write_spec(tmp_path, tiny_model))
+    spec = load_spec(write_spec(tmp_path, tiny_model, tasks=["sentiment", changed], grids=[
+        {"searchers": ["baseline"]},
+        {"searchers": ["baseline"], "harnesses": ["calibrate"], "baseline_shots": 0, "seeds": [0]}]))
+    assert len(spec.trials) == 2 * 2 + 2 * 1
+    assert {t.harness for t in spec.trials} == {"zero-shot", "calibrate"}
+    assert {t.config().get("baseline_shots") for t in spec.trials} == {None, 0}
+    # a spec without the new keys keeps its trials' keys: baseline_shots left out of the config
+    assert "baseline_shots" not in plain.trials[0].config()
+    assert plain.trials[0].key() == load_spec(write_spec(tmp_path, tiny_model)).trials[0].key()
+    trial = next(t for t in spec.trials if t.task.startswith("{"))
+    assert task_name(trial.task) == "agnews/16-42" and trial.label().startswith("agnews/16-42 · baseline")
+    task = resolve_task(trial.task)
+    assert task.instructions == ["Topic?"] and task.template == "{input}" and task.labels["Tech"] == "tech"
+    assert len(task.test) == 40 and sorted(Counter(e.label for e in task.test).values()) == [10, 10, 10, 10]
+    assert resolve_task(trial.task).test == task.test  # a fixed sample: seed 0
+    assert resolve_task("sentiment") == "sentiment"

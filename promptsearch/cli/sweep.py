@@ -69,13 +69,15 @@ def _plan(con, spec, db) -> None:
 
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
+    from promptsearch.sweep.spec import resolve_task
 
     total_calls = total_tokens = 0
     for i, t in enumerate(spec.trials, 1):
         c = t.config()
-        plan = run_search(c["task"], model=c["model"], searcher=c["searcher"], options=c["options"],
+        plan = run_search(resolve_task(c["task"]), model=c["model"], searcher=c["searcher"], options=c["options"],
                           budget=Budget(**c["budget"]), seed=c["seed"], db=str(db) if db else None, dry_run=True,
-                          harness=None if c["harness"] == "zero-shot" else c["harness"])
+                          harness=None if c["harness"] == "zero-shot" else c["harness"],
+                          baseline_shots=c.get("baseline_shots"))
         total_calls += plan["calls"]
         total_tokens += plan["search"]["tokens"] + plan["test"]["tokens"]
         con.print(f"{i:>3}. {escape(t.label())}: {plan['calls']:,} calls to make ({plan['cached']:,} cached), "

@@ -1,7 +1,8 @@
 """A sweep spec (YAML) and the trials it names.
 
     name: sst2-grid                # optional (default: the file's name)
-    tasks: [sentiment]             # built-in names or task paths
+    tasks: [sentiment]             # built-in names or task paths, or a task with changes:
+    #   - {task: PATH, name: sst-2, instructions: [...], template: "...", labels: {...}, test_sample: 2000}
     models: [embedded]
     searchers:                     # a name, or {name: ..., options: {...}}
       - baseline
@@ -11,8 +12,14 @@
     budget: {max_seconds: 120}     # per trial: max_evals, max_calls, max_seconds, max_tokens, max_dollars
     resources: {num_cpus: 1, num_gpus: 0}   # per trial, for Ray
     retries: 2                     # a trial whose worker dies is started again this many times
+    baseline_shots: 0              # the k-shot baseline each run scores beside its best (default: the searcher's)
+    grids:                         # optional: several grids in one sweep, each one changing the keys above
+      - {searchers: [ape], harnesses: [calibrate]}
 
 A trial's key is the hash of its resolved configuration, so a rerun finds finished trials.
+A task with changes (a mapping) is one task spec plus what the run changes in it: its manual
+`instructions`, `template`, `labels` (label -> verbalizer), and `test_sample` (a fixed
+class-stratified sample of the test split, seed 0); `name` labels it in the table.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from typing import Any
 
 from promptsearch.errors import PromptSearchError
 
-KEYS = {"name", "tasks", "models", "searchers", "harnesses", "seeds", "budget", "resources", "retries", "db"}
+GRID_KEYS = {"tasks", "models", "searchers", "harnesses", "seeds", "budget", "baseline_shots"}
+KEYS = GRID_KEYS | {"name", "resources", "retries", "db", "grids"}
+TASK_KEYS = {"task", "name", "instructions", "template", "labels", "test_sample"}
 BUDGET_KEYS = ("max_evals", "max_calls", "max_seconds", "max_tokens", "max_dollars")
 
 
@@ -39,10 +48,13 @@ class Trial:
     harness: str
     seed: int
     budget: tuple[tuple[str, float], ...]
+    baseline_shots: int | None = None
 
     def config(self) -> dict[str, Any]:
         d = asdict(self)
         d["options"], d["budget"] = dict(self.options), dict(self.budget)
+        if d["baseline_shots"] is None:  # left out, so trials of specs without it keep their keys
+            del d["baseline_shots"]
         return d
 
     def key(self) -> str:
@@ -50,7 +62,7 @@ class Trial:
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
-        return f"{self.task} · {self.searcher}{f' ({opts})' if opts else ''} · {self.harness} · seed {self.seed}"
+        return f"{task_name(self.task)} · {self.searcher}{f' ({opts})' if opts else ''} · {self.harness} · seed {self.seed}"
 
 
 @dataclass
@@ -76,11 +88,6 @@ def load_spec(path: str | Path) -> Spec:
     """The spec at `path`, checked: one clear line for the first thing wrong in it."""
     import yaml
 
-    from promptsearch import registry
-    from promptsearch.budget import Budget
-    from promptsearch.evaluation.harness import parse_harness
-    from promptsearch.searchers.base import build_config
-
     p = Path(path)
     where = f"Sweep spec '{p}'"
     try:
@@ -100,6 +107,37 @@ def load_spec(path: str | Path) -> Spec:
         close = difflib.get_close_matches(unknown[0], KEYS, n=1)
         raise PromptSearchError(f"{where}: unknown key '{unknown[0]}'." + (f" Did you mean: {close[0]}?" if close else "")
                                 + f" Keys: {', '.join(sorted(KEYS))}.")
+    resources = {"num_cpus": 1, "num_gpus": 0, **(doc.get("resources") or {})}
+    if set(resources) - {"num_cpus", "num_gpus"} or not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
+        raise PromptSearchError(f"{where}: 'resources' takes num_cpus and num_gpus (numbers >= 0, per trial).")
+    retries = doc.get("retries", 2)
+    if not isinstance(retries, int) or retries < 0:
+        raise PromptSearchError(f"{where}: 'retries' must be a whole number >= 0.")
+    grids = doc.get("grids")
+    if grids is None:
+        trials = _grid(doc, where)
+    else:
+        if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
+            raise PromptSearchError(f"{where}: 'grids' must be a list of mappings, each changing some of "
+                                    f"{', '.join(sorted(GRID_KEYS))}.")
+        trials = []
+        for i, g in enumerate(grids, 1):
+            bad = sorted(set(g) - GRID_KEYS)
+            if bad:
+                raise PromptSearchError(f"{where}, grid {i}: '{bad[0]}' cannot change per grid; "
+                                        f"a grid takes {', '.join(sorted(GRID_KEYS))}.")
+            base = {k: v for k, v in doc.items() if k in GRID_KEYS}
+            trials += _grid({**base, **g}, f"{where}, grid {i}")
+    return Spec(str(doc.get("name") or p.stem), list(dict.fromkeys(trials)), resources, retries, doc.get("db"))
+
+
+def _grid(doc: dict, where: str) -> list[Trial]:
+    """The trials of one grid (the product of its lists), checked."""
+    from promptsearch import registry
+    from promptsearch.budget import Budget
+    from promptsearch.evaluation.harness import parse_harness
+    from promptsearch.searchers.base import build_config
+
     searchers = []
     for i, s in enumerate(_list(doc, "searchers", where), 1):
         name, opts = (s, {}) if isinstance(s, str) else (s.get("name"), s.get("options") or {}) if isinstance(s, dict) else (None, {})
@@ -128,14 +166,66 @@ def load_spec(path: str | Path) -> Spec:
         Budget(**budget)
     except (PromptSearchError, TypeError) as e:
         raise PromptSearchError(f"{where}: {e}") from None
-    resources = {"num_cpus": 1, "num_gpus": 0, **(doc.get("resources") or {})}
-    if set(resources) - {"num_cpus", "num_gpus"} or not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
-        raise PromptSearchError(f"{where}: 'resources' takes num_cpus and num_gpus (numbers >= 0, per trial).")
-    retries = doc.get("retries", 2)
-    if not isinstance(retries, int) or retries < 0:
-        raise PromptSearchError(f"{where}: 'retries' must be a whole number >= 0.")
-    tasks = [str(t) for t in _list(doc, "tasks", where)]
+    shots = doc.get("baseline_shots")
+    if shots is not None and (not isinstance(shots, int) or isinstance(shots, bool) or shots < 0):
+        raise PromptSearchError(f"{where}: 'baseline_shots' must be a whole number >= 0.")
+    tasks = [_task(t, i, where) for i, t in enumerate(_list(doc, "tasks", where), 1)]
     models = [str(m) for m in _list(doc, "models", where, ["embedded"])]
-    trials = [Trial(t, m, s, o, h, seed, tuple(sorted((k, float(v)) for k, v in budget.items())))
-              for t, m, (s, o), h, seed in itertools.product(tasks, models, searchers, harnesses, seeds)]
-    return Spec(str(doc.get("name") or p.stem), list(dict.fromkeys(trials)), resources, retries, doc.get("db"))
+    return [Trial(t, m, s, o, h, seed, tuple(sorted((k, float(v)) for k, v in budget.items())), shots)
+            for t, m, (s, o), h, seed in itertools.product(tasks, models, searchers, harnesses, seeds)]
+
+
+def _task(entry: Any, i: int, where: str) -> str:
+    """A task entry as the trial keeps it: the spec string, or the canonical JSON of a task with changes."""
+    if isinstance(entry, str):
+        return entry
+    if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
+        raise PromptSearchError(f"{where}: task {i} must be a task spec or a mapping with 'task: SPEC' "
+                                f"and changes ({', '.join(sorted(TASK_KEYS - {'task'}))}).")
+    bad = sorted(set(entry) - TASK_KEYS)
+    if bad:
+        raise PromptSearchError(f"{where}: task {i} has unknown key '{bad[0]}'; it takes {', '.join(sorted(TASK_KEYS))}.")
+    if "instructions" in entry and not (isinstance(entry["instructions"], list)
+                                        and all(isinstance(x, str) for x in entry["instructions"])):
+        raise PromptSearchError(f"{where}: task {i}: 'instructions' must be a list of strings.")
+    if "labels" in entry and not (isinstance(entry["labels"], dict) and entry["labels"]):
+        raise PromptSearchError(f"{where}: task {i}: 'labels' must map each label to its verbalizer.")
+    n = entry.get("test_sample")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise PromptSearchError(f"{where}: task {i}: 'test_sample' must be a whole number >= 1.")
+    return json.dumps(entry, sort_keys=True)
+
+
+def task_name(task: str) -> str:
+    """How a trial's task is shown: its `name` when it has changes, else its spec."""
+    if task.startswith("{"):
+        d = json.loads(task)
+        return str(d.get("name") or d["task"])
+    return task
+
+
+def resolve_task(task: str):
+    """A trial's task for the runner: the spec string itself, or, for a task with changes,
+    the loaded task with them applied (instructions, template, labels, a stratified test sample)."""
+    if not task.startswith("{"):
+        return task
+    import random
+    from dataclasses import replace
+
+    from promptsearch.tasks.loaders import load_task
+
+    d = json.loads(task)
+    t = load_task(d["task"])
+    changes = {k: d[k] for k in ("instructions", "template") if k in d}
+    if "labels" in d:
+        changes["labels"] = {str(k): str(v) for k, v in d["labels"].items()}
+    if "name" in d:
+        changes["name"] = str(d["name"])
+    n = d.get("test_sample")
+    if n is not None and n < len(t.test):  # equal shares per label, seed 0 (the few-shot table's AG News)
+        by: dict[str, list] = {}
+        for e in t.test:
+            by.setdefault(e.label, []).append(e)
+        rng = random.Random(0)
+        changes["test"] = [e for lab in sorted(by) for e in rng.sample(by[lab], min(len(by[lab]), n // len(by)))]
+    return replace(t, **changes).validate()

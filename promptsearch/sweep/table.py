@@ -16,6 +16,7 @@ from promptsearch.store.models import SweepTrial
 def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
     """(row label, task) -> {"tests": [per-seed test mean], "scores": [per-seed example scores], "bar": [...]}."""
     from promptsearch.records import searcher_label
+    from promptsearch.sweep.spec import task_name
 
     cells: dict[tuple[str, str], dict] = {}
     for row in rows.values():
@@ -28,7 +29,7 @@ def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
         mine = {t.example_id: t.score for t in tests if t.candidate == best["name"]}
         bar = {t.example_id: t.score for t in tests if t.candidate == "manual-1"}
         label = searcher_label(doc) + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
-        cell = cells.setdefault((label, config["task"]), {"tests": [], "scores": [], "bar": []})
+        cell = cells.setdefault((label, task_name(config["task"])), {"tests": [], "scores": [], "bar": []})
         ids = sorted(mine)
         cell["tests"].append(best["test"]["mean"])
         cell["scores"].append([mine[i] for i in ids])
@@ -61,8 +62,11 @@ def markdown(cells: dict[tuple[str, str], dict], failed: list[SweepTrial] | None
         out.append(f"| {label} | " + " | ".join(row) + " |")
     text = "\n".join(out) + ("\n\nTest accuracy (mean over seeds) and, in brackets, the difference from the manual "
                             "prompt with its paired bootstrap 95% CI (bold: above zero).")
+    from promptsearch.sweep.spec import task_name
+
     for t in failed or []:
-        text += f"\n\nFailed: {json.loads(t.config)['task']} · {json.loads(t.config)['searcher']}: {t.error}"
+        config = json.loads(t.config)
+        text += f"\n\nFailed: {task_name(config['task'])} · {config['searcher']}: {t.error}"
     return text
 
 

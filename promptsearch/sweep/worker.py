@@ -33,16 +33,18 @@ def _resumable(config: dict, db: str | None) -> str | None:
 def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None = None) -> dict[str, Any]:
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
+    from promptsearch.sweep.spec import resolve_task
 
     resume = _resumable(config, db)
     if resume and phase:
         phase(f"resuming run {resume} from its checkpoints")
     if resume:
         doc = run_search(config["task"], resume=resume, db=db, phase=phase)
-    else:
-        doc = run_search(config["task"], model=config["model"], searcher=config["searcher"], options=config["options"],
-                         budget=Budget(**config["budget"]), seed=config["seed"], db=db, phase=phase,
-                         harness=None if config["harness"] == "zero-shot" else config["harness"])
+    else:  # a task with changes goes in loaded (such runs keep no resume arguments; the cache still replays them)
+        doc = run_search(resolve_task(config["task"]), model=config["model"], searcher=config["searcher"],
+                         options=config["options"], budget=Budget(**config["budget"]), seed=config["seed"], db=db,
+                         phase=phase, harness=None if config["harness"] == "zero-shot" else config["harness"],
+                         baseline_shots=config.get("baseline_shots"))
     best = doc["best"]
     return {"run_id": doc["run_id"], "dev": best["dev"]["mean"], "test": best["test"]["mean"],
             "calls": doc["cost"]["search"]["calls"], "cache_hits": doc["cost"]["search"]["cache_hits"]}
