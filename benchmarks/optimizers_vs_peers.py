@@ -53,7 +53,8 @@ DATA = ROOT.parent / "shared" / "data" / "rlprompt"
 RESULTS = ROOT / "benchmarks" / "results" / "optimizers_vs_peers.json"
 MANUAL = {"sst-2": "Is the following movie review positive or negative?",
           "trec": "What kind of answer does the following question ask for?"}
-OURS = ("gepa", "opro", "grips", "mipro")
+OURS = ("gepa", "opro", "grips", "mipro")  # through the server, as the peers
+LOCAL = tuple(f"local:{n}" for n in OURS)  # on the embedded model in-process (log-likelihood scoring)
 PEERS = ("gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light", "dspy.MIPROv2-light-plain")
 CONCURRENCY = 16
 TASK_TOKENS, WRITER_TOKENS = 64, 256  # peers' max tokens for answers and for written instructions
@@ -200,6 +201,41 @@ def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base
             "dev_in_search": best.get("dev_in_search")}
 
 
+def run_local(name: str, task, calls: int, tmp: Path) -> dict:
+    """One of ours on the embedded model in-process, as a user of promptsearch runs it on a
+    local model: labels scored by log-likelihood; calls and tokens from the run's own cost."""
+    from promptsearch.budget import Budget
+    from promptsearch.runner import run_search
+    from promptsearch.store.db import Store
+
+    db = tmp / f"local-{name}.db"
+    t0 = time.perf_counter()
+    doc = run_search(task, model="embedded", searcher=name, seed=0, db=str(db), budget=Budget(max_calls=calls),
+                     baseline_shots=0)
+    wall = time.perf_counter() - t0
+    best = doc.get("search_best", doc["best"])
+    tests = {t.example_id: t.score for t in Store(str(db)).run_tests(doc["run_id"]) if t.candidate == best["name"]}
+    scores = [tests[e.id] for e in task.test]
+    cost = doc["cost"]["search"]
+    return {"system": f"ours: {name}, local model", "test": interval(scores), "scores": scores, "prompt": best["prompt"],
+            "calls": cost["calls"], "failed_calls": 0, "tokens": cost["tokens"],
+            "search_seconds": round(cost["seconds"], 1), "wall_seconds": round(wall, 1),
+            "stopped_by": doc["stopped_by"], "dev_in_search": best.get("dev_in_search")}
+
+
+def local_reference(task) -> dict:
+    """The seed instruction on test on the embedded model in-process (log-likelihood scoring)."""
+    from promptsearch.candidates import Candidate
+    from promptsearch.evaluation.evaluator import Evaluator
+    from promptsearch.runner import prepare
+
+    setup = prepare(task, "embedded", db=str(Path(tempfile.mkdtemp(prefix="ps-local-ref-")) / "ref.db"))
+    scores = Evaluator(setup.task, setup.backend).score(Candidate(instruction=task.instructions[0], name="manual-1"),
+                                                        task.test, split="test").scores
+    return {"system": "manual prompt (no search), local model", "test": interval(scores), "scores": scores,
+            "prompt": task.instructions[0], "calls": 0, "tokens": 0, "search_seconds": 0.0}
+
+
 # --- gepa.optimize with its default adapter --------------------------------------------------
 
 def run_gepa_default(task, folder: str, proxy: CountingProxy, calls: int, tmp: Path) -> dict:
@@ -319,7 +355,8 @@ def manual_reference(task, model: str, proxy: CountingProxy, db: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["sst-2", "trec"], choices=sorted(MANUAL))
-    ap.add_argument("--systems", nargs="+", default=[*OURS, *PEERS], choices=[*OURS, *PEERS])
+    ap.add_argument("--systems", nargs="+", default=[*LOCAL, "gepa", "gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light"],
+                    choices=[*LOCAL, *OURS, *PEERS])
     ap.add_argument("--calls", type=int, default=150, help="model calls per search (MIPROv2 light keeps its own)")
     ap.add_argument("--test-n", type=int, default=100, help="test examples (a fixed random subsample)")
     ap.add_argument("--results", type=Path, default=RESULTS)
@@ -345,20 +382,27 @@ def main() -> None:
             task = load(dataset, args.test_n)
             task.instructions[0] = MANUAL[dataset]
             base_db = tmp / f"{dataset}-base.db"
-            ref_key = f"manual|{dataset}"
-            ref = manual_reference(task, model, proxy, base_db)  # needed by every row's difference; cheap once cached
-            results[ref_key] = ref
+            ref = results.get(f"manual|{dataset}") if not args.fresh else None
+            if ref is None or ref["test"]["n"] != len(task.test):
+                ref = manual_reference(task, model, proxy, base_db)  # the bar of the served rows; warms base_db
+            results[f"manual|{dataset}"] = ref
             for system in args.systems:
                 key = f"{system}|{dataset}"
                 if system == "dspy.MIPROv2-light-plain" and "error" not in results.get(f"dspy.MIPROv2-light|{dataset}", {"error": 1}):
                     continue  # the plainer proposer only where the default one failed
+                if system.startswith("local:") and f"manual-local|{dataset}" not in results:
+                    results[f"manual-local|{dataset}"] = local_reference(task)
                 if key in results and not args.fresh:
                     print(f"{key}: kept from {args.results.name}", flush=True)
                     continue
                 print(f"{key}: running", flush=True)
                 t0 = time.perf_counter()
                 try:
-                    if system in OURS:
+                    if system in LOCAL:
+                        row = run_local(system.split(":", 1)[1], task, args.calls, tmp)
+                    elif system in OURS:
+                        if not base_db.exists():
+                            manual_reference(task, model, proxy, base_db)
                         row = run_ours(system, task, model, proxy, args.calls, base_db, tmp)
                     elif system == "gepa.optimize":
                         row = run_gepa_default(task, folder, proxy, args.calls, tmp)
@@ -370,7 +414,8 @@ def main() -> None:
                 if "scores" in row:
                     from promptsearch.evaluation.stats import paired_bootstrap
 
-                    row["minus_manual"] = paired_bootstrap(row["scores"], ref["scores"]).to_dict()
+                    bar = results[f"manual-local|{dataset}"] if system in LOCAL else ref  # the same harness as the row
+                    row["minus_manual"] = paired_bootstrap(row["scores"], bar["scores"]).to_dict()
                 results[key] = row
                 args.results.write_text(json.dumps(results, indent=1))
                 print(f"{key}: " + (f"test {row['test']['mean']:.3f} {row['test']['ci95']}, {row['calls']} calls, "
