@@ -110,6 +110,28 @@ def test_generation_only_backend_classifies_by_extraction():
     assert all(r.max_new_tokens == 8 for r in fake.requests)
 
 
+def test_generated_label_answers_list_the_options_where_the_backend_cannot_score_them():
+    task = load_task("sentiment")
+    cand = Candidate(instruction="Is the review positive or negative?")
+    listed = "Is the review positive or negative?\nAnswer with one of: negative, positive.\n\nReview: "
+
+    def prompts(harness, loglik):
+        fake = FakeBackend(gen_rule=lambda t: " " + GOLD[query(t)], can_loglikelihood=loglik)
+        Evaluator(task, fake, harness=harness).score(cand, task.dev[:3])
+        return [r.prompt for r in fake.requests if hasattr(r, "prompt")]
+
+    assert all(p.startswith(listed) for p in prompts("zero-shot", loglik=False))  # a chat API: labels named
+    assert not any("Answer with one of" in p for p in prompts("options:show=false", loglik=False))
+    assert not any("Answer with one of" in p for p in prompts("cot", loglik=True))  # scored locally: as before
+    assert all(p.startswith(listed) for p in prompts("cot+options:show=true", loglik=True))
+    relabeled = Candidate(instruction="Rate it.", labels=(("positive", ("great",)), ("negative", ("bad",))))
+    fake = FakeBackend(gen_rule=lambda t: " great", can_loglikelihood=False)
+    Evaluator(task, fake).score(relabeled, task.dev[:2])
+    assert fake.requests[0].prompt.startswith("Rate it.\nAnswer with one of: bad, great.\n\n")  # its own words
+    with pytest.raises(PromptSearchError, match="options"):
+        parse_harness("options:list=1")
+
+
 def test_answer_call_when_extraction_fails():
     nums = Task("sum", [Example(f"t{i}", f"{i} 1", (str(i + 1),)) for i in range(5)],
                 [Example(f"d{i}", f"{i} 2", (str(i + 2),)) for i in range(4)], [Example("x", "1 1", ("2",))],

@@ -192,7 +192,9 @@ class Evaluator:
         stats: dict[str, int] = {}
         self._embed(examples, cands)
         label = f"{split} · {cands[0].name or shorten(cands[0].describe(), 30)}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
-        prompts = [[render(t, c, ex, self._demos_for(self.shown(c, ex), ex)) for ex in examples] for c, t in zip(cands, tasks)]
+        listed = self.harness.lists_options(self.task, self.backend.can_loglikelihood)
+        prompts = [[render(t, c, ex, self._demos_for(self.shown(c, ex), ex), options=listed) for ex in examples]
+                   for c, t in zip(cands, tasks)]
         soft = cands[0].soft_prompt
         cal = self.harness.calibration
         if searching:  # one check per scoring, over every request it would send

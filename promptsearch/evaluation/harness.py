@@ -7,9 +7,15 @@
     fewshot:k=4+cot+sc:n=5         all three
     fewshot:k=4+calibrate          label-bias correction of the scores (see calibration.py)
     calibrate:mode=batch,n=64      another mode, more estimation inputs
+    options:show=false             never list the label words in a generated-answer prompt
+
+Where a label task's answer has to be generated because the backend cannot score label
+log-likelihoods (chat APIs), the prompt lists the labels after the instruction ("Answer with
+one of: positive, negative."), as a chat user would; `options:show=true|false` forces that on
+or off for every harness that generates (cot, sc) on any backend.
 
 Options: fewshot:k,balanced,per_example,seed · cot:trigger,answer_call,max_tokens ·
-sc:n,temperature,top_p · calibrate:mode,n,transductive. `cot:trigger=ape` picks APE's
+sc:n,temperature,top_p · calibrate:mode,n,transductive · options:show. `cot:trigger=ape` picks APE's
 trigger phrase.
 """
 
@@ -47,6 +53,7 @@ class Harness:
     calibrate: str = ""  # a calibration mode (contextual, domain, batch), or "" for raw scores
     calibrate_n: int = 0  # estimation inputs (0: the mode's default)
     calibrate_transductive: bool = False  # estimate from the scored split's inputs, not train+dev
+    show_options: bool | None = None  # list the labels in generated-answer prompts (None: where no log-likelihoods)
     spec: str = field(default="zero-shot", compare=False)
 
     @property
@@ -62,6 +69,12 @@ class Harness:
     def generates(self, task: Task, can_loglik: bool) -> bool:
         """Whether answers come from generated text (else: label log-likelihoods)."""
         return not task.labels or self.cot or self.sampling or not can_loglik
+
+    def lists_options(self, task: Task, can_loglik: bool) -> bool:
+        """Whether a generated-answer prompt names the labels ("Answer with one of: ...")."""
+        if not task.labels or not self.generates(task, can_loglik):
+            return False
+        return self.show_options if self.show_options is not None else not can_loglik
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if not k.startswith("calibrate")}
@@ -116,6 +129,7 @@ _FIELDS = {
     "sc": {"n": ("sc_n", int), "temperature": ("temperature", float), "top_p": ("top_p", float)},
     "calibrate": {"mode": ("calibrate", str), "n": ("calibrate_n", int),
                   "transductive": ("calibrate_transductive", bool)},
+    "options": {"show": ("show_options", bool)},
 }
 
 
@@ -133,7 +147,7 @@ def parse_harness(spec: str | None) -> Harness:
             close = difflib.get_close_matches(name, list(_FIELDS) + ["zero-shot"], n=1)
             hint = f" Did you mean: {close[0]}?" if close else ""
             raise PromptSearchError(f"Unknown harness '{name}' in '{spec}'.{hint} Use zero-shot, fewshot, cot, sc, "
-                                    "calibrate, joined by '+'.")
+                                    "calibrate, options, joined by '+'.")
         if name == "fewshot":
             values.setdefault("fewshot_k", 4)
         if name == "cot":

@@ -33,10 +33,17 @@ def fill(template: str, ex: Example, trigger: tuple[int, ...] | None = None) -> 
     return out
 
 
-def render(task: Task, cand: Candidate, ex: Example, demos: list[Example]) -> Prompt:
+def options_line(task: Task) -> str:
+    """The labels a generated answer must name, as a chat user would list them."""
+    return "Answer with one of: " + ", ".join(label_words(w)[0] for w in task.labels.values()) + "."
+
+
+def render(task: Task, cand: Candidate, ex: Example, demos: list[Example], options: bool = False) -> Prompt:
     segs: list[Segment] = []
     if cand.instruction:
-        segs.append(cand.instruction.strip() + "\n\n")
+        segs.append(cand.instruction.strip() + ("\n" if options else "\n\n"))
+    if options:
+        segs.append(options_line(task) + "\n\n")
     if cand.trigger and "{trigger}" not in task.template:
         segs.append(TokenIds(tuple(cand.trigger)))  # no slot: the trigger leads the prompt
     for d in demos:
