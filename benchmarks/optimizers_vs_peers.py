@@ -172,11 +172,12 @@ def label_words(task) -> list[str]:
 # --- ours ---------------------------------------------------------------------------------
 
 def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base_db: Path, tmp: Path) -> dict:
+    """One of ours through the server: `calls` caps the model requests (proposer included)."""
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
     from promptsearch.store.db import Store
 
-    db = tmp / f"ours-{name}.db"
+    db = tmp / f"ours-{name}-{task.name}.db"
     shutil.copy(base_db, db)  # holds only the baselines' test answers: the search starts cold
     tags = {"Searching": "search", "Checking": "select", "Scoring": "test"}
 
@@ -203,14 +204,19 @@ def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base
 
 def run_local(name: str, task, calls: int, tmp: Path) -> dict:
     """One of ours on the embedded model in-process, as a user of promptsearch runs it on a
-    local model: labels scored by log-likelihood; calls and tokens from the run's own cost."""
+    local model: labels scored by log-likelihood; calls and tokens from the run's own cost.
+
+    The budget is `calls` example scorings (`max_evals`): one scored example is one answer,
+    the unit a served call buys. A call cap would not do here: scoring one example costs one
+    log-likelihood request per label, so on TREC's six labels one dev pass of the seed
+    (96 x 6 = 576 requests) is past a 150-call budget before the search starts."""
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
     from promptsearch.store.db import Store
 
-    db = tmp / f"local-{name}.db"
+    db = tmp / f"local-{name}-{task.name}.db"
     t0 = time.perf_counter()
-    doc = run_search(task, model="embedded", searcher=name, seed=0, db=str(db), budget=Budget(max_calls=calls),
+    doc = run_search(task, model="embedded", searcher=name, seed=0, db=str(db), budget=Budget(max_evals=calls),
                      baseline_shots=0)
     wall = time.perf_counter() - t0
     best = doc.get("search_best", doc["best"])
@@ -218,7 +224,7 @@ def run_local(name: str, task, calls: int, tmp: Path) -> dict:
     scores = [tests[e.id] for e in task.test]
     cost = doc["cost"]["search"]
     return {"system": f"ours: {name}, local model", "test": interval(scores), "scores": scores, "prompt": best["prompt"],
-            "calls": cost["calls"], "failed_calls": 0, "tokens": cost["tokens"],
+            "calls": cost["calls"], "budget": f"max_evals={calls}", "failed_calls": 0, "tokens": cost["tokens"],
             "search_seconds": round(cost["seconds"], 1), "wall_seconds": round(wall, 1),
             "stopped_by": doc["stopped_by"], "dev_in_search": best.get("dev_in_search")}
 
@@ -261,7 +267,7 @@ def run_gepa_default(task, folder: str, proxy: CountingProxy, calls: int, tmp: P
                            adapter=adapter, reflection_lm=f"openai/{folder}",
                            reflection_lm_kwargs={**common, "max_tokens": WRITER_TOKENS},
                            stop_callbacks=[lambda _state: proxy.get(tag)["calls"] >= calls],
-                           run_dir=str(tmp / "gepa-default"), seed=0, raise_on_exception=False)
+                           run_dir=str(tmp / f"gepa-default-{task.name}"), seed=0, raise_on_exception=False)
     wall = time.perf_counter() - t0
     searched = proxy.get(tag)
     best = result.best_candidate
@@ -313,7 +319,7 @@ def run_dspy(kind: str, task, folder: str, proxy: CountingProxy, calls: int, tmp
     t0 = time.perf_counter()
     if kind == "dspy.GEPA":
         opt = dspy.GEPA(metric=metric, max_metric_calls=100_000, reflection_lm=writer, num_threads=CONCURRENCY,
-                        seed=0, log_dir=str(tmp / "dspy-gepa"),
+                        seed=0, log_dir=str(tmp / f"dspy-gepa-{task.name}"),
                         gepa_kwargs={"stop_callbacks": [lambda _state: proxy.get(kind)["calls"] >= calls]})
         best = opt.compile(program, trainset=train, valset=dev)
     else:  # its proposer writes structured output; with the data/program summaries off it asks less of the writer
@@ -439,7 +445,7 @@ def table(results: dict) -> str:
             continue
         system, dataset = key.split("|")
         if "error" in r:
-            rows.append(f"| {r['system']} | {dataset} | failed: {r['error'][:80]} | | | | |")
+            rows.append(f"| {r['system']} | {dataset} | failed: {r['error'].splitlines()[0][:80]} | | | | |")
             continue
         t, d = r["test"], r.get("minus_manual")
         diff = f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d else "–"
