@@ -88,6 +88,10 @@ class CountingProxy(ThreadingHTTPServer):
                 c["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
                 c["completion_tokens"] += int(usage.get("completion_tokens") or 0)
 
+    def reset(self) -> None:
+        with self.lock:
+            self.counts.clear()
+
     def get(self, tag: str) -> dict[str, int]:
         with self.lock:
             return dict(self.counts.get(tag, {"calls": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0}))
@@ -385,6 +389,7 @@ def main() -> None:
     print(f"server on :{port}, proxy {proxy.url}, logs in {tmp}", flush=True)
     try:
         for dataset in args.datasets:
+            proxy.reset()  # counts (and the peers' stop callbacks) are per dataset
             task = load(dataset, args.test_n)
             task.instructions[0] = MANUAL[dataset]
             base_db = tmp / f"{dataset}-base.db"
