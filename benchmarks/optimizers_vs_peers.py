@@ -422,12 +422,8 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001 - a system that fails is a result, recorded as such
                     row = {"system": system, "error": f"{type(e).__name__}: {str(e)[:300]}"}
                 row["wall_seconds"] = round(time.perf_counter() - t0, 1)
-                if "scores" in row:
-                    from promptsearch.evaluation.stats import paired_bootstrap
-
-                    bar = results[f"manual-local|{dataset}"] if system in LOCAL else ref  # the same harness as the row
-                    row["minus_manual"] = paired_bootstrap(row["scores"], bar["scores"]).to_dict()
                 results[key] = row
+                rebase(results)
                 args.results.write_text(json.dumps(results, indent=1))
                 print(f"{key}: " + (f"test {row['test']['mean']:.3f} {row['test']['ci95']}, {row['calls']} calls, "
                                     f"{row['search_seconds']} s search" if "test" in row else row["error"]), flush=True)
@@ -442,12 +438,32 @@ def main() -> None:
     print(table(results))
 
 
+def rebase(results: dict) -> None:
+    """Each row's paired bootstrap difference to its bar: the manual prompt in the same
+    harness (in-process for the local rows, through the server for the others), recomputed
+    from the stored per-example scores so rows kept from an earlier run meet today's bar."""
+    from promptsearch.evaluation.stats import paired_bootstrap
+
+    for key, row in results.items():
+        if key.startswith(("_", "manual")) or "scores" not in row:
+            continue
+        system, dataset = key.split("|")
+        bar = results.get(f"manual-local|{dataset}" if system in LOCAL else f"manual|{dataset}")
+        if bar and len(bar["scores"]) == len(row["scores"]):
+            row["minus_manual"] = paired_bootstrap(row["scores"], bar["scores"]).to_dict()
+
+
 def table(results: dict) -> str:
     rows = ["| system | dataset | test acc [95% CI] | minus manual [95% CI] | model calls | tokens | search wall |",
             "|---|---|---|---|---|---|---|"]
-    for key, r in results.items():
-        if key.startswith("_"):
-            continue
+    order = ["manual", *OURS, *PEERS, "manual-local", *LOCAL]  # served rows first, then in-process
+
+    def rank(key: str) -> tuple:
+        system, dataset = key.split("|")
+        return dataset, order.index(system) if system in order else len(order)
+
+    for key in sorted((k for k in results if not k.startswith("_")), key=rank):
+        r = results[key]
         system, dataset = key.split("|")
         if "error" in r:
             rows.append(f"| {r['system']} | {dataset} | failed: {r['error'].splitlines()[0][:80]} | | | | |")
