@@ -152,7 +152,7 @@ def test_the_key_is_sent_but_never_stored_or_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with ScriptedServer() as srv:
         r = runner.invoke(app, ["run", "--model", "openai:scripted-model", "--base-url", srv.url, "--json",
-                                "--db", str(tmp_path / "k.db")])
+                                "--searcher", "baseline", "--db", str(tmp_path / "k.db")])  # any run sends the key
         assert r.exit_code == 0, r.output
         sent = {k.lower(): v for k, v in srv.headers_seen[0].items()}
         assert sent["authorization"] == f"Bearer {KEY}"
