@@ -82,7 +82,8 @@ for _base in ("manual (natural)", "4-shot", "16-shot"):
         HARNESS[f"{_base} · {_mode}"] = f"calibrate:mode={_mode}"
 for _row, _spec in {"demos": ("demos", {}), "demos (16 shots)": ("demos", {"shots": "16"}), "ape": ROWS["ape"], "rl (instruction)": ROWS["rl (instruction)"],
                     "autoprompt + label search": ROWS["autoprompt + label search"],
-                    "prompt tuning": ROWS["prompt tuning"]}.items():
+                    "prompt tuning": ROWS["prompt tuning"], "grips": ("grips", {}), "mipro": ("mipro", {}),
+                    "mipro (16 shots)": ("mipro", {"shots": "16"})}.items():
     ROWS[f"{_row} · calibrated"] = _spec
     HARNESS[f"{_row} · calibrated"] = "calibrate"
 
