@@ -293,8 +293,7 @@ class HFBackend:
         Clusters are batched together, each row after its own cluster's prefix KV (the
         prefixes run many to a padded forward ahead of their batches, and one forward runs many
         clusters' rows). Loose rows are batched longest first, sharing whatever prefix every
-        row has (the
-        instruction and demos), as a plain batch would."""
+        row has (the instruction and demos), as a plain batch would."""
         if len(rows) < 2:
             return [(rows, None)] if rows else []
         every = _shared(rows)
