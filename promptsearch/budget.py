@@ -1,8 +1,10 @@
-"""Search budgets, enforced by the evaluator before every dev scoring.
+"""Search budgets, enforced by the evaluator before every slice of a dev (or train) scoring.
 
-Each limit is checked before a scoring starts, so a search stops at the first scoring that
-would start past a limit, with its best-so-far kept; one scoring (one candidate on a slice
-of dev) can carry the total past a limit, never more. Cache hits are free for every limit.
+Evaluation and call budgets are never passed: a scoring that would pass `max_evals`, or a
+slice of one (at most `Evaluator.chunk_size` example scorings) whose uncached requests would
+pass `max_calls`, does not start. Time, token and dollar budgets are checked before each
+slice, so one slice can carry the total past them, never more. The search stops at the
+first check that fails, with its best-so-far kept. Cache hits are free for every limit.
 """
 
 from __future__ import annotations

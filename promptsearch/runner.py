@@ -189,7 +189,7 @@ def run_search(
         # nothing to report: no test calls, nothing stored
         why = f" ({result.stopped_by})" if result.stopped_by else ""
         raise PromptSearchError(f"The search scored no candidate on dev{why}; raise the budget.")
-    search_cost = evaluator.cost
+    search_cost = evaluator.cost  # scorings a searcher makes outside its budget (a readout) count as selection
 
     # The baselines follow the search's own settings where it has them (shots=8 on dev is
     # compared with 8-shot on test), capped to the train split; the record says what was used.
@@ -207,7 +207,7 @@ def run_search(
     say(f"Checking the search's best against {len(baselines)} baselines on {len(task.dev)} dev examples")
     dev_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress, harness=harness)
     devs = {c.key(): dev_eval.score(c, task.dev, split="dev") for c in finalists}
-    select_cost = dev_eval.cost
+    select_cost = dev_eval.cost + evaluator.outside_cost
     picked = max(finalists, key=lambda c: (devs[c.key()].mean, c is result.best))  # a tie keeps the search's best
 
     say(f"Scoring the {'best prompt' if picked is result.best else 'pick'} and the baselines on {len(task.test)} test examples")

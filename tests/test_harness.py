@@ -21,6 +21,10 @@ def test_parse_composes_and_rejects_clearly():
     assert parse_harness(None) == parse_harness("zero-shot")
     with pytest.raises(PromptSearchError, match="Unknown harness 'cto'.*Did you mean: cot"):
         parse_harness("fewshot+cto")
+    with pytest.raises(PromptSearchError, match="names 'calibrate' twice"):  # each part at most once
+        parse_harness("calibrate+calibrate:mode=domain")
+    with pytest.raises(PromptSearchError, match="zero-shot stands alone"):
+        parse_harness("zero-shot+calibrate")
     with pytest.raises(PromptSearchError, match="'m=3' of 'sc' is not one of: n=..."):
         parse_harness("sc:m=3")
     with pytest.raises(PromptSearchError, match="must be int"):

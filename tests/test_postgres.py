@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 import textwrap
 
 import pytest
@@ -78,11 +79,14 @@ def test_bad_urls_unreachable_servers_and_a_missing_driver_are_one_line(postgres
         (postgres.url("postgres").replace(postgres.PASSWORD, "wrong-pw"), "password authentication failed"),
         ("postgresql+psycopg://u@127.0.0.1:notaport/x", "does not parse"),
         ("mysql://u@127.0.0.1/x", "only PostgreSQL"),
+        ("postgresql+psycopg:/broken", "does not parse"),  # one slash: a URL that does not parse, not a file name
+        (f"postgresql+nosuchdrv://u:{postgres.PASSWORD}@127.0.0.1/x", "driver 'nosuchdrv' is not one promptsearch uses"),
     ]
     for url, says in cases:
         r = runner.invoke(app, ["runs", "--db", url])
         assert r.exit_code == 2 and says in r.output, (url, r.output)
         assert len(r.output.strip().splitlines()) == 1 and postgres.PASSWORD not in r.output and "Traceback" not in r.output
+    assert not list(Path.cwd().glob("postgresql*"))  # no SQLite file made of a malformed URL
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(PromptSearchError, match=r"pip install 'promptsearch\[postgres\]'"):
         Store(postgres.url("postgres"))

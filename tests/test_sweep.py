@@ -103,7 +103,12 @@ def test_bad_specs_are_one_line(tmp_path, tiny_model):
              ({"tasks": []}, "'tasks' is empty"),
              ({"budgets": {}}, "unknown key 'budgets'. Did you mean: budget?"),
              ({"harnesses": ["fewshot:k=x"]}, ""),
-             ({"grids": [{"resources": {"num_cpus": 2}}]}, "'resources' cannot change per grid"),
+             ({"grids": [{"resources": {"num_cpus": 2}}]}, "grid 1: unknown key 'resources'"),
+             ({"searchers": [{"name": "demos", "option": {"shots": 8}}]}, "searcher 1: unknown key 'option'. Did you "
+                                                                           "mean: options?"),
+             ({"budget": {"max_call": 5}}, "budget: unknown key 'max_call'. Did you mean: max_calls?"),
+             ({"resources": {"num_cpu": 2}}, "resources: unknown key 'num_cpu'. Did you mean: num_cpus?"),
+             ({"harnesses": ["calibrate+calibrate"]}, "names 'calibrate' twice"),
              ({"grids": "baseline"}, "'grids' must be a list of mappings"),
              ({"tasks": [{"task": "sentiment", "instruction": "x"}]}, "unknown key 'instruction'"),
              ({"tasks": [{"task": "sentiment", "test_sample": 0}]}, "'test_sample' must be a whole number >= 1"),
@@ -116,6 +121,10 @@ def test_bad_specs_are_one_line(tmp_path, tiny_model):
     (tmp_path / "bad.yaml").write_text("tasks: [a\n  b: c")
     with pytest.raises(PromptSearchError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
+    for blob in (b"\x89PNG\r\n\x1a\n\x00\x00", "tasks: [caf\xe9]".encode("latin-1")):  # not UTF-8
+        (tmp_path / "bin.yaml").write_bytes(blob)
+        r = runner.invoke(app, ["sweep", str(tmp_path / "bin.yaml"), "--db", str(tmp_path / "b.db")])
+        assert r.exit_code == 2 and "not UTF-8 text" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "b.db").exists()  # nothing was written for a bad spec
 
 

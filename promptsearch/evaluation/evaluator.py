@@ -79,13 +79,17 @@ class Evaluator:
         self._t0 = time.perf_counter()
         self.dev_evals = 0
         self.history: list[EvalResult] = []  # every dev scoring, in order
+        self._parent: Evaluator | None = None
+        self.outside_cost = Usage()  # what scorings outside the budget (`outside_budget`) spent meanwhile
 
     def outside_budget(self) -> "Evaluator":
         """The same task, model, scorer and harness without a budget and with a history of its
         own: for what a searcher reports once its search has ended (a soft prompt's readout),
         scored the way the test split is."""
-        return Evaluator(self.task, self.backend, self.scorer, progress=self.progress, chunk_size=self.chunk_size,
-                         max_new_tokens=self.max_new_tokens, harness=self.harness, phase=self.phase)
+        child = Evaluator(self.task, self.backend, self.scorer, progress=self.progress, chunk_size=self.chunk_size,
+                          max_new_tokens=self.max_new_tokens, harness=self.harness, phase=self.phase)
+        child._parent = self  # its scorings' cost is taken out of this evaluator's (budgeted) cost
+        return child
 
     def say(self, message: str) -> None:
         if self.phase:
@@ -107,7 +111,9 @@ class Evaluator:
 
     @property
     def cost(self) -> Usage:
-        return self._usage() - self._start
+        """What this evaluator's work cost since it was made: its scorings and attached
+        models, less what scorings outside its budget spent on the same backend meanwhile."""
+        return self._usage() - self._start - self.outside_cost
 
     def demos(self, cand: Candidate) -> list[Example]:
         try:
@@ -125,18 +131,30 @@ class Evaluator:
                                     "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars.")
 
     def check_budget(self, n_examples: int = 0, requests: Callable[[], Sequence] | None = None, backend=None,
-                     soft_prompt=None) -> None:
-        """Raise BudgetExhausted if a scoring of `n_examples` (or a searcher's own model calls)
-        may not start. Answers all in the cache are free: when a limit other than the
-        evaluation count is reached, the requests (`requests()` builds them) are looked up,
-        and a scoring the cache answers whole goes ahead."""
+                     soft_prompt=None, cut: bool = False) -> None:
+        """Raise BudgetExhausted if a scoring of `n_examples` (or a slice of one, or a
+        searcher's own model calls) may not start. Answers in the cache are free: the
+        requests (`requests()` builds them) are looked up, and only those the model would
+        answer count. A call budget is never passed: requests that would pass it do not
+        start (`cut`: the caller cuts them to the calls left itself, as `ask` does). Time,
+        token and dollar budgets are checked before each slice, so one slice (at most
+        `chunk_size` example scorings) is the most a search can go past them."""
         b = self.budget
         self.check_prices()
         if b.max_evals is not None and n_examples and self.dev_evals + n_examples > b.max_evals:
             raise BudgetExhausted(f"evaluation budget of {b.max_evals} example scorings reached")
         cost = self.cost
+        need: list[int] = []
+
+        def needed() -> int:  # how many of the requests the model would have to answer (looked up once)
+            if not need:
+                need.append(len(_missing(backend or self.backend, requests(), soft_prompt)) if requests is not None else 1)
+            return need[0]
+
+        over_calls = b.max_calls is not None and (
+            cost.calls >= b.max_calls if cut or requests is None else cost.calls + needed() > b.max_calls)
         reached = (
-            f"call budget of {b.max_calls} model calls reached" if b.max_calls is not None and cost.calls >= b.max_calls
+            f"call budget of {b.max_calls} model calls reached ({cost.calls} used)" if over_calls
             else f"time budget of {b.max_seconds:.0f} s reached"
             if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds
             else f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)"
@@ -144,7 +162,7 @@ class Evaluator:
             else f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)"
             if b.max_dollars is not None and cost.dollars >= b.max_dollars
             else "")
-        if reached and (requests is None or _missing(backend or self.backend, requests(), soft_prompt)):
+        if reached and (requests is None or needed() > 0):
             raise BudgetExhausted(reached)
 
     def ask(self, backend, requests: Sequence[GenRequest]) -> list[GenResult]:
@@ -153,7 +171,7 @@ class Evaluator:
         left (answers in the cache are free). May return fewer results than requests."""
         requests = list(requests)
         self.attach(backend)
-        self.check_budget(0, lambda: requests, backend)
+        self.check_budget(0, lambda: requests, backend, cut=True)
         if self.budget.max_calls is not None:
             missing = _missing(backend, requests)
             left = max(0, self.budget.max_calls - self.cost.calls)
@@ -197,18 +215,21 @@ class Evaluator:
                    for c, t in zip(cands, tasks)]
         soft = cands[0].soft_prompt
         cal = self.harness.calibration
-        if searching:  # one check per scoring, over every request it would send
-            self.check_budget(len(examples) * len(cands), soft_prompt=soft, requests=lambda: (
-                self._gen_requests(tasks[0], prompts[0]) if generates
-                else self._classify_requests(tasks, prompts)[0] + self._bias_requests(cands, tasks, examples)[0]))
+        if searching:  # the whole scoring against the evaluation budget; each slice below against the others
+            self.check_budget(len(examples) * len(cands), requests=list)
         if cal is not None:
+            if searching:
+                self.check_budget(soft_prompt=soft, requests=lambda: self._bias_requests(cands, tasks, examples)[0])
             self._estimate_bias(cands, tasks, examples, soft)
         step = max(1, self.chunk_size // len(cands))
         for s in range(0, len(examples), step):
             chunk = examples[s : s + step]
             part = [ps[s : s + step] for ps in prompts]
+            if searching:  # a slice that would pass a call budget does not start
+                self.check_budget(soft_prompt=soft, requests=lambda: (
+                    self._gen_requests(tasks[0], part[0]) if generates else self._classify_requests(tasks, part)[0]))
             if generates:
-                p, f = self._generate(tasks[0], cands[0], chunk, self._gen_requests(tasks[0], part[0]), stats)
+                p, f = self._generate(tasks[0], cands[0], chunk, self._gen_requests(tasks[0], part[0]), stats, searching)
                 preds[0] += p
                 firsts[0] += f
             else:
@@ -233,6 +254,8 @@ class Evaluator:
                                    "bias": {lab: round(math.exp(v), 4) for lab, v in calibration.normalised(bias).items()}})
         out = []
         spent = self._usage() - before
+        if self._parent is not None:
+            self._parent.outside_cost = self._parent.outside_cost + spent
         for k, cand in enumerate(cands):
             scores = [self._apply_scorer(p, ex) for p, ex in zip(preds[k], examples)]
             mean, se = mean_se(scores)
@@ -272,13 +295,13 @@ class Evaluator:
                     out.append(LoglikRequest(p, continuation(p, ex.answers[0])))
             return out
 
-        self.check_budget(len(examples) * len(cands), requests=lambda: requests(examples),
-                          soft_prompt=cands[0].soft_prompt if cands else None)
+        self.check_budget(len(examples) * len(cands), requests=list)
         out: list[list[float]] = [[] for _ in cands]
         step = max(1, self.chunk_size // max(1, len(cands)))  # every candidate of an example in one call
         for s in range(0, len(examples), step):
             chunk = examples[s : s + step]
             soft = cands[0].soft_prompt
+            self.check_budget(requests=lambda: requests(chunk), soft_prompt=soft)
             res = self.backend.loglikelihood(requests(chunk), **({"soft_prompt": soft} if soft is not None else {}))
             for k in range(len(cands)):
                 out[k] += [r.logprob for r in res[k * len(chunk) : (k + 1) * len(chunk)]]
@@ -391,10 +414,6 @@ class Evaluator:
             out.append((preds, lps))
         return out
 
-    def _classify(self, task: Task, prompts: list[Prompt]):
-        reqs, spans = self._classify_requests([task], [prompts])
-        return self._classify_read([task], spans, self.backend.loglikelihood(reqs))[0]
-
     def _gen_requests(self, task: Task, prompts: list[Prompt]) -> list[GenRequest]:
         h = self.harness
         if h.cot:
@@ -408,7 +427,8 @@ class Evaluator:
         return [GenRequest(p, max_new, temp, top_p, stop, sample_index=i, seed=h.demo_seed)
                 for p in prompts for i in range(h.sc_n)]
 
-    def _generate(self, task: Task, cand: Candidate, chunk: list[Example], reqs: list[GenRequest], stats: dict[str, int]):
+    def _generate(self, task: Task, cand: Candidate, chunk: list[Example], reqs: list[GenRequest], stats: dict[str, int],
+                  searching: bool = False):
         """Generate (with the CoT trigger, n samples), extract an answer from each sample,
         optionally ask "Therefore, the answer is" where extraction failed, and vote."""
         h = self.harness
@@ -417,7 +437,8 @@ class Evaluator:
         found = [extract(t, task, h.cot) for t in texts]
         if h.answer_call:
             redo = [i for i, (_, how) in enumerate(found) if how != "strict"]
-            for i, ans in zip(redo, self._answer_call(task, [_append(reqs[i].prompt, texts[i] + ANSWER_PROMPT) for i in redo])):
+            for i, ans in zip(redo, self._answer_call(task, [_append(reqs[i].prompt, texts[i] + ANSWER_PROMPT) for i in redo],
+                                                       searching)):
                 found[i] = (ans, "answer_call") if ans is not None else (None, "unparsed")
         for _, how in found:
             stats[how] = stats.get(how, 0) + 1
@@ -430,15 +451,21 @@ class Evaluator:
             firsts.append(answers[0] or "")
         return preds, firsts
 
-    def _answer_call(self, task: Task, prompts: list[Prompt]) -> list[str | None]:
+    def _answer_call(self, task: Task, prompts: list[Prompt], searching: bool = False) -> list[str | None]:
         """Second stage: after the reasoning, "Therefore, the answer is" and a short answer
-        (label log-likelihoods where the task has labels and the model can score them)."""
+        (label log-likelihoods where the task has labels and the model can score them);
+        budgeted like the slice it belongs to."""
         if not prompts:
             return []
         if task.labels and self.backend.can_loglikelihood:
-            preds, _ = self._classify(task, prompts)
-            return preds
-        texts = [r.text for r in self.backend.generate([GenRequest(p, 16, stop=("\n",)) for p in prompts])]
+            reqs, spans = self._classify_requests([task], [prompts])
+            if searching:
+                self.check_budget(requests=lambda: reqs)
+            return self._classify_read([task], spans, self.backend.loglikelihood(reqs))[0][0]
+        gen = [GenRequest(p, 16, stop=("\n",)) for p in prompts]
+        if searching:
+            self.check_budget(requests=lambda: gen)
+        texts = [r.text for r in self.backend.generate(gen)]
         return [extract(t, task, cot=False)[0] for t in texts]
 
     def _apply_scorer(self, pred: str, ex: Example) -> float:

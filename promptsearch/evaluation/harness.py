@@ -139,8 +139,15 @@ def parse_harness(spec: str | None) -> Harness:
     if spec in ("zero-shot", "zeroshot", ""):
         return Harness()
     values: dict = {}
+    seen: set[str] = set()
     for part in spec.split("+"):
         name, _, opts = part.strip().partition(":")
+        if name in seen:
+            raise PromptSearchError(f"Harness '{spec}' names '{name}' twice; give each part once, with all its "
+                                    f"options after one colon ({name}:a=1,b=2).")
+        seen.add(name)
+        if name in ("zero-shot", "zeroshot"):
+            raise PromptSearchError(f"Harness '{spec}': zero-shot stands alone (it means no other part); drop it.")
         if name not in _FIELDS:
             import difflib
 

@@ -18,8 +18,13 @@ BUSY_TIMEOUT_S = 60
 SCHEMA_LOCK = 0x70726F6D  # PostgreSQL advisory lock id held while the schema is created
 
 
+# database URL schemes (with or without +driver): such a spec is a URL, never a file name,
+# so a malformed one ("postgresql+psycopg:/db") gets a line rather than an SQLite file
+_SCHEME = re.compile(r"^(postgres|postgresql|sqlite|mysql|mariadb|oracle|mssql|cockroachdb)(\+\w+)?:", re.I)
+
+
 def is_url(spec: str | Path) -> bool:
-    return isinstance(spec, str) and "://" in spec
+    return isinstance(spec, str) and ("://" in spec or bool(_SCHEME.match(spec)))
 
 
 def shown(url: str) -> str:
@@ -93,11 +98,16 @@ def postgres_engine(url: str):
     except (ArgumentError, ValueError):
         raise PromptSearchError(f"Database URL '{where}' does not parse; write it as "
                                 "postgresql+psycopg://USER@HOST:5432/DBNAME.") from None
+    if u.drivername.split("+")[0] == "postgres":  # the short scheme psql and Heroku use
+        u = u.set(drivername="postgresql" + u.drivername[len("postgres"):])
     if u.get_backend_name() != "postgresql":
         raise PromptSearchError(f"Database URL '{where}': only PostgreSQL URLs (postgresql+psycopg://...) or an "
                                 "SQLite file path are supported.")
     if u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg")  # psycopg 3, not the older psycopg2
+    elif u.drivername != "postgresql+psycopg":
+        raise PromptSearchError(f"Database URL '{where}': driver '{u.drivername.partition('+')[2]}' is not one "
+                                "promptsearch uses; write postgresql+psycopg://... (psycopg 3).")
     try:
         engine = create_engine(u, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     except (ModuleNotFoundError, NoSuchModuleError):

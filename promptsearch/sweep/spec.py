@@ -36,6 +36,7 @@ from promptsearch.errors import PromptSearchError
 GRID_KEYS = {"tasks", "models", "searchers", "harnesses", "seeds", "budget", "baseline_shots"}
 KEYS = GRID_KEYS | {"name", "resources", "retries", "db", "grids"}
 TASK_KEYS = {"task", "name", "instructions", "template", "labels", "test_sample"}
+SEARCHER_KEYS = {"name", "options"}
 BUDGET_KEYS = ("max_evals", "max_calls", "max_seconds", "max_tokens", "max_dollars")
 
 
@@ -74,6 +75,17 @@ class Spec:
     db: str | None = None
 
 
+def _known_keys(entry: dict, keys: set[str], where: str) -> None:
+    """One line for the first key `entry` does not take, with the closest one it does."""
+    unknown = sorted(str(k) for k in set(entry) - keys)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], keys, n=1)
+        raise PromptSearchError(f"{where}: unknown key '{unknown[0]}'." + (f" Did you mean: {close[0]}?" if close else "")
+                                + f" Keys: {', '.join(sorted(keys))}.")
+
+
 def _list(doc: dict, key: str, where: str, default: list | None = None) -> list:
     value = doc.get(key, default)
     if value is None:
@@ -91,24 +103,23 @@ def load_spec(path: str | Path) -> Spec:
     p = Path(path)
     where = f"Sweep spec '{p}'"
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.safe_load(p.read_bytes().decode("utf-8"))
     except OSError as e:
         raise PromptSearchError(f"{where}: cannot read it ({e.strerror}).") from None
+    except UnicodeDecodeError as e:
+        raise PromptSearchError(f"{where}: not UTF-8 text (byte {e.start} cannot be read); save it as UTF-8 YAML.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise PromptSearchError(f"{where}: not valid YAML{at}; check its indentation and quotes.") from None
     if not isinstance(doc, dict):
         raise PromptSearchError(f"{where}: expected a mapping with tasks, models, searchers, ...; see the README.")
-    unknown = sorted(set(doc) - KEYS)
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], KEYS, n=1)
-        raise PromptSearchError(f"{where}: unknown key '{unknown[0]}'." + (f" Did you mean: {close[0]}?" if close else "")
-                                + f" Keys: {', '.join(sorted(KEYS))}.")
+    _known_keys(doc, KEYS, where)
+    if not isinstance(doc.get("resources") or {}, dict):
+        raise PromptSearchError(f"{where}: 'resources' takes num_cpus and num_gpus (numbers >= 0, per trial).")
     resources = {"num_cpus": 1, "num_gpus": 0, **(doc.get("resources") or {})}
-    if set(resources) - {"num_cpus", "num_gpus"} or not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
+    _known_keys(resources, {"num_cpus", "num_gpus"}, f"{where}, resources")
+    if not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
         raise PromptSearchError(f"{where}: 'resources' takes num_cpus and num_gpus (numbers >= 0, per trial).")
     retries = doc.get("retries", 2)
     if not isinstance(retries, int) or retries < 0:
@@ -122,10 +133,7 @@ def load_spec(path: str | Path) -> Spec:
                                     f"{', '.join(sorted(GRID_KEYS))}.")
         trials = []
         for i, g in enumerate(grids, 1):
-            bad = sorted(set(g) - GRID_KEYS)
-            if bad:
-                raise PromptSearchError(f"{where}, grid {i}: '{bad[0]}' cannot change per grid; "
-                                        f"a grid takes {', '.join(sorted(GRID_KEYS))}.")
+            _known_keys(g, GRID_KEYS, f"{where}, grid {i}")
             base = {k: v for k, v in doc.items() if k in GRID_KEYS}
             trials += _grid({**base, **g}, f"{where}, grid {i}")
     return Spec(str(doc.get("name") or p.stem), list(dict.fromkeys(trials)), resources, retries, doc.get("db"))
@@ -140,6 +148,8 @@ def _grid(doc: dict, where: str) -> list[Trial]:
 
     searchers = []
     for i, s in enumerate(_list(doc, "searchers", where), 1):
+        if isinstance(s, dict):
+            _known_keys(s, SEARCHER_KEYS, f"{where}, searcher {i}")
         name, opts = (s, {}) if isinstance(s, str) else (s.get("name"), s.get("options") or {}) if isinstance(s, dict) else (None, {})
         if not isinstance(name, str) or not isinstance(opts, dict):
             raise PromptSearchError(f"{where}: searcher {i} must be a name or {{name: ..., options: {{...}}}}.")
@@ -160,8 +170,9 @@ def _grid(doc: dict, where: str) -> list[Trial]:
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise PromptSearchError(f"{where}: 'seeds' must be whole numbers, got {seeds!r}.")
     budget = doc.get("budget") or {}
-    if not isinstance(budget, dict) or set(budget) - set(BUDGET_KEYS):
+    if not isinstance(budget, dict):
         raise PromptSearchError(f"{where}: 'budget' takes {', '.join(BUDGET_KEYS)} (per trial).")
+    _known_keys(budget, set(BUDGET_KEYS), f"{where}, budget")
     try:
         Budget(**budget)
     except (PromptSearchError, TypeError) as e:
@@ -182,9 +193,7 @@ def _task(entry: Any, i: int, where: str) -> str:
     if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
         raise PromptSearchError(f"{where}: task {i} must be a task spec or a mapping with 'task: SPEC' "
                                 f"and changes ({', '.join(sorted(TASK_KEYS - {'task'}))}).")
-    bad = sorted(set(entry) - TASK_KEYS)
-    if bad:
-        raise PromptSearchError(f"{where}: task {i} has unknown key '{bad[0]}'; it takes {', '.join(sorted(TASK_KEYS))}.")
+    _known_keys(entry, TASK_KEYS, f"{where}, task {i}")
     if "instructions" in entry and not (isinstance(entry["instructions"], list)
                                         and all(isinstance(x, str) for x in entry["instructions"])):
         raise PromptSearchError(f"{where}: task {i}: 'instructions' must be a list of strings.")
