@@ -83,18 +83,6 @@ def test_a_killed_worker_is_retried_and_finishes_from_the_cache(tmp_path, tiny_m
     assert doc["cost"]["search"]["calls"] == 0 and doc["cost"]["search"]["cache_hits"] > 0  # the first attempt's answers
 
 
-def test_a_sweep_on_a_local_ray(tmp_path, tiny_model, monkeypatch):
-    pytest.importorskip("ray")
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    spec = load_spec(write_spec(tmp_path, tiny_model, searchers=["baseline"], resources={"num_cpus": 1}))
-    assert len(spec.trials) == 2  # two seeds, one task a Ray task each, two at once on 2 CPUs
-    db = str(tmp_path / "r.db")
-    store = Store(db)
-    rows, _ = run_sweep(spec, store, RayExecutor(num_cpus=2), db)
-    assert [r.status for r in rows.values()] == ["done", "done"]
-    assert "| baseline |" in markdown(collect(store, rows))
-
-
 def test_bad_specs_are_one_line(tmp_path, tiny_model):
     cases = [({"searchers": ["apee"]}, "Did you mean: ape"),
              ({"searchers": [{"name": "demos", "options": {"shots": 0}}]}, "must be >= 1"),
@@ -162,3 +150,104 @@ def test_grids_and_tasks_with_changes(tmp_path, tiny_model):
     assert len(task.test) == 40 and sorted(Counter(e.label for e in task.test).values()) == [10, 10, 10, 10]
     assert resolve_task(trial.task).test == task.test  # a fixed sample: seed 0
     assert resolve_task("sentiment") == "sentiment"
+
+
+def test_the_database_url_never_reaches_a_workers_command_line(tmp_path, tiny_model):
+    """Its password would show in `ps` for any local user: the worker gets it on stdin."""
+    from servers import free_port
+
+    secret = "s3cret-PW-9f2"
+    url = f"postgresql+psycopg://me:{secret}@127.0.0.1:{free_port()}/nothere"
+    spec = load_spec(write_spec(tmp_path, tiny_model, seeds=[0], searchers=["baseline"]))
+    seen, errors = [], []
+
+    def on_event(trial, kind, info):
+        if kind == "start":
+            seen.append(Path(f"/proc/{info}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        if kind == "failed":
+            errors.append(str(info))
+
+    LocalExecutor(1).run(spec, spec.trials, url, on_event)
+    assert seen and all("promptsearch.sweep.worker" in c and secret not in c and "postgresql" not in c for c in seen)
+    assert errors and "Cannot use database" in errors[0] and secret not in errors[0]  # it did reach the worker
+
+
+def _children(pid: int, marker: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and f"PPid:\t{pid}\n" in (d / "status").read_text() \
+                    and marker in (d / "cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(d.name))
+        except OSError:
+            pass
+    return out
+
+
+def test_workers_die_with_a_killed_sweep_and_their_trials_are_marked_interrupted(tmp_path, tiny_model):
+    import subprocess
+    import sys
+    import time
+
+    spec = write_spec(tmp_path, tiny_model, seeds=[0], searchers=[{"name": "demos", "options": {"sets": 8}}],
+                      budget={})
+    db = str(tmp_path / "o.db")
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    sweep = subprocess.Popen([sys.executable, "-m", "promptsearch.cli", "sweep", spec, "--db", db],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline, workers = time.time() + 120, []
+        while time.time() < deadline and not workers:
+            workers = _children(sweep.pid, "promptsearch.sweep.worker")
+            time.sleep(0.2)
+        assert workers, "no worker started"
+        time.sleep(3)  # into its run
+        sweep.kill()
+        sweep.wait(timeout=30)
+        deadline = time.time() + 90
+        while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+            time.sleep(0.2)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists()]
+        for w in alive:
+            os.kill(w, signal.SIGKILL)
+        assert not alive, "a worker outlived its sweep"
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    rows = Store(db).trials([t.key() for t in load_spec(spec).trials])
+    assert [r.status for r in rows.values()] == ["interrupted"]
+
+
+def test_ray_addresses_where_nothing_answers_are_one_line_within_seconds_and_write_nothing(tmp_path, tiny_model,
+                                                                                          monkeypatch):
+    import sys
+    import time
+
+    pytest.importorskip("ray")
+    from servers import free_port
+
+    spec = write_spec(tmp_path, tiny_model, seeds=[0], searchers=["baseline"])
+    db = tmp_path / "ray.db"
+    for address in (f"ray://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"):
+        t0 = time.time()
+        r = runner.invoke(app, ["sweep", spec, "--ray-address", address, "--db", str(db)])
+        assert r.exit_code == 2 and "Cannot reach the Ray cluster" in r.output, r.output
+        assert "Traceback" not in r.output and time.time() - t0 < 20
+        assert not db.exists()  # no pending trial rows: the cluster is joined first
+    monkeypatch.setitem(sys.modules, "grpc", None)  # Ray Client without grpcio: how to get it
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "grpc" else object())
+    r = runner.invoke(app, ["sweep", spec, "--ray-address", "ray://127.0.0.1:10001", "--db", str(db)])
+    assert r.exit_code == 2 and "pip install 'promptsearch[ray]'" in r.output and not db.exists(), r.output
+
+
+def test_a_sweep_on_a_local_ray_starts_trials_as_the_cluster_has_room(tmp_path, tiny_model, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    spec = load_spec(write_spec(tmp_path, tiny_model, searchers=["baseline"], seeds=[0, 1, 2],
+                                resources={"num_cpus": 1}))
+    order = []
+    rows, _ = run_sweep(spec, Store(str(tmp_path / "w.db")), RayExecutor(num_cpus=2), str(tmp_path / "w.db"),
+                        lambda p, t, kind, info: order.append((kind, len(p.running))))
+    assert [r.status for r in rows.values()] == ["done"] * 3
+    assert max(n for kind, n in order if kind == "start") <= 2  # never more running than 2 CPUs hold
+    assert "| baseline |" in markdown(collect(Store(str(tmp_path / "w.db")), rows))

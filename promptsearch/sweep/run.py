@@ -33,18 +33,16 @@ def run_sweep(spec: Spec, store, executor, db: str | None,
     keys = {t.key(): t for t in spec.trials}
     rows = store.trials(list(keys))
     progress = Progress(total=len(keys))
-    todo = []
-    for key, trial in keys.items():
-        row = rows.get(key)
-        if row is not None and row.status == "done":
-            progress.done += 1
-            progress.skipped += 1
-            continue
-        row = row or SweepTrial(key=key, sweep=spec.name, config=json.dumps(trial.config(), sort_keys=True))
+    todo = [t for k, t in keys.items() if rows.get(k) is None or rows[k].status != "done"]
+    progress.done = progress.skipped = len(keys) - len(todo)
+    if todo:
+        executor.prepare()  # a cluster that cannot be joined stops the sweep before it writes anything
+    for trial in todo:
+        key = trial.key()
+        row = rows.get(key) or SweepTrial(key=key, sweep=spec.name, config=json.dumps(trial.config(), sort_keys=True))
         row.status, row.error = "pending", ""
         store.put_trial(row)
         rows[key] = row
-        todo.append(trial)
 
     def on_event(trial: Trial, kind: str, info: object) -> None:
         row, label = rows[trial.key()], trial.label()

@@ -2,14 +2,20 @@
 gives it. A trial whose earlier attempt was killed picks up that run's checkpoints where the
 searcher keeps them (same configuration, no live owner), and its answers from the cache.
 
-    python -m promptsearch.sweep.worker CONFIG_JSON DB   # what the local executor starts
+    python -m promptsearch.sweep.worker   # what the local executor starts
 
-prints `phase: ...` lines while it runs and `result: {...}` (or `error: ...`) at the end."""
+reads one JSON line from stdin ({"config": ..., "db": ..., "trial": KEY}: never on the
+command line, where `ps` shows it), prints `phase: ...` lines while it runs and
+`result: {...}` (or `error: ...`) at the end. Its stdin stays open while the sweep lives;
+when it closes (the sweep was killed), the run is interrupted as by Ctrl-C (answers so far
+are in the cache), the trial is marked interrupted, and the worker exits."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from typing import Any, Callable
 
 
@@ -50,17 +56,60 @@ def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None 
             "calls": doc["cost"]["search"]["calls"], "cache_hits": doc["cost"]["search"]["cache_hits"]}
 
 
+ORPHANED = "the sweep that started this worker ended (killed?); run the sweep again to finish it"
+
+
+def _watch_parent(done: threading.Event) -> None:
+    """Interrupt the run when stdin closes: the sweep process that holds its other end died."""
+    sys.stdin.read()
+    if done.is_set():
+        return
+    import _thread
+
+    _thread.interrupt_main()  # a KeyboardInterrupt in the run: the cache keeps every answer so far
+    threading.Timer(60, os._exit, (3,)).start()  # a run that does not reach Python code again still ends
+
+
+def _mark_interrupted(db: str | None, key: str | None) -> None:
+    if not key:
+        return
+    from promptsearch.settings import get_settings
+    from promptsearch.store.db import Store
+
+    try:
+        store = Store(db or get_settings().db_path)
+        row = store.trials([key]).get(key)
+        if row is not None and row.status == "running":
+            row.status, row.error = "interrupted", ORPHANED
+            store.put_trial(row)
+    except Exception:  # noqa: BLE001 - best effort: a rerun starts every unfinished trial anyway
+        pass
+
+
 def main() -> None:
     from promptsearch.errors import PromptSearchError
     from promptsearch.records import redact
 
-    config, db = json.loads(sys.argv[1]), (sys.argv[2] or None)
+    line = sys.stdin.readline()
+    if not line.strip():  # started by hand, or the sweep died before it wrote the orders
+        print("error: no trial on stdin; the sweep starts workers itself", flush=True)
+        sys.exit(2)
+    orders = json.loads(line)
+    config, db, key = orders["config"], orders.get("db") or None, orders.get("trial")
+    done = threading.Event()
+    threading.Thread(target=_watch_parent, args=(done,), daemon=True).start()
 
     def phase(message: str) -> None:
         print("phase: " + " ".join(str(message).split()), flush=True)
 
     try:
-        print("result: " + json.dumps(run_trial(config, db, phase)), flush=True)
+        result = run_trial(config, db, phase)
+        done.set()
+        print("result: " + json.dumps(result), flush=True)
+    except KeyboardInterrupt:
+        done.set()
+        _mark_interrupted(db, key)
+        sys.exit(130)
     except PromptSearchError as e:
         print("error: " + redact(str(e)).splitlines()[0], flush=True)
         sys.exit(1)
