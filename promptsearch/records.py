@@ -67,8 +67,9 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 def rank_candidates(cands: list[dict]) -> list[dict]:
     """Candidates in the order tables show them: by how many dev examples a score is on (the
     rung a race let it reach), then by that score; a mean over 8 examples never outranks one
-    over the whole split."""
-    return sorted(cands, key=lambda c: (-c.get("dev_n", 0), -c["dev_mean"]))
+    over the whole split. Candidates scored after the search, outside it (a soft prompt's
+    readout), come after the search's own."""
+    return sorted(cands, key=lambda c: (bool(c.get("outside_search")), -c.get("dev_n", 0), -c["dev_mean"]))
 
 
 def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str], defaults: dict | None = None) -> str:

@@ -100,6 +100,8 @@ def _per_candidate(history: list[EvalResult]) -> list[dict]:
         entry = seen.setdefault(r.candidate.key(), {"step": r.step, "name": r.candidate.name,
                                                     "prompt": r.candidate.describe(),
                                                     "candidate": r.candidate.to_dict(), "scores": {}})
+        if r.extras.get("outside_search"):  # scored after the search, outside its budget (a soft readout)
+            entry["outside_search"] = True
         entry["scores"].update(zip(r.example_ids, r.scores))
     out = []
     for e in seen.values():
@@ -165,28 +167,39 @@ def run_search(
     resume_hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.where}" if db else "")
     if getattr(searcher_obj, "checkpoints", False) and not dry_run:
         searcher_obj.workdir, searcher_obj.resuming = workdir, resume is not None
-        if resume is None and all(isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)) \
-                and not isinstance(harness_spec, Harness):
+        if resume is None:
+            # what `runs` lists and `--resume` reads; arguments given as objects (a loaded task,
+            # a backend) cannot be written, so such a run is listed but cannot be resumed
+            resumable = all(isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)) \
+                and not isinstance(harness_spec, Harness)
             workdir.mkdir(parents=True, exist_ok=True)
             (workdir / "run.json").write_text(json.dumps({
-                "task": task_spec, "model": model, "searcher": searcher, "options": options or {}, "seed": seed,
-                "budget": budget.to_dict(), "scorer": scorer, "baseline_shots": baseline_shots, "harness": harness_spec,
-                "db": setup.store.where, "pid": os.getpid(), "started": started}))
-            say(f"Run {run_id} keeps its checkpoints in {workdir}")
-        elif resume is not None and (workdir / "run.json").exists():  # this process owns it now
+                "task": task_spec if resumable else task.name, "model": model if resumable else setup.backend.model_id,
+                "searcher": searcher_obj.name, "options": options or {}, "seed": seed, "budget": budget.to_dict(),
+                "scorer": scorer if resumable else None, "baseline_shots": baseline_shots,
+                "harness": harness_spec if resumable else harness.spec, "db": setup.store.where, "pid": os.getpid(),
+                "started": started, "resumable": resumable}))
+            if resumable:
+                say(f"Run {run_id} keeps its checkpoints in {workdir}")
+        elif (workdir / "run.json").exists():  # this process owns it now
             args = json.loads((workdir / "run.json").read_text())
             (workdir / "run.json").write_text(json.dumps({**args, "pid": os.getpid()}))
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:
         result = searcher_obj.search(task, evaluator, budget, seed)
     except KeyboardInterrupt:
-        if (workdir / "run.json").exists():  # the one hint that works: its checkpoints continue it
+        if _resumable_folder(workdir):  # the one hint that works: its checkpoints continue it
             raise RunInterrupted(f"Interrupted. Continue it with `{resume_hint}`.") from None
         raise
     except BudgetExhausted as e:
+        _drop_if_empty(workdir, nothing_scored=True)
         raise PromptSearchError(f"The budget was spent before any candidate was scored ({e}); raise it.") from None
+    except BaseException:
+        _drop_if_empty(workdir)  # a run that failed before it checkpointed anything leaves nothing to resume
+        raise
     if not result.history or not math.isfinite(result.best_score):
         # nothing to report: no test calls, nothing stored
+        _drop_if_empty(workdir, nothing_scored=True)
         why = f" ({result.stopped_by})" if result.stopped_by else ""
         raise PromptSearchError(f"The search scored no candidate on dev{why}; raise the budget.")
     search_cost = evaluator.cost  # scorings a searcher makes outside its budget (a readout) count as selection
@@ -284,6 +297,23 @@ def run_search(
     return doc
 
 
+def _resumable_folder(workdir: Path) -> bool:
+    try:
+        return json.loads((workdir / "run.json").read_text()).get("resumable", True)
+    except (OSError, ValueError):
+        return False
+
+
+def _drop_if_empty(workdir: Path, nothing_scored: bool = False) -> None:
+    """Remove a run folder that holds nothing to resume: only its run.json (no checkpoint
+    was written), or whatever a search that scored no candidate left (its answers are in
+    the cache; a rerun gets as far for free)."""
+    if workdir.is_dir() and (nothing_scored or all(p.name == "run.json" for p in workdir.iterdir())):
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def checkpoint_root(db_path: str | Path) -> Path:
     """Where checkpointing runs keep their folders: beside an SQLite database
     (`promptsearch.db` -> `promptsearch.db.checkpoints/RUN/`); for a PostgreSQL URL, under
@@ -302,6 +332,7 @@ class Interrupted:
     task: str
     started: float | None
     bytes: int
+    resumable: bool = True  # False: started with arguments that were objects (a loaded task): remove, not resume
 
 
 def interrupted_runs(db_path: str | Path) -> list[Interrupted]:
@@ -318,7 +349,7 @@ def interrupted_runs(db_path: str | Path) -> list[Interrupted]:
             continue
         size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         out.append(Interrupted(d.name, d, str(args.get("searcher", "?")), str(args.get("task", "?")),
-                               args.get("started"), size))
+                               args.get("started"), size, bool(args) and args.get("resumable", True)))
     return out
 
 
@@ -349,6 +380,11 @@ def _resumable(run_id: str, db: str | None) -> tuple[str, dict]:
         raise PromptSearchError(f"No interrupted run '{run_id}' to resume in {runs}; only searchers that checkpoint "
                                 "(rl) can be resumed, by the id printed when the run started.")
     args = json.loads((found[0] / "run.json").read_text())
+    if not args.get("resumable", True):
+        raise PromptSearchError(f"Run {found[0].name} was started with a loaded task or model (the Python API, or a "
+                                "sweep task with changes), which its folder cannot hold, so it cannot be resumed from "
+                                "there; start it again the same way (its answers come from the cache), and "
+                                "`promptsearch runs --clean` removes the folder.")
     return found[0].name, args
 
 

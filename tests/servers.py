@@ -211,9 +211,12 @@ class PostgresServer:
             shutil.chown(root / "pw", "postgres", "postgres")
         self._run([self.bin / "initdb", "-D", self.data, "-U", self.USER, f"--pwfile={root / 'pw'}",
                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"])
-        self._run([self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
-                   f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+        self.start()
         self.count = 0
+
+    def start(self) -> None:
+        self._run([self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
+                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
 
     def _run(self, cmd) -> None:
         cmd = [str(c) for c in cmd]
@@ -236,8 +239,8 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
         try:
-            self._run([self.bin / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+            self._run([self.bin / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"])
         except subprocess.CalledProcessError:
             pass

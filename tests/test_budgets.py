@@ -79,3 +79,19 @@ def test_cached_answers_stay_free_at_a_call_budget_of_zero(tmp_path):
     fake = FakeBackend()
     ev = Evaluator(task, CachedBackend(fake, store), budget=Budget(max_calls=0))
     assert ev.score(cand, task.dev).n == len(task.dev) and fake.requests == []
+
+
+def test_a_rerun_of_a_call_budgeted_search_says_it_went_further(tmp_path, monkeypatch):
+    """Cache hits are free, so the rerun replays the first run and spends its budget again;
+    the output says so (README: "What a rerun replays")."""
+    from typer.testing import CliRunner
+
+    from promptsearch import registry
+    from promptsearch.cli import app
+
+    monkeypatch.setitem(registry.backends._entries, "fake", lambda spec, settings: FakeBackend(gen_rule=writer))
+    args = ["run", "--model", "fake:x", "--searcher", "ape", "--max-calls", "300", "--db", str(tmp_path / "r.db")]
+    first, again = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
+    assert first.exit_code == again.exit_code == 0, again.output
+    assert "came from the cache" not in first.output
+    assert "came from the cache, which budgets count as free" in " ".join(again.output.split())

@@ -251,12 +251,17 @@ def test_ctrl_c_during_concurrent_requests_returns_promptly():
     import threading
 
     reqs = [GenRequest(f"Review: {i}\nSentiment:") for i in range(8)]
-    with ScriptedServer(delay=3.0) as srv:
-        b = backend(srv.url, concurrency=4)
-        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
-        timer.start()
-        t0 = time.perf_counter()
-        with pytest.raises(KeyboardInterrupt):
-            b.generate(reqs)
-        took = time.perf_counter() - t0
+    # Python's own handler, which a shell replaces with "ignore" for background jobs and nohup
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with ScriptedServer(delay=3.0) as srv:
+            b = backend(srv.url, concurrency=4)
+            timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
+            timer.start()
+            t0 = time.perf_counter()
+            with pytest.raises(KeyboardInterrupt):
+                b.generate(reqs)
+            took = time.perf_counter() - t0
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert took < 2.0 and len(srv.requests) <= 4  # nothing new started after the interrupt

@@ -90,3 +90,47 @@ def test_bad_urls_unreachable_servers_and_a_missing_driver_are_one_line(postgres
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(PromptSearchError, match=r"pip install 'promptsearch\[postgres\]'"):
         Store(postgres.url("postgres"))
+
+
+def test_a_server_that_stops_mid_run_is_one_line_and_keeps_what_was_written(tmp_path, monkeypatch):
+    """`pg_ctl stop -m fast` while demos races: one line and exit 2, not a traceback; the
+    answers written before it stay, no run is stored, and the rerun reads them back."""
+    import tempfile
+
+    from fakes import FakeBackend
+    from promptsearch import registry
+    from servers import PostgresServer
+
+    if PostgresServer.binaries() is None:
+        pytest.skip("no PostgreSQL server binaries here")
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="promptsearch-pg-stop-")))
+    try:
+        url = server.fresh_database()
+
+        class StopsTheServer(FakeBackend):
+            def loglikelihood(self, requests, soft_prompt=None):
+                if len(self.requests) >= 300 and not stopped:
+                    server.stop("fast")
+                    stopped.append(True)
+                return super().loglikelihood(requests, soft_prompt)
+
+        stopped: list = []
+        monkeypatch.setitem(registry.backends._entries, "fake", lambda spec, settings: StopsTheServer())
+        r = runner.invoke(app, ["run", "--model", "fake:x", "--searcher", "demos", "--db", url])
+        assert stopped and r.exit_code == 2, r.output
+        lines = r.stderr.strip().splitlines()  # the run's phase lines, then the error
+        assert "Traceback" not in r.output and lines[-1].startswith("Error: The database") and \
+            sum(line.startswith("Error") for line in lines) == 1, r.stderr
+        assert "failed while" in lines[-1] and PostgresServer.PASSWORD not in r.stderr
+        server.start()
+        store = Store(url)
+        assert store.runs() == []  # nothing stored half-way
+        kept = sum(row["entries"] for row in store.cache_stats())
+        assert kept >= 300  # every answer written before the stop
+        again = FakeBackend()
+        monkeypatch.setitem(registry.backends._entries, "fake", lambda spec, settings: again)
+        r = runner.invoke(app, ["run", "--model", "fake:x", "--searcher", "demos", "--db", url])
+        assert r.exit_code == 0, r.output
+        assert len(again.requests) <= sum(row["entries"] for row in Store(url).cache_stats()) - kept
+    finally:
+        server.stop()

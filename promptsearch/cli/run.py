@@ -109,7 +109,8 @@ def print_run(con, doc: dict[str, Any]) -> None:
     table.add_column("dev", justify="right")
     table.add_column("n", justify="right")
     for i, c in enumerate(cands[:10], 1):
-        table.add_row(str(i), escape(c["name"]), escape(c["prompt"]), f"{c['dev_mean']:.3f}", str(c.get("dev_n", "")))
+        name = c["name"] + (" (after the search)" if c.get("outside_search") else "")
+        table.add_row(str(i), escape(name), escape(c["prompt"]), f"{c['dev_mean']:.3f}", str(c.get("dev_n", "")))
     con.print(table)
     best = doc["best"]
     con.print(f"[bold green]Best prompt[/bold green] ({escape(best['name'])}): {escape(best['prompt'])}")
@@ -143,4 +144,8 @@ def print_run(con, doc: dict[str, Any]) -> None:
         con.print(f"[cyan]Everything came from the cache: 0 model calls ({cost['total']['cache_hits']} cached answers).[/cyan]")
     if doc["stopped_by"]:
         con.print(f"[yellow]Search stopped early: {escape(doc['stopped_by'])}[/yellow]")
+        hits = cost["search"]["cache_hits"]
+        if hits and not doc["from_cache"] and "evaluation budget" not in doc["stopped_by"]:
+            con.print(f"[dim]{hits} of its answers came from the cache, which budgets count as free, so it got "
+                      "further than the same budget would on an empty cache; --max-evals reruns exactly.[/dim]")
     con.print(f"Stored as run [bold]{doc['run_id']}[/bold] in {doc['db']}  (promptsearch show {doc['run_id']})")

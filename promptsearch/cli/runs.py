@@ -27,6 +27,7 @@ def runs(
     from promptsearch.errors import PromptSearchError
     from promptsearch.records import searcher_label
     from promptsearch.runner import interrupted_runs
+    from promptsearch.text import shorten
 
     from rich.markup import escape
     from rich.table import Table
@@ -54,29 +55,35 @@ def runs(
         # Like `git log --oneline`: a short id (its random tail, which `show` and `report`
         # accept), short model names, and the prompt cut to what is left of the line.
         table = Table(title=f"Runs in {store.where}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+        docs = [json.loads(r.result) for r in rows]
         cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
-                  escape(r.task[:18]), escape(searcher_label(json.loads(r.result))), escape(_short_model(r.model)[:18]),
+                  shorten(r.task, 18), searcher_label(d), shorten(_short_model(r.model), 18), shorten(r.harness, 24),
                   f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
-                  f"{r.test_score:.3f}" if r.test_score is not None else "–", escape(" ".join(r.best_text.split()))]
-                 for r in rows]
-        names = ("run", "when", "task", "searcher", "model", "dev", "test", "best prompt")
-        widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names)]
-        # every column keeps its width; only the prompt is cut to what is left of the line
-        widths[-1] = max(12, min(widths[-1], con.width - sum(widths[:-1]) - len(names)))
-        for col, width in zip(names, widths):
-            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+                  f"{r.test_score:.3f}" if r.test_score is not None else "–",
+                  ("[baseline] " if d["best"].get("picked") == "baseline" else "") + r.best_text]
+                 for r, d in zip(rows, docs)]
+        names = ("run", "when", "task", "searcher", "model", "harness", "dev", "test", "best prompt")
+        widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names[:-1])]
+        # every column keeps its width; only the prompt is cut, at a word and with an ellipsis, to what is left
+        room = max(12, con.width - sum(widths) - 2 * (len(names) - 1) - 1)  # each column padded 1 on both sides
+        for col, width in zip(names, [*widths, room]):
+            table.add_column(col, no_wrap=True, min_width=width, max_width=width)
         for c in cells:
-            table.add_row(*c)
+            table.add_row(*(escape(x) for x in c[:-1]), escape(shorten(c[-1], room)))
         con.print(table)
+        if any(d["best"].get("picked") == "baseline" for d in docs):
+            con.print("[dim][baseline]: the search's own best lost to this baseline on dev, and the run returned "
+                      "it[/dim]")
         con.print("[dim]promptsearch show RUN (the short id, or the whole one) for the details[/dim]")
     if stale:
         con.print(f"[yellow]{len(stale)} interrupted run{'s' * (len(stale) != 1)} with checkpoints in "
                   f"{stale[0].path.parent}:[/yellow]")
         for s in stale:
             when = datetime.fromtimestamp(s.started).strftime("%m-%d %H:%M") if s.started else "?"
-            con.print(f"  {escape(s.run_id)}  {when}  {escape(s.searcher)} on {escape(s.task)}  "
-                      f"{s.bytes / 1e6:.1f} MB  resume: promptsearch run --resume {escape(s.run_id)}"
-                      + (f" --db {escape(store.where)}" if db else ""))
+            what = f"{escape(s.searcher)} on {escape(s.task)}" if s.searcher != "?" else "(no run.json: not a run's folder)"
+            hint = (f"resume: promptsearch run --resume {escape(s.run_id)}" + (f" --db {escape(store.where)}" if db else "")
+                    if s.resumable else "cannot be resumed (started with a loaded task); its answers are in the cache")
+            con.print(f"  {escape(s.run_id)}  {when}  {what}  {s.bytes / 1e6:.1f} MB  {hint}")
         con.print("[dim]promptsearch runs --clean removes them[/dim]")
 
 

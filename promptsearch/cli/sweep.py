@@ -86,6 +86,13 @@ def _plan(con, spec, db) -> None:
               "(a budget in seconds is not planned: its searches are planned in full)")
 
 
+def _done(info: dict) -> str:
+    """A finished trial: the test score of what the run returned, and the search's own best
+    where the run returned a baseline instead."""
+    lost = f"; returned {info['returned']}, the search's own best {info['search_test']:.3f}" if info.get("returned") else ""
+    return f"done: test {info['test']:.3f}{lost} (run {info['run_id']})"
+
+
 class _Live:
     """Counts and each running trial's phase, redrawn in place on a terminal; plain lines
     (trial started, done, failed, retried) otherwise."""
@@ -110,8 +117,7 @@ class _Live:
         from rich.markup import escape
 
         if kind != "phase":
-            what = {"start": "started", "done": f"done: test {info['test']:.3f} (run {info['run_id']})" if kind == "done"
-                    else "", "failed": f"failed: {info}", "retry": f"worker died ({info}); starting it again"}[kind]
+            what = {"start": "started", "done": _done(info) if kind == "done" else "", "failed": f"failed: {info}", "retry": f"worker died ({info}); starting it again"}[kind]
             self.con.print(f"[{progress.line()}] {escape(trial.label())}: {escape(what)}")
         if self.live is not None:
             lines = [progress.line()] + [f"  {escape(k)}: {escape(v[:80])}" for k, v in progress.running.items()]

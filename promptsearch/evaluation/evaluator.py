@@ -269,6 +269,8 @@ class Evaluator:
                 extras = {"calibration": calibrated[k]}
             # a batch's cost is shared evenly among its candidates
             cost = spent if len(cands) == 1 else _share(spent, len(cands))
+            if self._parent is not None:  # a search's after-the-fact scoring (a readout): tables keep it apart
+                extras = {**extras, "outside_search": True}
             result = EvalResult(cand, split, mean, se, scores, preds[k], [e.id for e in examples], cost,
                                 lps[k] or None, extras=extras)
             if split == "dev":

@@ -54,6 +54,8 @@ def build(docs: list[dict], task: str | None = None) -> dict[str, Any]:
             },
             "best_prompt": doc["best"]["prompt"],
             "best_prompt_short": shorten(doc["best"]["prompt"]),
+            # the search's own best lost to a baseline on dev, and the run returned that baseline
+            "returned_baseline": doc["best"]["name"] if doc["best"].get("picked") == "baseline" else None,
             "cost": {"calls": cost["calls"], "cache_hits": cost["cache_hits"], "tokens": cost["tokens"],
                      "seconds": cost["seconds"], "dollars": cost.get("dollars", 0.0),
                      "unpriced_calls": cost.get("unpriced_calls", 0)},
@@ -97,6 +99,8 @@ def _cell_text(cell: dict | None) -> tuple[str, str]:
     if cell is None:
         return "–", ""
     score = format_score(cell["test"])
+    if cell.get("returned_baseline"):
+        score += f" · returned baseline {cell['returned_baseline']}"
     b = cell["baseline"]
     if b is None:
         return score, ""
@@ -125,7 +129,7 @@ def to_csv(board: dict) -> str:
     w = csv.writer(out)
     w.writerow(["searcher", "model", "harness", "task", "test_mean", "test_stderr", "n", "baseline",
                 "diff_vs_baseline", "ci_low", "ci_high", "best_prompt", "calls", "cache_hits", "tokens", "seconds",
-                "dollars", "mean_win_rate", "run_id", "runs"])
+                "dollars", "mean_win_rate", "run_id", "runs", "returned_baseline"])
     for row in board["rows"]:
         for t in board["tasks"]:
             cell = row["cells"].get(t)
@@ -137,7 +141,7 @@ def to_csv(board: dict) -> str:
             w.writerow([row["searcher"], row["model"], row["harness"], t, cell["test"]["mean"], cell["test"]["stderr"],
                         cell["test"]["n"], b.get("name", ""), d.get("diff", ""), d.get("ci_low", ""), d.get("ci_high", ""),
                         cell["best_prompt"], c["calls"], c["cache_hits"], c["tokens"], c["seconds"], c["dollars"], row["mean_win_rate"],
-                        cell["run_id"], cell["runs"]])
+                        cell["run_id"], cell["runs"], cell.get("returned_baseline") or ""])
     return out.getvalue()
 
 
@@ -186,7 +190,8 @@ def to_html(board: dict, title: str = "promptsearch leaderboard") -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{escape(title)}</h1>
-<p>Cells: test score of the best prompt (mean ± standard error, n), its difference to the task's baseline
+<p>Cells: test score of the prompt the run returned (mean ± standard error, n; "returned baseline X" where the
+search's own best lost to baseline X on dev), its difference to the task's baseline
 with a 95% paired bootstrap interval, the best prompt (click for the full text) and the cost.
 Rows are ordered by mean win rate across tasks.</p>
 <table id="leaderboard"><thead><tr><th>searcher · model · harness</th>{head}<th>mean win rate</th></tr></thead>

@@ -16,6 +16,29 @@ from promptsearch.store.engines import BUSY_TIMEOUT_S
 from promptsearch.store.models import CacheEntry, CandidateRow, Run, SweepTrial, TestResult
 
 
+def _guarded(doing: str):
+    """A database that fails mid-command (a server stopped, a disk full, the connection
+    dropped) is one line: what failed, that answers written before it are kept, and what to
+    do; not a traceback. Errors the store raises itself pass as they are."""
+    import functools
+
+    def wrap(method):
+        @functools.wraps(method)
+        def inner(self, *args, **kwargs):
+            from sqlalchemy.exc import DBAPIError
+
+            try:
+                return method(self, *args, **kwargs)
+            except DBAPIError as e:
+                raw = str(getattr(e, "orig", e)).strip()
+                first = raw.splitlines()[0] if raw else type(e).__name__
+                raise PromptSearchError(
+                    f"The database {self.where} failed while {doing}: {engines.shown(first)}. Answers stored before "
+                    "it are kept and nothing was stored half-way; run the same command again once it works.") from None
+        return inner
+    return wrap
+
+
 def _can_create_in(folder: Path) -> bool:
     """Whether a file can be made there (checked by making one and removing it): permission
     bits say yes to root in /proc or on a read-only mount, and the write would fail only
@@ -86,6 +109,7 @@ class Store:
         return self._engine is not None or (self.path is not None and self.path.exists())
 
     # --- cache ---------------------------------------------------------------------
+    @_guarded("reading the cache")
     def cache_get(self, keys: list[str]) -> dict[str, Any]:
         from sqlmodel import Session, col, select
 
@@ -99,6 +123,7 @@ class Store:
                     found[key] = json.loads(resp)
         return found
 
+    @_guarded("writing answers to the cache")
     def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
         """Insert answers in one transaction; a concurrent writer's identical entry wins quietly."""
         rows = list(rows)
@@ -109,6 +134,7 @@ class Store:
             r.setdefault("created", now)
         engines.insert_ignoring_duplicates(self.engine, CacheEntry, rows)
 
+    @_guarded("reading the cache")
     def cache_stats(self) -> list[dict[str, Any]]:
         from sqlalchemy import func
         from sqlmodel import Session, select
@@ -121,6 +147,7 @@ class Store:
             )
             return [dict(backend=b, kind=k, entries=n, tokens=t or 0) for b, k, n, t in s.exec(q)]
 
+    @_guarded("clearing the cache")
     def cache_clear(self, backend: str | None = None) -> int:
         from sqlalchemy import delete
 
@@ -137,6 +164,7 @@ class Store:
         return n
 
     # --- runs ----------------------------------------------------------------------
+    @_guarded("storing the run")
     def save_run(self, run: Run, candidates: list[CandidateRow], tests: list[TestResult]) -> None:
         """All of a run's rows in one transaction: a run is stored whole or not at all."""
         from sqlmodel import Session
@@ -148,6 +176,7 @@ class Store:
             s.add_all(tests)
             s.commit()
 
+    @_guarded("listing runs")
     def runs(self, task: str | None = None, limit: int = 50) -> list[Run]:
         from sqlmodel import Session, col, select
 
@@ -159,6 +188,7 @@ class Store:
                 q = q.where(Run.task == task)
             return list(s.exec(q))
 
+    @_guarded("reading a run")
     def get_run(self, run_id: str) -> Run:
         from sqlmodel import Session, col, select
 
@@ -178,6 +208,7 @@ class Store:
                 raise PromptSearchError(f"Run '{run_id}': {hint} in {self.where}; list runs with `promptsearch runs`.")
             return run
 
+    @_guarded("reading a run")
     def run_candidates(self, run_id: str) -> list[CandidateRow]:
         from sqlmodel import Session, select
 
@@ -186,6 +217,7 @@ class Store:
         with Session(self.engine) as s:
             return list(s.exec(select(CandidateRow).where(CandidateRow.run_id == run_id).order_by(CandidateRow.step)))
 
+    @_guarded("reading a run")
     def run_tests(self, run_id: str) -> list[TestResult]:
         from sqlmodel import Session, select
 
@@ -195,6 +227,7 @@ class Store:
             return list(s.exec(select(TestResult).where(TestResult.run_id == run_id)))
 
     # --- sweep trials (promptsearch/sweep) -------------------------------------------
+    @_guarded("reading sweep trials")
     def trials(self, keys: list[str]) -> dict[str, SweepTrial]:
         from sqlmodel import Session, col, select
 
@@ -203,6 +236,7 @@ class Store:
         with Session(self.engine) as s:
             return {t.key: t for t in s.exec(select(SweepTrial).where(col(SweepTrial.key).in_(keys)))}
 
+    @_guarded("writing a sweep trial")
     def put_trial(self, trial: SweepTrial) -> None:
         from sqlmodel import Session
 

@@ -1,5 +1,6 @@
 """The sweep's table: rows searcher (with its method options and harness), columns task,
-the test score (mean over seeds) and its difference from the sweep's bar with a paired
+the test score of what each run returned (mean over seeds; a returned baseline is named,
+with the search's own best beside it) and its difference from the sweep's bar with a paired
 bootstrap 95% CI. The bar is each task's manual prompt (`manual-1`, scored on test in every
 run); a dataset's seeds share its test set, so each example's scores are averaged over the
 seeds before resampling."""
@@ -24,14 +25,17 @@ def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
             continue
         config = json.loads(row.config)
         doc = json.loads(store.get_run(row.run_id).result)
-        best = doc.get("search_best", doc["best"])
+        best, own = doc["best"], doc.get("search_best", doc["best"])  # what the run returned; the search's own best
         tests = store.run_tests(row.run_id)
         mine = {t.example_id: t.score for t in tests if t.candidate == best["name"]}
         bar = {t.example_id: t.score for t in tests if t.candidate == "manual-1"}
         label = searcher_label(doc) + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
-        cell = cells.setdefault((label, task_name(config["task"])), {"tests": [], "scores": [], "bar": []})
+        cell = cells.setdefault((label, task_name(config["task"])), {"tests": [], "scores": [], "bar": [], "own": [],
+                                                                       "returned": []})
         ids = sorted(mine)
         cell["tests"].append(best["test"]["mean"])
+        cell["own"].append(own["test"]["mean"])
+        cell["returned"].append(best["name"] if best.get("picked") == "baseline" else "")
         cell["scores"].append([mine[i] for i in ids])
         cell["bar"].append([bar.get(i) for i in ids] if bar and set(bar) >= set(ids) else None)
     return cells
@@ -58,10 +62,16 @@ def markdown(cells: dict[tuple[str, str], dict], failed: list[SweepTrial] | None
                 d = paired_bootstrap(a, b)
                 mark = "**" if d.ci_low > 0 else ""
                 text += f" ({mark}{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]{mark})"
+            returned = [r for r in c.get("returned", []) if r]
+            if returned:  # the search's own best lost to a baseline on dev: say which, and what the search had
+                text += (f" · returned {', '.join(sorted(set(returned)))} in {len(returned)}/{len(c['tests'])} "
+                         f"(search's own best {statistics.mean(c['own']):.3f})")
             row.append(text + (f" · {len(c['tests'])} seeds" if len(c["tests"]) > 1 else ""))
         out.append(f"| {label} | " + " | ".join(row) + " |")
-    text = "\n".join(out) + ("\n\nTest accuracy (mean over seeds) and, in brackets, the difference from the manual "
-                            "prompt with its paired bootstrap 95% CI (bold: above zero).")
+    text = "\n".join(out) + ("\n\nTest accuracy of what each run returned (mean over seeds) and, in brackets, the "
+                            "difference from the manual prompt with its paired bootstrap 95% CI (bold: above zero). "
+                            "Where a run returned a baseline (its search's best lost to it on dev), the cell names "
+                            "it and gives the search's own best beside it.")
     from promptsearch.sweep.spec import task_name
 
     for t in failed or []:

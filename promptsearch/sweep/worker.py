@@ -52,7 +52,9 @@ def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None 
                          phase=phase, harness=None if config["harness"] == "zero-shot" else config["harness"],
                          baseline_shots=config.get("baseline_shots"))
     best = doc["best"]
+    own = doc.get("search_best", best)
     return {"run_id": doc["run_id"], "dev": best["dev"]["mean"], "test": best["test"]["mean"],
+            "returned": best["name"] if best.get("picked") == "baseline" else "", "search_test": own["test"]["mean"],
             "calls": doc["cost"]["search"]["calls"], "cache_hits": doc["cost"]["search"]["cache_hits"]}
 
 
