@@ -76,6 +76,11 @@ class Task:
                     f"Task '{self.name}' ({where}): the {split} split is empty; "
                     "give it examples or set split fractions in the task spec."
                 )
+        if self.labels and len(self.labels) < 2:
+            raise PromptSearchError(
+                f"Task '{self.name}' ({where}): every example has the label {next(iter(self.labels))!r}, so there is "
+                "nothing to classify; give examples of at least two labels (or open answers without a label set)."
+            )
         if self.labels:
             for lab, word in self.labels.items():
                 ws = label_words(word)
