@@ -25,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out"
 RESULTS = ROOT / "benchmarks" / "results"
-SST2_MANUAL = ["", "Classify the movie review as positive or negative.",
-               "Is the following movie review positive or negative?"]
+SST2_MANUAL = [
+    "",
+    "Classify the movie review as positive or negative.",
+    "Is the following movie review positive or negative?",
+]
 
 
 def main() -> None:
@@ -67,39 +70,68 @@ def main() -> None:
         res = APESearcher().search(task, ev, Budget(), args.seed)
         return res, ev, time.perf_counter() - t0
 
-    names = args.tasks.split(",") if args.tasks else sorted(p.stem for p in (DATA / "instruction_induction" / "induce").glob("*.json"))
-    for name in ([] if args.skip_ii else names):
+    names = (
+        args.tasks.split(",")
+        if args.tasks
+        else sorted(p.stem for p in (DATA / "instruction_induction" / "induce").glob("*.json"))
+    )
+    for name in [] if args.skip_ii else names:
         if name in results:
             continue
         task = load_task(str(DATA / "instruction_induction" / "induce" / f"{name}.json"))
         print(f"{name}: {task.summary()}", file=sys.stderr, flush=True)
         test_ev = Evaluator(task, backend)
-        human = [test_ev.score(Candidate(instruction=h, name=f"human-{i}"), task.test, split="test").mean
-                 for i, h in enumerate(task.instructions, 1)]
+        human = [
+            test_ev.score(Candidate(instruction=h, name=f"human-{i}"), task.test, split="test").mean
+            for i, h in enumerate(task.instructions, 1)
+        ]
         human_mean = sum(human) / len(human)
         try:
             res, ev, secs = run_ape(task)
         except PromptSearchError as e:  # the proposer wrote nothing usable: APE has no answer, a loss
-            results[name] = {"metric": task.metric, "n_test": len(task.test), "ape_instruction": "(none usable)",
-                             "ape_dev": None, "ape_test": 0.0, "human_mean": round(human_mean, 4),
-                             "human_best": round(max(human), 4), "n_human": len(human), "ape_beats_human_mean": False,
-                             "search_seconds": 0.0, "search_calls": 0, "search_cache_hits": 0, "error": str(e)}
+            results[name] = {
+                "metric": task.metric,
+                "n_test": len(task.test),
+                "ape_instruction": "(none usable)",
+                "ape_dev": None,
+                "ape_test": 0.0,
+                "human_mean": round(human_mean, 4),
+                "human_best": round(max(human), 4),
+                "n_human": len(human),
+                "ape_beats_human_mean": False,
+                "search_seconds": 0.0,
+                "search_calls": 0,
+                "search_cache_hits": 0,
+                "error": str(e),
+            }
             save()
             print(f"  APE: {e}", file=sys.stderr, flush=True)
             continue
         ape_test = test_ev.score(res.best, task.test, split="test")
         results[name] = {
-            "metric": task.metric, "n_test": len(task.test), "ape_instruction": res.best.instruction,
-            "ape_dev": round(res.best_score, 4), "ape_test": round(ape_test.mean, 4),
-            "human_mean": round(human_mean, 4), "human_best": round(max(human), 4), "n_human": len(human),
+            "metric": task.metric,
+            "n_test": len(task.test),
+            "ape_instruction": res.best.instruction,
+            "ape_dev": round(res.best_score, 4),
+            "ape_test": round(ape_test.mean, 4),
+            "human_mean": round(human_mean, 4),
+            "human_best": round(max(human), 4),
+            "n_human": len(human),
             "ape_beats_human_mean": ape_test.mean > human_mean,
-            "search_seconds": round(secs, 1), "search_calls": res.cost.calls, "search_cache_hits": res.cost.cache_hits,
-            "search_tokens": res.cost.tokens, "candidates_scored": len({r.candidate.key() for r in res.history}),
+            "search_seconds": round(secs, 1),
+            "search_calls": res.cost.calls,
+            "search_cache_hits": res.cost.cache_hits,
+            "search_tokens": res.cost.tokens,
+            "candidates_scored": len({r.candidate.key() for r in res.history}),
             "dropped_at_induction": res.notes["rounds"][0].get("dropped", {}),
         }
         save()
-        print(f"  APE {ape_test.mean:.3f} vs human mean {human_mean:.3f} (best {max(human):.3f}) "
-              f"'{res.best.instruction}' [{secs:.0f}s]", file=sys.stderr, flush=True)
+        print(
+            f"  APE {ape_test.mean:.3f} vs human mean {human_mean:.3f} (best {max(human):.3f}) "
+            f"'{res.best.instruction}' [{secs:.0f}s]",
+            file=sys.stderr,
+            flush=True,
+        )
 
     if not args.skip_sst2 and "sst-2" not in results:
         task = load_task(str(DATA / "rlprompt" / "sst-2" / "16-42"))
@@ -107,15 +139,23 @@ def main() -> None:
         res, ev, secs = run_ape(task)
         test_ev = Evaluator(task, backend)
         ape_test = test_ev.score(res.best, task.test, split="test")
-        manual = {m or "(empty)": test_ev.score(Candidate(instruction=m, name="manual"), task.test, split="test").mean
-                  for m in SST2_MANUAL}
+        manual = {
+            m or "(empty)": test_ev.score(Candidate(instruction=m, name="manual"), task.test, split="test").mean
+            for m in SST2_MANUAL
+        }
         best_manual = max(manual, key=manual.get)
         results["sst-2"] = {
-            "n_test": len(task.test), "ape_instruction": res.best.instruction, "ape_dev": round(res.best_score, 4),
-            "ape_test": round(ape_test.mean, 4), "manual": {k: round(v, 4) for k, v in manual.items()},
-            "best_manual": best_manual, "best_manual_test": round(manual[best_manual], 4),
-            "ape_beats_best_manual": ape_test.mean > manual[best_manual], "search_seconds": round(secs, 1),
-            "search_calls": res.cost.calls, "search_cache_hits": res.cost.cache_hits,
+            "n_test": len(task.test),
+            "ape_instruction": res.best.instruction,
+            "ape_dev": round(res.best_score, 4),
+            "ape_test": round(ape_test.mean, 4),
+            "manual": {k: round(v, 4) for k, v in manual.items()},
+            "best_manual": best_manual,
+            "best_manual_test": round(manual[best_manual], 4),
+            "ape_beats_best_manual": ape_test.mean > manual[best_manual],
+            "search_seconds": round(secs, 1),
+            "search_calls": res.cost.calls,
+            "search_cache_hits": res.cost.cache_hits,
             "candidates_scored": len({r.candidate.key() for r in res.history}),
         }
         save()
@@ -127,19 +167,26 @@ def main() -> None:
 
 def markdown(results: dict) -> str:
     ii = {k: v for k, v in results.items() if k != "sst-2"}
-    lines = ["| task | metric | APE test | human mean (best) | APE wins | APE's instruction | candidates | calls (+cached) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | metric | APE test | human mean (best) | APE wins | APE's instruction | candidates "
+        "| calls (+cached) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in sorted(ii.items()):
         instr = v["ape_instruction"].replace("|", "\\|")
-        lines.append(f"| {name} | {v['metric']} | {v['ape_test']:.3f} | {v['human_mean']:.3f} ({v['human_best']:.3f}) | "
-                     f"{'yes' if v['ape_beats_human_mean'] else 'no'} | {instr} | {v.get('candidates_scored', 0)} | "
-                     f"{v['search_calls']} (+{v.get('search_cache_hits', 0)}) |")
+        lines.append(
+            f"| {name} | {v['metric']} | {v['ape_test']:.3f} | {v['human_mean']:.3f} ({v['human_best']:.3f}) | "
+            f"{'yes' if v['ape_beats_human_mean'] else 'no'} | {instr} | {v.get('candidates_scored', 0)} | "
+            f"{v['search_calls']} (+{v.get('search_cache_hits', 0)}) |"
+        )
     wins = sum(v["ape_beats_human_mean"] for v in ii.values())
     lines.append(f"\nAPE beats the mean of the human instructions on {wins} of {len(ii)} tasks run.")
     if "sst-2" in results:
         v = results["sst-2"]
-        lines.append(f"\nSST-2 (test n={v['n_test']}): APE {v['ape_test']:.4f} ('{v['ape_instruction']}') vs best manual "
-                     f"{v['best_manual_test']:.4f} ({v['best_manual']}); manual prompts: {v['manual']}.")
+        lines.append(
+            f"\nSST-2 (test n={v['n_test']}): APE {v['ape_test']:.4f} ('{v['ape_instruction']}') vs best manual "
+            f"{v['best_manual_test']:.4f} ({v['best_manual']}); manual prompts: {v['manual']}."
+        )
     return "\n".join(lines)
 
 

@@ -71,25 +71,39 @@ def run_one(s: dict) -> dict:
     if s["searcher"] == "rl":
         opts = {"style": s["style"]}
     t0 = time.time()
-    doc = run_search(task, model="embedded", searcher=s["searcher"], options=opts, seed=0, db=str(DB),
-                     baseline_shots=0)
+    doc = run_search(task, model="embedded", searcher=s["searcher"], options=opts, seed=0, db=str(DB), baseline_shots=0)
     best = doc["best"]
-    base = {b["name"]: {"prompt": b["prompt"], "test": b["test"]["mean"], "diff": b["best_minus_baseline"]}
-            for b in doc["baselines"]}
+    base = {
+        b["name"]: {"prompt": b["prompt"], "test": b["test"]["mean"], "diff": b["best_minus_baseline"]}
+        for b in doc["baselines"]
+    }
     notes = doc["record"]["searcher_notes"]
-    return {**s, "run_id": doc["run_id"], "best_prompt": best["prompt"], "dev": best["dev"]["mean"],
-            "test": best["test"]["mean"], "test_n": best["test"]["n"], "baselines": base,
-            "label_words": notes.get("label_words"), "trigger_text": notes.get("trigger_text"),
-            "trigger_ids": notes.get("trigger_ids"), "search_calls": doc["cost"]["search"]["calls"],
-            "search_seconds": doc["cost"]["search"]["seconds"], "wall_seconds": round(time.time() - t0, 1),
-            "stopped_by": doc["stopped_by"], "curve": notes.get("curve"),
-            "steps": len(notes["curve"]) if notes.get("curve") else None}
+    return {
+        **s,
+        "run_id": doc["run_id"],
+        "best_prompt": best["prompt"],
+        "dev": best["dev"]["mean"],
+        "test": best["test"]["mean"],
+        "test_n": best["test"]["n"],
+        "baselines": base,
+        "label_words": notes.get("label_words"),
+        "trigger_text": notes.get("trigger_text"),
+        "trigger_ids": notes.get("trigger_ids"),
+        "search_calls": doc["cost"]["search"]["calls"],
+        "search_seconds": doc["cost"]["search"]["seconds"],
+        "wall_seconds": round(time.time() - t0, 1),
+        "stopped_by": doc["stopped_by"],
+        "curve": notes.get("curve"),
+        "steps": len(notes["curve"]) if notes.get("curve") else None,
+    }
 
 
 def table(results: dict) -> str:
-    rows = ["| searcher | template, label words | label search | split | found prompt | dev | test | empty | "
-            "manual-1 | best − manual-1 [95% CI] | search calls | wall |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| searcher | template, label words | label search | split | found prompt | dev | test | empty | "
+        "manual-1 | best − manual-1 [95% CI] | search calls | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple, list] = {}
     for r in results.values():
         name = r["searcher"] + (f" ({r['style']})" if "style" in r else "")
@@ -101,17 +115,24 @@ def table(results: dict) -> str:
             b = r["baselines"]
             d = b["manual-1"]["diff"]
             words = "/".join(w[0] for w in r["label_words"].values()) if r["label_words"] else "/".join(labels.values())
-            found = (f"`{r['trigger_text']}` (ids {' '.join(map(str, r['trigger_ids']))})" if r["trigger_text"] is not None
-                     else r["best_prompt"][:60].replace("|", "\\|"))
-            rows.append(f"| {searcher} | {template} `{t!r}`, {words} | {'yes' if ls else 'no'} | {r['split']} | "
-                        f"{found} | {r['dev']:.3f} | **{r['test']:.4f}** | {b['empty']['test']:.4f} | "
-                        f"{b['manual-1']['test']:.4f} | {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
-                        f"{r['search_calls']:,} | {r['wall_seconds']:.0f} s |")
+            found = (
+                f"`{r['trigger_text']}` (ids {' '.join(map(str, r['trigger_ids']))})"
+                if r["trigger_text"] is not None
+                else r["best_prompt"][:60].replace("|", "\\|")
+            )
+            rows.append(
+                f"| {searcher} | {template} `{t!r}`, {words} | {'yes' if ls else 'no'} | {r['split']} | "
+                f"{found} | {r['dev']:.3f} | **{r['test']:.4f}** | {b['empty']['test']:.4f} | "
+                f"{b['manual-1']['test']:.4f} | {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
+                f"{r['search_calls']:,} | {r['wall_seconds']:.0f} s |"
+            )
         tests = [r["test"] for r in rs]
         if len(tests) > 1:
-            rows.append(f"| | | | **mean ± sd** | | | **{statistics.mean(tests):.4f} ± {statistics.stdev(tests):.4f}** | "
-                        f"{statistics.mean(r['baselines']['empty']['test'] for r in rs):.4f} | "
-                        f"{statistics.mean(r['baselines']['manual-1']['test'] for r in rs):.4f} | | | |")
+            rows.append(
+                f"| | | | **mean ± sd** | | | **{statistics.mean(tests):.4f} ± {statistics.stdev(tests):.4f}** | "
+                f"{statistics.mean(r['baselines']['empty']['test'] for r in rs):.4f} | "
+                f"{statistics.mean(r['baselines']['manual-1']['test'] for r in rs):.4f} | | | |"
+            )
     return "\n".join(rows)
 
 
@@ -148,6 +169,7 @@ def run_all(settings, key, run_one, path: Path, results: dict, only: list[str]) 
         print(f"   test {r['test']:.4f} ({base}) {r['wall_seconds']:.0f} s", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1))
+
 
 if __name__ == "__main__":
     main()

@@ -52,20 +52,29 @@ CASES: list[tuple[str, list[str], dict[str, str | bytes]]] = [
     ("resume unknown run", ["run", "--resume", "nosuchrun"], {}),
     ("proposer unknown kind", ["run", "--searcher", "ape", "--proposer", "nosuch:x"], {}),
     ("gepa proposer unknown", ["run", "--searcher", "gepa", "-o", "proposer=nosuch:x"], {}),
-    ("dollar budget with an unpriced model", ["run", "--max-dollars", "1", "--model", "openai:no-price-x",
-                                              "--base-url", "http://127.0.0.1:9/v1"], {}),
+    (
+        "dollar budget with an unpriced model",
+        ["run", "--max-dollars", "1", "--model", "openai:no-price-x", "--base-url", "http://127.0.0.1:9/v1"],
+        {},
+    ),
     # task files
     ("task file missing", ["run", "--task", "{d}/nothing.jsonl"], {}),
     ("task file empty", ["run", "--task", "{d}/t.jsonl"], {"t.jsonl": ""}),
     ("task file not JSON", ["run", "--task", "{d}/t.jsonl"], {"t.jsonl": "{not json\n"}),
     ("task file binary", ["run", "--task", "{d}/t.jsonl"], {"t.jsonl": PNG}),
-    ("task file latin-1", ["run", "--task", "{d}/t.jsonl"],
-     {"t.jsonl": '{"input": "caf\xe9", "label": "a"}\n'.encode("latin-1")}),
+    (
+        "task file latin-1",
+        ["run", "--task", "{d}/t.jsonl"],
+        {"t.jsonl": '{"input": "caf\xe9", "label": "a"}\n'.encode("latin-1")},
+    ),
     ("task rows without input", ["run", "--task", "{d}/t.jsonl"], {"t.jsonl": '{"label": "a"}\n' * 30}),
     ("task csv without label column", ["run", "--task", "{d}/t.csv"], {"t.csv": "text,y\nhello,a\n" * 30}),
     ("task folder empty", ["run", "--task", "{d}/empty"], {"empty/.keep": ""}),
-    ("task one label only", ["run", "--task", "{d}/t.jsonl"],
-     {"t.jsonl": "".join(json.dumps({"input": f"x{i}", "label": "a"}) + "\n" for i in range(40))}),
+    (
+        "task one label only",
+        ["run", "--task", "{d}/t.jsonl"],
+        {"t.jsonl": "".join(json.dumps({"input": f"x{i}", "label": "a"}) + "\n" for i in range(40))},
+    ),
     ("hf task offline", ["run", "--task", "hf:nosuch/dataset-xyz"], {}),
     # eval
     ("eval prompt file missing", ["eval", "--prompt-file", "{d}/p.txt"], {}),
@@ -98,13 +107,22 @@ CASES: list[tuple[str, list[str], dict[str, str | bytes]]] = [
     ("spec not YAML", ["sweep", "{d}/s.yaml"], {"s.yaml": "tasks: [a\n  b: c"}),
     ("spec a list", ["sweep", "{d}/s.yaml"], {"s.yaml": "- a\n- b\n"}),
     ("spec unknown top key", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC + "budgets: {max_calls: 5}\n"}),
-    ("spec searcher entry unknown key", ["sweep", "{d}/s.yaml"],
-     {"s.yaml": SPEC.replace("[baseline]", "[{name: demos, option: {shots: 8}}]")}),
-    ("spec searcher unknown option", ["sweep", "{d}/s.yaml"],
-     {"s.yaml": SPEC.replace("[baseline]", "[{name: demos, options: {shot: 8}}]")}),
+    (
+        "spec searcher entry unknown key",
+        ["sweep", "{d}/s.yaml"],
+        {"s.yaml": SPEC.replace("[baseline]", "[{name: demos, option: {shots: 8}}]")},
+    ),
+    (
+        "spec searcher unknown option",
+        ["sweep", "{d}/s.yaml"],
+        {"s.yaml": SPEC.replace("[baseline]", "[{name: demos, options: {shot: 8}}]")},
+    ),
     ("spec searcher not a name", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC.replace("[baseline]", "[42]")}),
-    ("spec task entry unknown key", ["sweep", "{d}/s.yaml"],
-     {"s.yaml": SPEC.replace("[sentiment]", "[{task: sentiment, instruction: x}]")}),
+    (
+        "spec task entry unknown key",
+        ["sweep", "{d}/s.yaml"],
+        {"s.yaml": SPEC.replace("[sentiment]", "[{task: sentiment, instruction: x}]")},
+    ),
     ("spec budget unknown key", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC + "budget: {max_call: 5}\n"}),
     ("spec budget negative", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC + "budget: {max_calls: -5}\n"}),
     ("spec resources unknown key", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC + "resources: {num_cpu: 2}\n"}),
@@ -115,8 +133,11 @@ CASES: list[tuple[str, list[str], dict[str, str | bytes]]] = [
     ("spec grid unknown key", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC + "grids: [{resources: {num_cpus: 2}}]\n"}),
     ("spec retries negative", ["sweep", "{d}/s.yaml"], {"s.yaml": SPEC + "retries: -1\n"}),
     ("sweep zero workers", ["sweep", "{d}/s.yaml", "--workers", "0"], {"s.yaml": SPEC}),
-    ("sweep ray client address, nothing there", ["sweep", "{d}/s.yaml", "--ray-address", "ray://127.0.0.1:9"],
-     {"s.yaml": SPEC}),
+    (
+        "sweep ray client address, nothing there",
+        ["sweep", "{d}/s.yaml", "--ray-address", "ray://127.0.0.1:9"],
+        {"s.yaml": SPEC},
+    ),
     ("sweep ray address, nothing there", ["sweep", "{d}/s.yaml", "--ray-address", "127.0.0.1:9"], {"s.yaml": SPEC}),
     ("sweep ray address bad port", ["sweep", "{d}/s.yaml", "--ray-address", "127.0.0.1:port"], {"s.yaml": SPEC}),
     # commands and flags
@@ -128,29 +149,56 @@ CASES: list[tuple[str, list[str], dict[str, str | bytes]]] = [
 def run_case(name: str, argv: list[str], files: dict, timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="bad-input-") as d:
         if "runs unknown task" == name:  # a database that has runs, none of this task
-            subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tests'); "
-                            "from fakes import FakeBackend; from promptsearch.runner import run_search; "
-                            f"run_search('sentiment', model=FakeBackend(), searcher='baseline', db='{d}/r.db')"],
-                           check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; sys.path.insert(0, 'tests'); "
+                    "from fakes import FakeBackend; from promptsearch.runner import run_search; "
+                    f"run_search('sentiment', model=FakeBackend(), searcher='baseline', db='{d}/r.db')",
+                ],
+                check=True,
+                capture_output=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
         for rel, content in files.items():
             p = Path(d) / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(content if isinstance(content, bytes) else content.encode())
-        env = {**os.environ, "PROMPTSEARCH_HOME": f"{d}/home", "PROMPTSEARCH_DB": f"{d}/home/ps.db",
-               "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+        env = {
+            **os.environ,
+            "PROMPTSEARCH_HOME": f"{d}/home",
+            "PROMPTSEARCH_DB": f"{d}/home/ps.db",
+            "HF_HUB_OFFLINE": "1",
+            "COLUMNS": "200",
+        }
         args = [a.replace("{d}", d) for a in argv]
         t0 = time.time()
         try:
-            p = subprocess.run([sys.executable, "-m", "promptsearch.cli", *args], capture_output=True, text=True,
-                               timeout=timeout, env=env, cwd=d, stdin=subprocess.DEVNULL)
+            p = subprocess.run(
+                [sys.executable, "-m", "promptsearch.cli", *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                cwd=d,
+                stdin=subprocess.DEVNULL,
+            )
             code, out, err, hung = p.returncode, p.stdout, p.stderr, False
         except subprocess.TimeoutExpired as e:
             code, out, err, hung = None, str(e.stdout or ""), str(e.stderr or ""), True
         errors = [line for line in err.splitlines() if line.startswith("Error")]
-        return {"case": name, "argv": argv, "exit": code, "seconds": round(time.time() - t0, 1), "hung": hung,
-                "traceback": "Traceback" in out + err, "error_lines": len(errors),
-                "message": errors[0] if errors else err.strip().splitlines()[-1:] and err.strip().splitlines()[-1],
-                "db_left": (Path(d) / "home" / "ps.db").exists()}
+        return {
+            "case": name,
+            "argv": argv,
+            "exit": code,
+            "seconds": round(time.time() - t0, 1),
+            "hung": hung,
+            "traceback": "Traceback" in out + err,
+            "error_lines": len(errors),
+            "message": errors[0] if errors else err.strip().splitlines()[-1:] and err.strip().splitlines()[-1],
+            "db_left": (Path(d) / "home" / "ps.db").exists(),
+        }
 
 
 def main() -> None:
@@ -165,10 +213,14 @@ def main() -> None:
         ok = r["exit"] == 2 and r["error_lines"] == 1 and not r["traceback"] and not r["db_left"]
         print(f"{'ok ' if ok else 'BAD'} {r['seconds']:5.1f}s exit={r['exit']} {name}: {r['message']}", flush=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
-    summary = {"cases": len(results), "one_line_exit_2": sum(r["exit"] == 2 and r["error_lines"] == 1 for r in results),
-               "tracebacks": sum(r["traceback"] for r in results), "hangs": sum(r["hung"] for r in results),
-               "other_exit": sum(r["exit"] not in (2, None) for r in results),
-               "db_left": sum(r["db_left"] for r in results)}
+    summary = {
+        "cases": len(results),
+        "one_line_exit_2": sum(r["exit"] == 2 and r["error_lines"] == 1 for r in results),
+        "tracebacks": sum(r["traceback"] for r in results),
+        "hangs": sum(r["hung"] for r in results),
+        "other_exit": sum(r["exit"] not in (2, None) for r in results),
+        "db_left": sum(r["db_left"] for r in results),
+    }
     print(json.dumps(summary))
     Path(args.out).write_text(json.dumps({"summary": summary, "cases": results}, indent=1))
 

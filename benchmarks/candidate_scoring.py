@@ -6,7 +6,8 @@ negative/positive, the embedded model. The same requests are scored with the HF 
 per-example prefix sharing (`clusters`: each input's KV run once, every candidate pays only for
 its trigger and the answer lead), with only the prefix common to a whole batch shared
 (`batch`: what the backend did before), and with nothing shared (`none`: every row run in
-full, as a plain evaluator does), in alternating order, each from an empty prefix cache; we report the time, the token positions the model ran
+full, as a plain evaluator does), in alternating order, each from an empty prefix cache; we report
+the time, the token positions the model ran
 (padding included) and the naive count (every row run in full), and check that the two
 paths give the same log-probabilities.
 
@@ -54,7 +55,7 @@ def load():
 
     folder = prepare(get_settings().model_dir)
     backend = HFBackend(str(folder), model_id="bench:smollm2")
-    backend.model  # loaded outside every timing
+    _ = backend.model  # loaded outside every timing
     return backend, load_task(str(SST2))
 
 
@@ -93,7 +94,7 @@ def scoring(backend, task, repeats: int) -> dict:
         backend.sharing = mode
         backend.loglikelihood(reqs[:128])
     for rep in range(repeats):
-        for mode in (modes if rep % 2 == 0 else modes[::-1]):
+        for mode in modes if rep % 2 == 0 else modes[::-1]:
             backend.sharing = mode
             backend._prefix_cache.clear()
             backend.tokens_run = 0
@@ -105,10 +106,13 @@ def scoring(backend, task, repeats: int) -> dict:
     best = {m: min(v) for m, v in runs.items()}
     out = {"candidates": len(cands), "examples": len(examples), "requests": len(reqs), "naive_tokens": naive}
     for m in modes:
-        out[m] = {"seconds": [round(s, 2) for s, _ in runs[m]], "tokens_run": best[m][1],
-                  "clusters_speedup": round(best[m][0] / best["clusters"][0], 2),
-                  "speedup_over_none": round(best["none"][0] / best[m][0], 2),
-                  "max_abs_logprob_diff_vs_clusters": max(abs(a - b) for a, b in zip(results[m], results["clusters"]))}
+        out[m] = {
+            "seconds": [round(s, 2) for s, _ in runs[m]],
+            "tokens_run": best[m][1],
+            "clusters_speedup": round(best[m][0] / best["clusters"][0], 2),
+            "speedup_over_none": round(best["none"][0] / best[m][0], 2),
+            "max_abs_logprob_diff_vs_clusters": max(abs(a - b) for a, b in zip(results[m], results["clusters"])),
+        }
     return out
 
 
@@ -125,8 +129,10 @@ def soft_scoring(backend, task, repeats: int, n_virtual: int = 8, prompts: int =
 
     emb = backend.model.get_input_embeddings().weight
     gen = torch.Generator().manual_seed(0)
-    sps = [SoftPrompt(vectors=emb[torch.randint(0, emb.shape[0], (n_virtual,), generator=gen)].detach().float().cpu())
-           for _ in range(prompts)]
+    sps = [
+        SoftPrompt(vectors=emb[torch.randint(0, emb.shape[0], (n_virtual,), generator=gen)].detach().float().cpu())
+        for _ in range(prompts)
+    ]
     reqs = []
     for ex in task.dev:
         p = render(task, Candidate(), ex, [])
@@ -137,7 +143,7 @@ def soft_scoring(backend, task, repeats: int, n_virtual: int = 8, prompts: int =
         backend.sharing = mode
         backend.loglikelihood(reqs[:16], soft_prompt=sps[0])
     for rep in range(repeats):
-        for mode in (("clusters", "none") if rep % 2 == 0 else ("none", "clusters")):
+        for mode in ("clusters", "none") if rep % 2 == 0 else ("none", "clusters"):
             backend.sharing, backend.tokens_run, backend._soft_kv_memo = mode, 0, None
             t0 = time.perf_counter()
             res = [r.logprob for sp in sps for r in backend.loglikelihood(reqs, soft_prompt=sp)]
@@ -145,18 +151,36 @@ def soft_scoring(backend, task, repeats: int, n_virtual: int = 8, prompts: int =
             results[mode] = res
     backend.sharing = "clusters"
     best = {m: min(v) for m, v in runs.items()}
-    return {"soft_prompts": prompts, "virtual_tokens": n_virtual, "requests_per_scoring": len(reqs),
-            **{m: {"seconds": [round(s, 2) for s, _ in runs[m]], "tokens_run": best[m][1],
-                   "speedup_over_none": round(best["none"][0] / best[m][0], 2)} for m in runs},
-            "max_abs_logprob_diff": max(abs(a - b) for a, b in zip(results["clusters"], results["none"]))}
+    return {
+        "soft_prompts": prompts,
+        "virtual_tokens": n_virtual,
+        "requests_per_scoring": len(reqs),
+        **{
+            m: {
+                "seconds": [round(s, 2) for s, _ in runs[m]],
+                "tokens_run": best[m][1],
+                "speedup_over_none": round(best["none"][0] / best[m][0], 2),
+            }
+            for m in runs
+        },
+        "max_abs_logprob_diff": max(abs(a - b) for a, b in zip(results["clusters"], results["none"])),
+    }
 
 
 def our_iteration(backend, task, width: int, topk: int, length: int, steps: int) -> dict:
     """AutoPrompt's iteration as `search` runs it, on one example, through a cached evaluator."""
     from promptsearch.candidates import Candidate
     from promptsearch.evaluation.evaluator import Evaluator
-    from promptsearch.searchers.autoprompt import (AutoPromptSearcher, _allowed_tokens, _cand, _init_trigger,
-                                                   _losses, _sample, _stable, _trigger_grad)
+    from promptsearch.searchers.autoprompt import (
+        AutoPromptSearcher,
+        _allowed_tokens,
+        _cand,
+        _init_trigger,
+        _losses,
+        _sample,
+        _stable,
+        _trigger_grad,
+    )
     from promptsearch.store import CachedBackend, Store
 
     tok = backend.tokenizer
@@ -173,15 +197,19 @@ def our_iteration(backend, task, width: int, topk: int, length: int, steps: int)
             backend._prefix_cache.clear()
             t0 = time.perf_counter()
             grad = _trigger_grad(backend, task, _cand(proto, trigger, tok, it), [ex])
-            pool = [trigger] + [c for c in dict.fromkeys(_sample(grad, trigger, allowed, cfg, rng))
-                                if c != trigger and _stable(tok, c)]
+            pool = [trigger] + [
+                c for c in dict.fromkeys(_sample(grad, trigger, allowed, cfg, rng)) if c != trigger and _stable(tok, c)
+            ]
             ls = _losses(ev, task, [_cand(proto, c, tok, it) for c in pool], [ex])
             k = min(range(len(pool)), key=ls.__getitem__)
             trigger = pool[k]
             times.append(time.perf_counter() - t0)
             losses.append(ls[k])
-    return {"seconds_per_iteration": [round(t, 3) for t in times], "losses": [round(x, 4) for x in losses],
-            "trigger": tok.decode(list(trigger))}
+    return {
+        "seconds_per_iteration": [round(t, 3) for t in times],
+        "losses": [round(x, 4) for x in losses],
+        "trigger": tok.decode(list(trigger)),
+    }
 
 
 NANOGCG = r"""
@@ -215,7 +243,8 @@ except Exception as e:
     print(json.dumps({"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                       "transformers": transformers.__version__})); sys.exit()
 total = time.perf_counter() - t0
-print(json.dumps({"seconds_total": round(total, 2), "steps": int(steps), "seconds_per_iteration": round(total / int(steps), 3),
+print(json.dumps({"seconds_total": round(total, 2), "steps": int(steps),
+                  "seconds_per_iteration": round(total / int(steps), 3),
                   "losses": [round(x, 4) for x in res.losses], "best_string": res.best_string,
                   "transformers": transformers.__version__, "torch": torch.__version__}))
 """
@@ -228,8 +257,22 @@ def nanogcg_iteration(backend, task, width: int, topk: int, length: int, steps: 
 
     ex = task.train[0]
     prompt = TEMPLATE.replace("{input}", ex.input).replace("{trigger}", "{optim_str}")
-    out = subprocess.run([python, "-c", NANOGCG, backend.name_or_path, prompt, " " + ex.label, str(width),
-                          str(topk), str(length), str(steps)], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            python,
+            "-c",
+            NANOGCG,
+            backend.name_or_path,
+            prompt,
+            " " + ex.label,
+            str(width),
+            str(topk),
+            str(length),
+            str(steps),
+        ],
+        capture_output=True,
+        text=True,
+    )
     line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     try:
         return {"python": python, **json.loads(line)}
@@ -243,8 +286,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="iterations timed in part 2")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--topk", type=int, default=64)
-    ap.add_argument("--nanogcg-python", default=sys.executable,
-                    help="interpreter with nanogcg installed (it needs transformers<=4.47.1; a separate venv)")
+    ap.add_argument(
+        "--nanogcg-python",
+        default=sys.executable,
+        help="interpreter with nanogcg installed (it needs transformers<=4.47.1; a separate venv)",
+    )
     ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "soft", "iteration", "nanogcg"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "candidate_scoring.json")
     args = ap.parse_args()

@@ -29,9 +29,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "default_searcher.json"
 DB = ROOT / "benchmarks" / "out" / "default_searcher.db"
 TASKS = ("sentiment", "complaints")
 SETTINGS = [  # (searcher, harness)
-    ("baseline", "zero-shot"), ("baseline", "calibrate"),
-    ("demos", "zero-shot"), ("demos", "calibrate"),
-    ("ape", "zero-shot"), ("ape", "calibrate"),
+    ("baseline", "zero-shot"),
+    ("baseline", "calibrate"),
+    ("demos", "zero-shot"),
+    ("demos", "calibrate"),
+    ("ape", "zero-shot"),
+    ("ape", "calibrate"),
     ("autoprompt", "calibrate"),
 ]
 CAP_SECONDS = 150
@@ -42,30 +45,56 @@ def run_one(task: str, searcher: str, harness: str) -> dict:
     from promptsearch.runner import run_search
 
     t0 = time.time()
-    doc = run_search(task, model="embedded", searcher=searcher, harness=harness, seed=0, db=str(DB),
-                     budget=Budget(max_seconds=CAP_SECONDS))
+    doc = run_search(
+        task,
+        model="embedded",
+        searcher=searcher,
+        harness=harness,
+        seed=0,
+        db=str(DB),
+        budget=Budget(max_seconds=CAP_SECONDS),
+    )
     sb = doc.get("search_best", doc["best"])
-    return {"task": task, "searcher": searcher, "harness": harness,
-            "search_dev": sb["dev"]["mean"], "search_test": sb["test"]["mean"], "test_n": sb["test"]["n"],
-            "picked": doc["best"].get("picked", "search"), "picked_name": doc["best"]["name"],
-            "run_test": doc["best"]["test"]["mean"], "wall_seconds": round(time.time() - t0, 1),
-            "search_seconds": doc["cost"]["search"]["seconds"], "stopped_by": doc["stopped_by"],
-            "run_id": doc["run_id"]}
+    return {
+        "task": task,
+        "searcher": searcher,
+        "harness": harness,
+        "search_dev": sb["dev"]["mean"],
+        "search_test": sb["test"]["mean"],
+        "test_n": sb["test"]["n"],
+        "picked": doc["best"].get("picked", "search"),
+        "picked_name": doc["best"]["name"],
+        "run_test": doc["best"]["test"]["mean"],
+        "wall_seconds": round(time.time() - t0, 1),
+        "search_seconds": doc["cost"]["search"]["seconds"],
+        "stopped_by": doc["stopped_by"],
+        "run_id": doc["run_id"],
+    }
 
 
 def table(results: dict) -> str:
-    lines = ["| searcher | harness | " + " | ".join(f"{t} test (search's best) | {t} run returns" for t in TASKS)
-             + " | mean test (run) | wall s (mean) |",
-             "|---|---|" + "---|---|" * len(TASKS) + "---|---|"]
+    lines = [
+        "| searcher | harness | "
+        + " | ".join(f"{t} test (search's best) | {t} run returns" for t in TASKS)
+        + " | mean test (run) | wall s (mean) |",
+        "|---|---|" + "---|---|" * len(TASKS) + "---|---|",
+    ]
     for searcher, harness in SETTINGS:
         rs = [results.get(f"{t}|{searcher}|{harness}") for t in TASKS]
         if not all(rs):
             continue
         cells = []
         for r in rs:
-            cells += [f"{r['search_test']:.3f}", f"{r['run_test']:.3f}" + (f" ({r['picked_name']})" if r["picked"] == "baseline" else "")]
-        lines.append(f"| {searcher} | {harness} | " + " | ".join(cells)
-                     + f" | {statistics.mean(r['run_test'] for r in rs):.3f} | {statistics.mean(r['wall_seconds'] for r in rs):.0f} |")
+            cells += [
+                f"{r['search_test']:.3f}",
+                f"{r['run_test']:.3f}" + (f" ({r['picked_name']})" if r["picked"] == "baseline" else ""),
+            ]
+        lines.append(
+            f"| {searcher} | {harness} | "
+            + " | ".join(cells)
+            + f" | {statistics.mean(r['run_test'] for r in rs):.3f}"
+            + f" | {statistics.mean(r['wall_seconds'] for r in rs):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -91,8 +120,11 @@ def main() -> None:
             print(f"== {key}", flush=True)
             results[key] = run_one(task, searcher, harness)
             r = results[key]
-            print(f"   search's best test {r['search_test']:.3f}, run returns {r['run_test']:.3f} "
-                  f"({r['picked']}), {r['wall_seconds']:.0f} s", flush=True)
+            print(
+                f"   search's best test {r['search_test']:.3f}, run returns {r['run_test']:.3f} "
+                f"({r['picked']}), {r['wall_seconds']:.0f} s",
+                flush=True,
+            )
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))
 

@@ -60,13 +60,15 @@ def run_ours(task, examples, cand, folder, db_path):
     from promptsearch.store import CachedBackend, Store
 
     backend = HFBackend(str(folder), model_id="bench:smollm2")
-    backend.model  # load outside the timing: every method gets a loaded model
+    _ = backend.model  # load outside the timing: every method gets a loaded model
     store = Store(db_path)
     t0 = time.perf_counter()
     cold = Evaluator(task, CachedBackend(backend, store), chunk_size=10_000).score(cand, examples, split="eval")
     t_cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    warm = Evaluator(task, CachedBackend(backend, Store(db_path)), chunk_size=10_000).score(cand, examples, split="eval")
+    warm = Evaluator(task, CachedBackend(backend, Store(db_path)), chunk_size=10_000).score(
+        cand, examples, split="eval"
+    )
     t_warm = time.perf_counter() - t0
     assert warm.cost.calls == 0 and warm.predictions == cold.predictions
     return cold, t_cold, t_warm
@@ -84,7 +86,7 @@ def run_plain(model, tok, prompts):
             last = torch.log_softmax(model(torch.tensor([c])).logits[0, -1].float(), -1)
             scores = {}
             for lab, word in LABELS.items():
-                cont = tok(ctx + " " + word, add_special_tokens=False).input_ids[len(c):]
+                cont = tok(ctx + " " + word, add_special_tokens=False).input_ids[len(c) :]
                 if len(cont) == 1:
                     scores[lab] = last[cont[0]].item()
                 else:
@@ -111,15 +113,21 @@ def run_lm_eval(folder, examples, instruction, batch_size):
         f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
         "test_split: test\n"
         "output_type: multiple_choice\n"
-        f"doc_to_text: \"{prefix}Review: {{{{sentence}}}}\\nSentiment:\"\n"
+        f'doc_to_text: "{prefix}Review: {{{{sentence}}}}\\nSentiment:"\n'
         "doc_to_target: label\n"
         "doc_to_choice: ['negative', 'positive']\n"
         "metric_list:\n  - metric: acc\n"
     )
     lm = HFLM(pretrained=str(folder), device="cpu", dtype="float32", batch_size=batch_size)
     t0 = time.perf_counter()
-    out = lm_eval.simple_evaluate(model=lm, tasks=["sst2_speed"], task_manager=TaskManager(include_path=str(tmp)),
-                                  bootstrap_iters=0, log_samples=False, verbosity="ERROR")
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=["sst2_speed"],
+        task_manager=TaskManager(include_path=str(tmp)),
+        bootstrap_iters=0,
+        log_samples=False,
+        verbosity="ERROR",
+    )
     secs = time.perf_counter() - t0
     return out["results"]["sst2_speed"]["acc,none"], secs
 
@@ -150,10 +158,18 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     gflops = matmul_gflops()
     n_params = non_embedding_params(model)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul {gflops:.1f} GFLOP/s; "
-          f"non-embedding params {n_params / 1e6:.1f} M", file=sys.stderr)
-    results = {"n": len(examples), "matmul_gflops": round(gflops, 1), "non_embedding_params": n_params,
-               "threads": torch.get_num_threads(), "settings": {}}
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul {gflops:.1f} GFLOP/s; "
+        f"non-embedding params {n_params / 1e6:.1f} M",
+        file=sys.stderr,
+    )
+    results = {
+        "n": len(examples),
+        "matmul_gflops": round(gflops, 1),
+        "non_embedding_params": n_params,
+        "threads": torch.get_num_threads(),
+        "settings": {},
+    }
     for name, instruction in (("short", ""), ("long", LONG_INSTRUCTION)):
         cand = Candidate(instruction=instruction, name=name)
         prompts = [render(task, cand, e, []) for e in examples]
@@ -163,21 +179,34 @@ def main() -> None:
         row = {"instruction_tokens": instr_tokens, "tokens": tokens, "compute_bound_s": round(bound, 2)}
         with tempfile.TemporaryDirectory() as d:
             res, t_cold, t_warm = run_ours(task, examples, cand, folder, Path(d) / "bench.db")
-        row["ours"] = {"acc": round(res.mean, 4), "cold_s": round(t_cold, 2), "warm_s": round(t_warm, 3),
-                       "cold_ex_per_s": round(len(examples) / t_cold, 1), "cold_tok_per_s": round(tokens / t_cold),
-                       "warm_ex_per_s": round(len(examples) / t_warm, 1)}
+        row["ours"] = {
+            "acc": round(res.mean, 4),
+            "cold_s": round(t_cold, 2),
+            "warm_s": round(t_warm, 3),
+            "cold_ex_per_s": round(len(examples) / t_cold, 1),
+            "cold_tok_per_s": round(tokens / t_cold),
+            "warm_ex_per_s": round(len(examples) / t_warm, 1),
+        }
         print(f"[{name}] ours cold {t_cold:.1f}s warm {t_warm:.3f}s acc {res.mean:.4f}", file=sys.stderr)
         if "plain" not in args.skip:
             preds, t_plain = run_plain(model, tok, prompts)
             agree = sum(p == q for p, q in zip(preds, res.predictions)) / len(preds)
             acc = sum(p == e.label for p, e in zip(preds, examples)) / len(examples)
-            row["plain"] = {"acc": round(acc, 4), "s": round(t_plain, 2), "ex_per_s": round(len(examples) / t_plain, 1),
-                            "prediction_agreement_with_ours": round(agree, 4)}
+            row["plain"] = {
+                "acc": round(acc, 4),
+                "s": round(t_plain, 2),
+                "ex_per_s": round(len(examples) / t_plain, 1),
+                "prediction_agreement_with_ours": round(agree, 4),
+            }
             print(f"[{name}] plain {t_plain:.1f}s acc {acc:.4f} agreement {agree:.4f}", file=sys.stderr)
         if "lm-eval" not in args.skip:
             acc, t_lm = run_lm_eval(folder, examples, instruction, args.lm_eval_batch)
-            row["lm_eval"] = {"acc": round(acc, 4), "s": round(t_lm, 2), "ex_per_s": round(len(examples) / t_lm, 1),
-                              "batch_size": args.lm_eval_batch}
+            row["lm_eval"] = {
+                "acc": round(acc, 4),
+                "s": round(t_lm, 2),
+                "ex_per_s": round(len(examples) / t_lm, 1),
+                "batch_size": args.lm_eval_batch,
+            }
             print(f"[{name}] lm-eval {t_lm:.1f}s acc {acc:.4f}", file=sys.stderr)
         results["settings"][name] = row
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

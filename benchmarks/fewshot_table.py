@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import os
-import random
 import statistics
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,17 +46,25 @@ SPEC = ROOT / "benchmarks" / "fewshot_table.yaml"  # the grid: every row as a sw
 DATASETS = ("sst-2", "mr", "subj", "agnews", "trec")
 # RLPrompt's left-to-right template "{sentence} {prompt}" and verbalizers (fsc_helpers.py)
 RLPROMPT_LABELS = {
-    "sst-2": ["terrible", "great"], "mr": ["terrible", "great"], "subj": ["subjective", "objective"],
+    "sst-2": ["terrible", "great"],
+    "mr": ["terrible", "great"],
+    "subj": ["subjective", "objective"],
     "agnews": ["World", "Sports", "Business", "Tech"],
     "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"],
 }
 MANUAL = {
-    "sst-2": "Is the following movie review positive or negative?", "mr": "Is the following movie review positive or negative?",
-    "subj": "Is the following text subjective or objective?", "agnews": "What is the topic of the following news article?",
+    "sst-2": "Is the following movie review positive or negative?",
+    "mr": "Is the following movie review positive or negative?",
+    "subj": "Is the following text subjective or objective?",
+    "agnews": "What is the topic of the following news article?",
     "trec": "What kind of answer does the following question ask for?",
 }
 ROWS = {  # row name -> (searcher, options) ; None: a baseline scored directly
-    "empty": None, "manual (natural)": None, "manual (RLPrompt)": None, "4-shot": None, "16-shot": None,
+    "empty": None,
+    "manual (natural)": None,
+    "manual (RLPrompt)": None,
+    "4-shot": None,
+    "16-shot": None,
     "ape": ("ape", {}),
     "autoprompt": ("autoprompt", {}),
     "autoprompt + label search": ("autoprompt", {"search_labels": "true"}),
@@ -80,17 +87,26 @@ for _base in ("manual (natural)", "4-shot", "16-shot"):
     for _mode in MODES:
         ROWS[f"{_base} · {_mode}"] = None
         HARNESS[f"{_base} · {_mode}"] = f"calibrate:mode={_mode}"
-for _row, _spec in {"demos": ("demos", {}), "demos (16 shots)": ("demos", {"shots": "16"}), "ape": ROWS["ape"], "rl (instruction)": ROWS["rl (instruction)"],
-                    "autoprompt + label search": ROWS["autoprompt + label search"],
-                    "prompt tuning": ROWS["prompt tuning"], "grips": ("grips", {}), "mipro": ("mipro", {}),
-                    "mipro (16 shots)": ("mipro", {"shots": "16"})}.items():
+for _row, _spec in {
+    "demos": ("demos", {}),
+    "demos (16 shots)": ("demos", {"shots": "16"}),
+    "ape": ROWS["ape"],
+    "rl (instruction)": ROWS["rl (instruction)"],
+    "autoprompt + label search": ROWS["autoprompt + label search"],
+    "prompt tuning": ROWS["prompt tuning"],
+    "grips": ("grips", {}),
+    "mipro": ("mipro", {}),
+    "mipro (16 shots)": ("mipro", {"shots": "16"}),
+}.items():
     ROWS[f"{_row} · calibrated"] = _spec
     HARNESS[f"{_row} · calibrated"] = "calibrate"
 
 
 def packed(scores: list[float]) -> str | list[float]:
     """Per-example test scores, kept for the paired bootstrap: '0110...' for 0/1 scores."""
-    return "".join(str(int(s)) for s in scores) if all(s in (0.0, 1.0) for s in scores) else [round(s, 4) for s in scores]
+    return (
+        "".join(str(int(s)) for s in scores) if all(s in (0.0, 1.0) for s in scores) else [round(s, 4) for s in scores]
+    )
 
 
 def unpacked(scores: str | list[float]) -> list[float]:
@@ -162,18 +178,32 @@ def results_of(store, trial, run_id: str, wall: float) -> dict[str, dict]:
         if len(mine) < len(task.test):
             continue  # this run did not score that candidate on test (a baseline that was left out)
         scores = [mine[e.id].score for e in task.test]
-        r = {"dev": round(devs[name], 4), "test": round(statistics.mean(scores), 4), "test_n": len(scores),
-             "scores": packed(scores), "predicted": dict(Counter(mine[e.id].prediction for e in task.test)),
-             "harness": doc["harness"], "run_id": run_id}
+        r = {
+            "dev": round(devs[name], 4),
+            "test": round(statistics.mean(scores), 4),
+            "test_n": len(scores),
+            "scores": packed(scores),
+            "predicted": dict(Counter(mine[e.id].prediction for e in task.test)),
+            "harness": doc["harness"],
+            "run_id": run_id,
+        }
         if cand:  # a baseline: no search of its own
-            r.update(calls=cost["search"]["calls"] + cost["test"]["calls"], wall_seconds=round(wall, 1), budget="no search")
+            r.update(
+                calls=cost["search"]["calls"] + cost["test"]["calls"], wall_seconds=round(wall, 1), budget="no search"
+            )
             del r["run_id"]
         else:
-            r.update(run_picked=doc["best"].get("picked", "search"), prompt=best["prompt"][:120],
-                     calls=cost["search"]["calls"], cache_hits=cost["search"]["cache_hits"],
-                     test_calls=cost["test"]["calls"], test_cache_hits=cost["test"]["cache_hits"],
-                     search_seconds=cost["search"]["seconds"], wall_seconds=round(wall, 1),
-                     stopped_by=doc["stopped_by"])
+            r.update(
+                run_picked=doc["best"].get("picked", "search"),
+                prompt=best["prompt"][:120],
+                calls=cost["search"]["calls"],
+                cache_hits=cost["search"]["cache_hits"],
+                test_calls=cost["test"]["calls"],
+                test_cache_hits=cost["test"]["cache_hits"],
+                search_seconds=cost["search"]["seconds"],
+                wall_seconds=round(wall, 1),
+                stopped_by=doc["stopped_by"],
+            )
         out[f"{row}|{dataset}|{seed}|{trial.model}"] = r
     return out
 
@@ -234,26 +264,38 @@ def table(results: dict, budget_note: str) -> str:
             # a search stored without its cache hits that made no model call: unknown, not 0
             reqs += [requests(v) for v in vals if "run_id" in v and ("cache_hits" in v or v["calls"])]
             walls += [v["wall_seconds"] for v in vals if "run_id" in v and not replayed(v) and not cold(v)]
-            cells.append(f"{statistics.mean(tests):.3f}" + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else "")
-                         + (f" ({len(tests)} of {len(seeds[d])} seeds)" if len(tests) < len(seeds[d]) else ""))
+            cells.append(
+                f"{statistics.mean(tests):.3f}"
+                + (f" ± {statistics.stdev(tests):.3f}" if len(tests) > 1 else "")
+                + (f" ({len(tests)} of {len(seeds[d])} seeds)" if len(tests) < len(seeds[d]) else "")
+            )
         if not means:
             continue
         mean = f"{statistics.mean(means):.3f}" if len(means) == len(datasets) else "–"  # only over every dataset
         exact = all(e for _, e in reqs)  # else a lower bound: some searches' cache hits are not known
-        cost = (("≥ " if not exact else "") + f"{statistics.mean(n for n, _ in reqs):,.0f}" if reqs else "–") + " | " + \
-            (f"{statistics.mean(walls):.0f} s" if walls else "–")
-        rows.append(f"| {row} | " + " | ".join(cells) + f" | {mean} | " + (cost if ROWS[row] else "no search | –") + " |")
+        cost = (
+            (("≥ " if not exact else "") + f"{statistics.mean(n for n, _ in reqs):,.0f}" if reqs else "–")
+            + " | "
+            + (f"{statistics.mean(walls):.0f} s" if walls else "–")
+        )
+        rows.append(
+            f"| {row} | " + " | ".join(cells) + f" | {mean} | " + (cost if ROWS[row] else "no search | –") + " |"
+        )
     out = f"Budget per search: {budget_note}.\n\n" + "\n".join(rows)
     searches = {k.rsplit("|", 1)[0]: v for k, v in results.items() if "run_id" in v}
-    for why, test in (("answered mostly from the cache an interrupted run had filled", replayed),
-                      ("a fresh cache: its test phase also scored the run's baselines", cold)):
+    for why, test in (
+        ("answered mostly from the cache an interrupted run had filled", replayed),
+        ("a fresh cache: its test phase also scored the run's baselines", cold),
+    ):
         left_out = sorted(k for k, v in searches.items() if test(v))
         if left_out:
             out += f"\n\nLeft out of the wall-time means ({why}): " + ", ".join(left_out) + "."
     unknown = sum(1 for v in searches.values() if not requests(v)[1])
     if unknown:
-        out += (f"\n\n≥: {unknown} searches were stored without their cache hits and their run database is "
-                "not here, so they count their model calls only (a lower bound).")
+        out += (
+            f"\n\n≥: {unknown} searches were stored without their cache hits and their run database is "
+            "not here, so they count their model calls only (a lower bound)."
+        )
     return out
 
 
@@ -308,8 +350,11 @@ def one_label_share(results: dict) -> str:
     for row in ROWS:
         cells = []
         for d in datasets:
-            shares = [max(r["predicted"].values()) / sum(r["predicted"].values())
-                      for k, r in results.items() if k.startswith(f"{row}|{d}|") and r.get("predicted")]
+            shares = [
+                max(r["predicted"].values()) / sum(r["predicted"].values())
+                for k, r in results.items()
+                if k.startswith(f"{row}|{d}|") and r.get("predicted")
+            ]
             cells.append(f"{statistics.mean(shares):.2f}" if shares else "–")
         if any(c != "–" for c in cells):
             rows.append(f"| {row} | " + " | ".join(cells) + " |")
@@ -349,7 +394,9 @@ def main() -> None:
     ap.add_argument("--table", action="store_true")
     ap.add_argument("--plot", type=Path, default=None, help="with --table: also write the table as a PNG plot")
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
-    ap.add_argument("--seeds", nargs="*", default=None, help="default: SST-2 on 16-13 16-42 16-100, the others on 16-42")
+    ap.add_argument(
+        "--seeds", nargs="*", default=None, help="default: SST-2 on 16-13 16-42 16-100, the others on 16-42"
+    )
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--device", default=None, help="cuda, cpu (default: the machine's)")
@@ -358,29 +405,36 @@ def main() -> None:
     ap.add_argument("--agnews-full", action="store_true")
     ap.add_argument("--db", type=Path, default=None, help="the table's SQLite cache and runs")
     ap.add_argument("--results", type=Path, default=None, help="where results are kept (JSON)")
-    ap.add_argument("--redo", action="store_true", help="run rows again even if stored (the cache answers "
-                    "what it holds; adds what older results lack, such as predicted-label counts)")
+    ap.add_argument(
+        "--redo",
+        action="store_true",
+        help="run rows again even if stored (the cache answers "
+        "what it holds; adds what older results lack, such as predicted-label counts)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per trial (default: torch's)")
     ap.add_argument("--workers", type=int, default=1, help="trials at once (local processes, or Ray CPUs)")
     ap.add_argument("--ray", action="store_true", help="run the trials as Ray tasks (pip install 'promptsearch[ray]')")
     ap.add_argument("--ray-address", default=None, help="with --ray: an existing cluster")
     args = ap.parse_args()
-    suffix = f"_{args.device.split(':')[0]}" if args.device and args.device != "cpu" else ""  # a GPU table is a second table
+    suffix = (
+        f"_{args.device.split(':')[0]}" if args.device and args.device != "cpu" else ""
+    )  # a GPU table is a second table
     DB = args.db or DB.with_name(f"fewshot_table{suffix}.db")
     RESULTS = args.results or RESULTS.with_name(f"fewshot_table{suffix}.json")
-    from promptsearch.budget import Budget
-
-    budget = Budget(max_calls=args.budget_calls) if args.budget_calls else Budget(max_seconds=args.budget_seconds)
     note = f"{args.budget_calls:,} model calls" if args.budget_calls else f"{args.budget_seconds:.0f} s of search"
     results = with_cache_hits(json.loads(RESULTS.read_text()) if RESULTS.exists() else {})
     if args.table:
         results = {k: r for k, r in results.items() if k.split("|")[1] in args.datasets}  # --datasets: a subset
         if not results:
-            raise SystemExit(f"no results for {', '.join(args.datasets)} in {RESULTS}: run the table first (without --table)")
+            raise SystemExit(
+                f"no results for {', '.join(args.datasets)} in {RESULTS}: run the table first (without --table)"
+            )
         notes = sorted({r["budget"] for r in results.values() if r.get("budget", "no search") != "no search"}) or [note]
         print(table(results, "; ".join(notes)))
-        print("\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
-              " (each example's scores averaged over the seeds); bold where the whole CI is above zero:\n")
+        print(
+            "\nDifference from the best manual prompt (chosen on dev), 95% paired bootstrap CI on the test examples"
+            " (each example's scores averaged over the seeds); bold where the whole CI is above zero:\n"
+        )
         print(versus_manual(results))
         print("\nLargest share of one predicted label on test (rows whose predictions are stored):\n")
         print(one_label_share(results))
@@ -398,14 +452,28 @@ def main() -> None:
     from promptsearch.sweep.spec import load_spec
 
     spec = load_spec(SPEC)
-    budget_doc = {"max_calls": float(args.budget_calls)} if args.budget_calls else {"max_seconds": float(args.budget_seconds)}
+    budget_doc = (
+        {"max_calls": float(args.budget_calls)} if args.budget_calls else {"max_seconds": float(args.budget_seconds)}
+    )
     trials = sweep_trials(spec, args.rows, args.datasets, args.seeds, args.model, budget_doc)
     if args.agnews_full:  # all 7,600 AG News test articles
-        trials = [replace(t, task=json.dumps({k: v for k, v in json.loads(t.task).items() if k != "test_sample"},
-                                             sort_keys=True)) if "test_sample" in t.task else t for t in trials]
-    todo = [t for t in trials if args.redo or not all(f"{row}|{'|'.join(where(t))}|{t.model}" in results
-                                                      for row in set(trial_rows(t)) & set(args.rows))]
-    print(f"{len(todo)} of {len(trials)} trials to run ({len(trials) - len(todo)} already in {RESULTS.name})", flush=True)
+        trials = [
+            replace(
+                t, task=json.dumps({k: v for k, v in json.loads(t.task).items() if k != "test_sample"}, sort_keys=True)
+            )
+            if "test_sample" in t.task
+            else t
+            for t in trials
+        ]
+    todo = [
+        t
+        for t in trials
+        if args.redo
+        or not all(f"{row}|{'|'.join(where(t))}|{t.model}" in results for row in set(trial_rows(t)) & set(args.rows))
+    ]
+    print(
+        f"{len(todo)} of {len(trials)} trials to run ({len(trials) - len(todo)} already in {RESULTS.name})", flush=True
+    )
     if not todo:
         return
     DB.parent.mkdir(parents=True, exist_ok=True)

@@ -111,8 +111,12 @@ def timed(backend, reqs):
     res = backend.generate(reqs)
     wall = time.perf_counter() - t0
     new = sum(r.completion_tokens for r in res)
-    return {"seconds": round(wall, 2), "new_tokens": new, "tokens_per_s": round(new / wall, 1),
-            "requests_per_s": round(len(reqs) / wall, 2)}, [r.text for r in res]
+    return {
+        "seconds": round(wall, 2),
+        "new_tokens": new,
+        "tokens_per_s": round(new / wall, 1),
+        "requests_per_s": round(len(reqs) / wall, 2),
+    }, [r.text for r in res]
 
 
 def run_llama(python: str, gguf: Path, prompts: list[list[int]], max_new: int, stop: list[str]) -> dict:
@@ -123,7 +127,9 @@ def run_llama(python: str, gguf: Path, prompts: list[list[int]], max_new: int, s
 
 def run_serve(folder: Path, texts: list[str], max_new: int, stop: list[str], concurrency: int) -> dict:
     from openai import OpenAI
-    from servers import free_port, start_transformers_serve, stop as stop_server
+
+    from servers import free_port, start_transformers_serve
+    from servers import stop as stop_server
 
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="ps-gen-")) / "serve.log"
@@ -132,7 +138,9 @@ def run_serve(folder: Path, texts: list[str], max_new: int, stop: list[str], con
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
 
         def one(text):
-            r = client.completions.create(model=str(folder), prompt=text, max_tokens=max_new, temperature=0.0, stop=stop)
+            r = client.completions.create(
+                model=str(folder), prompt=text, max_tokens=max_new, temperature=0.0, stop=stop
+            )
             return r.choices[0].text, r.usage.completion_tokens
 
         one(texts[0])  # warm-up: model load is not timed
@@ -168,8 +176,15 @@ def main() -> None:
     workloads |= induction_requests(args.n, args.tasks.split(",")[:1], shots=args.shots)
     workloads["ape induction (sampled)"] = ape_requests(new)
     slots = [int(s) for s in args.slots.split(",")]
-    doc: dict = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "device": args.device, "old_commit": OLD, "n": args.n, "workloads": {}}
+    doc: dict = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": args.device,
+        "old_commit": OLD,
+        "n": args.n,
+        "workloads": {},
+    }
     old.generate(workloads[args.tasks.split(",")[0]][:4])  # warm-up (model load, first-call costs)
     new.generate(workloads[args.tasks.split(",")[0]][:4])
     for name, reqs in workloads.items():
@@ -179,31 +194,50 @@ def main() -> None:
         for s in slots:
             new.gen_slots = s
             r, texts = timed(new, reqs)
-            row["new_by_slots"][s] = r | {"identical_to_old": sum(a == b for a, b in zip(texts, old_texts)),
-                                          "tokens_run": new.tokens_run}  # prefill + decode positions
+            row["new_by_slots"][s] = r | {
+                "identical_to_old": sum(a == b for a, b in zip(texts, old_texts)),
+                "tokens_run": new.tokens_run,
+            }  # prefill + decode positions
         best = max(row["new_by_slots"], key=lambda s: row["new_by_slots"][s]["tokens_per_s"])
         row["new"] = row["new_by_slots"][best] | {"slots": best}
         row["speedup"] = round(row["old"]["seconds"] / row["new"]["seconds"], 2)
-        print(f"{name}: old {row['old']['tokens_per_s']} tok/s ({row['old']['seconds']} s); new "
-              + ", ".join(f"{s} slots {r['tokens_per_s']} tok/s ({r['seconds']} s, {r['identical_to_old']}/{len(reqs)} identical)"
-                          for s, r in row["new_by_slots"].items()), flush=True)
+        print(
+            f"{name}: old {row['old']['tokens_per_s']} tok/s ({row['old']['seconds']} s); new "
+            + ", ".join(
+                f"{s} slots {r['tokens_per_s']} tok/s ({r['seconds']} s, {r['identical_to_old']}/{len(reqs)} identical)"
+                for s, r in row["new_by_slots"].items()
+            ),
+            flush=True,
+        )
         greedy = reqs[0].temperature == 0
         if greedy and args.llama_python:
             ids = [new.encode_prompt(r.prompt) for r in reqs]
             got = run_llama(args.llama_python, gguf_folder() / GGUF_NAME, ids, 32, ["\n"])
             toks = sum(c for _, c in got["out"])
-            row["llama_cpp"] = {"seconds": round(got["seconds"], 2), "new_tokens": toks,
-                                "tokens_per_s": round(toks / got["seconds"], 1),
-                                "same_text_as_ours": sum(t == o for (t, _), o in zip(got["out"], old_texts))}
+            row["llama_cpp"] = {
+                "seconds": round(got["seconds"], 2),
+                "new_tokens": toks,
+                "tokens_per_s": round(toks / got["seconds"], 1),
+                "same_text_as_ours": sum(t == o for (t, _), o in zip(got["out"], old_texts)),
+            }
             print(f"   llama.cpp: {row['llama_cpp']}", flush=True)
         if greedy and not args.no_serve:
-            texts = [r.prompt if isinstance(r.prompt, str) else new.tokenizer.decode(new.encode_prompt(r.prompt)) for r in reqs]
+            texts = [
+                r.prompt if isinstance(r.prompt, str) else new.tokenizer.decode(new.encode_prompt(r.prompt))
+                for r in reqs
+            ]
             got = run_serve(folder, texts, 32, ["\n"], 16)
             toks = sum(c for _, c in got["out"])
-            row["transformers_serve_cb16"] = {"seconds": round(got["seconds"], 2), "new_tokens": toks,
-                                              "tokens_per_s": round(toks / got["seconds"], 1),
-                                              "same_text_as_ours": sum(t.split("\n")[0] == o for (t, _), o in zip(got["out"], old_texts))}
-            print(f"   transformers serve --continuous-batching, concurrency 16: {row['transformers_serve_cb16']}", flush=True)
+            row["transformers_serve_cb16"] = {
+                "seconds": round(got["seconds"], 2),
+                "new_tokens": toks,
+                "tokens_per_s": round(toks / got["seconds"], 1),
+                "same_text_as_ours": sum(t.split("\n")[0] == o for (t, _), o in zip(got["out"], old_texts)),
+            }
+            print(
+                f"   transformers serve --continuous-batching, concurrency 16: {row['transformers_serve_cb16']}",
+                flush=True,
+            )
         doc["workloads"][name] = row
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -59,13 +59,27 @@ def main() -> None:
             t0 = time.perf_counter()
             r = ev.score(cand, examples, split="eval")
             secs = time.perf_counter() - t0
-            row = {"task": task_name, "n": r.n, "harness": label, "spec": spec, "prompt": cand.describe(),
-                   "score": round(r.mean, 4), "stderr": round(r.stderr, 4), "seconds": round(secs, 1),
-                   "calls": r.cost.calls, "tokens": r.cost.tokens, "cache_hits": r.cost.cache_hits,
-                   "extras": {k: round(v, 4) if isinstance(v, float) else v for k, v in r.extras.items()}}
+            row = {
+                "task": task_name,
+                "n": r.n,
+                "harness": label,
+                "spec": spec,
+                "prompt": cand.describe(),
+                "score": round(r.mean, 4),
+                "stderr": round(r.stderr, 4),
+                "seconds": round(secs, 1),
+                "calls": r.cost.calls,
+                "tokens": r.cost.tokens,
+                "cache_hits": r.cost.cache_hits,
+                "extras": {k: round(v, 4) if isinstance(v, float) else v for k, v in r.extras.items()},
+            }
             results.append(row)
-            print(f"{task_name:6} {label:30} {r.mean:.3f} ± {r.stderr:.3f}  {secs:6.1f}s  {r.cost.calls} calls  "
-                  f"{r.cost.tokens} tok  {row['extras']}", file=sys.stderr, flush=True)
+            print(
+                f"{task_name:6} {label:30} {r.mean:.3f} ± {r.stderr:.3f}  {secs:6.1f}s  {r.cost.calls} calls  "
+                f"{r.cost.tokens} tok  {row['extras']}",
+                file=sys.stderr,
+                flush=True,
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -37,12 +37,11 @@ def main() -> None:
     ap.add_argument("--api", default="chat", choices=["chat", "completions"])
     args = ap.parse_args()
 
-    from servers import free_port, start_transformers_serve, stop
-
     from promptsearch.backends.embedded import prepare
     from promptsearch.candidates import Candidate
     from promptsearch.runner import run_eval
     from promptsearch.settings import configure, get_settings
+    from servers import free_port, start_transformers_serve, stop
 
     folder = prepare(get_settings().model_dir)
     cand = Candidate(instruction=PROMPT, name="manual")
@@ -63,11 +62,22 @@ def main() -> None:
             wall = time.perf_counter() - t0
             preds[c] = res.predictions
             cost = doc["cost"]
-            rows.append({"concurrency": c, "requests": cost["calls"], "seconds": round(wall, 2),
-                         "requests_per_s": round(cost["calls"] / wall, 2), "tokens": cost["tokens"],
-                         "tokens_per_s": round(cost["tokens"] / wall, 1), "accuracy": round(res.mean, 4)})
-            print(f"concurrency {c:>2}: {cost['calls']} requests in {wall:.1f} s = {cost['calls'] / wall:.2f} req/s, "
-                  f"{cost['tokens'] / wall:.0f} tok/s, accuracy {res.mean:.3f}", flush=True)
+            rows.append(
+                {
+                    "concurrency": c,
+                    "requests": cost["calls"],
+                    "seconds": round(wall, 2),
+                    "requests_per_s": round(cost["calls"] / wall, 2),
+                    "tokens": cost["tokens"],
+                    "tokens_per_s": round(cost["tokens"] / wall, 1),
+                    "accuracy": round(res.mean, 4),
+                }
+            )
+            print(
+                f"concurrency {c:>2}: {cost['calls']} requests in {wall:.1f} s = {cost['calls'] / wall:.2f} req/s, "
+                f"{cost['tokens'] / wall:.0f} tok/s, accuracy {res.mean:.3f}",
+                flush=True,
+            )
     finally:
         stop(proc)
         configure()
@@ -78,15 +88,38 @@ def main() -> None:
     from promptsearch.evaluation.harness import parse_harness
 
     t0 = time.perf_counter()
-    res, doc = run_eval("sentiment", cand, model="embedded", split="test", limit=args.n, db=str(tmp / "local.db"),
-                        harness=parse_harness("zero-shot"))
-    local = {"seconds": round(time.perf_counter() - t0, 2), "requests": doc["cost"]["calls"],
-             "accuracy": round(res.mean, 4), "note": "in-process embedded backend, log-likelihood classification"}
+    res, doc = run_eval(
+        "sentiment",
+        cand,
+        model="embedded",
+        split="test",
+        limit=args.n,
+        db=str(tmp / "local.db"),
+        harness=parse_harness("zero-shot"),
+    )
+    local = {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "requests": doc["cost"]["calls"],
+        "accuracy": round(res.mean, 4),
+        "note": "in-process embedded backend, log-likelihood classification",
+    }
     print(f"in-process embedded backend: {local['requests']} requests in {local['seconds']:.1f} s")
-    out = {"n": args.n, "api": args.api, "device": args.device, "continuous_batching": args.cb, "rows": rows,
-           "predictions_identical": same, "local": local, "platform": platform.platform(),
-           "cpus": __import__("os").cpu_count()}
-    dest = HERE / "results" / f"openai_throughput{'-cb' if args.cb else ''}{'-' + args.device if args.device != 'cpu' else ''}.json"
+    out = {
+        "n": args.n,
+        "api": args.api,
+        "device": args.device,
+        "continuous_batching": args.cb,
+        "rows": rows,
+        "predictions_identical": same,
+        "local": local,
+        "platform": platform.platform(),
+        "cpus": __import__("os").cpu_count(),
+    }
+    dest = (
+        HERE
+        / "results"
+        / f"openai_throughput{'-cb' if args.cb else ''}{'-' + args.device if args.device != 'cpu' else ''}.json"
+    )
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {dest}")

@@ -51,8 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the server helpers the tests use
 DATA = ROOT.parent / "shared" / "data" / "rlprompt"
 RESULTS = ROOT / "benchmarks" / "results" / "optimizers_vs_peers.json"
-MANUAL = {"sst-2": "Is the following movie review positive or negative?",
-          "trec": "What kind of answer does the following question ask for?"}
+MANUAL = {
+    "sst-2": "Is the following movie review positive or negative?",
+    "trec": "What kind of answer does the following question ask for?",
+}
 OURS = ("gepa", "opro", "grips", "mipro")  # through the server, as the peers
 LOCAL = tuple(f"local:{n}" for n in OURS)  # on the embedded model in-process (log-likelihood scoring)
 PEERS = ("gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light", "dspy.MIPROv2-light-plain")
@@ -61,6 +63,7 @@ TASK_TOKENS, WRITER_TOKENS = 64, 256  # peers' max tokens for answers and for wr
 
 
 # --- one place where calls are counted ------------------------------------------------------
+
 
 class CountingProxy(ThreadingHTTPServer):
     """Forwards every request to the model server and counts the completions requests (and
@@ -109,8 +112,11 @@ class _Forward(BaseHTTPRequestHandler):
     def _forward(self, method: str) -> None:
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("host", "content-length", "connection", "accept-encoding")}
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("host", "content-length", "connection", "accept-encoding")
+        }
         conn = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=900)
         try:
             conn.request(method, self.path, body=body, headers=headers)
@@ -138,6 +144,7 @@ class _Forward(BaseHTTPRequestHandler):
 
 
 # --- data and the shared scoring ------------------------------------------------------------
+
 
 def load(dataset: str, test_n: int):
     from promptsearch.tasks.loaders import load_task
@@ -175,6 +182,7 @@ def label_words(task) -> list[str]:
 
 # --- ours ---------------------------------------------------------------------------------
 
+
 def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base_db: Path, tmp: Path) -> dict:
     """One of ours through the server: `calls` caps the model requests (proposer included)."""
     from promptsearch.budget import Budget
@@ -191,19 +199,35 @@ def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base
                 proxy.tag = f"{name}/{tag}"
 
     t0 = time.perf_counter()
-    doc = run_search(task, model=model, searcher=name, seed=0, db=str(db), budget=Budget(max_calls=calls),
-                     baseline_shots=0, phase=phase)
+    doc = run_search(
+        task,
+        model=model,
+        searcher=name,
+        seed=0,
+        db=str(db),
+        budget=Budget(max_calls=calls),
+        baseline_shots=0,
+        phase=phase,
+    )
     wall = time.perf_counter() - t0
     best = doc.get("search_best", doc["best"])
     tests = {t.example_id: t.score for t in Store(str(db)).run_tests(doc["run_id"]) if t.candidate == best["name"]}
     scores = [tests[e.id] for e in task.test]
     search = proxy.get(f"{name}/search")
-    return {"system": f"ours: {name}", "test": interval(scores), "scores": scores, "prompt": best["prompt"],
-            "calls": search["calls"], "failed_calls": search["failed"],
-            "tokens": search["prompt_tokens"] + search["completion_tokens"],
-            "search_seconds": round(doc["cost"]["search"]["seconds"], 1), "wall_seconds": round(wall, 1),
-            "evaluator_calls": doc["cost"]["search"]["calls"], "stopped_by": doc["stopped_by"],
-            "dev_in_search": best.get("dev_in_search")}
+    return {
+        "system": f"ours: {name}",
+        "test": interval(scores),
+        "scores": scores,
+        "prompt": best["prompt"],
+        "calls": search["calls"],
+        "failed_calls": search["failed"],
+        "tokens": search["prompt_tokens"] + search["completion_tokens"],
+        "search_seconds": round(doc["cost"]["search"]["seconds"], 1),
+        "wall_seconds": round(wall, 1),
+        "evaluator_calls": doc["cost"]["search"]["calls"],
+        "stopped_by": doc["stopped_by"],
+        "dev_in_search": best.get("dev_in_search"),
+    }
 
 
 def run_local(name: str, task, calls: int, tmp: Path) -> dict:
@@ -220,17 +244,28 @@ def run_local(name: str, task, calls: int, tmp: Path) -> dict:
 
     db = tmp / f"local-{name}-{task.name}.db"
     t0 = time.perf_counter()
-    doc = run_search(task, model="embedded", searcher=name, seed=0, db=str(db), budget=Budget(max_evals=calls),
-                     baseline_shots=0)
+    doc = run_search(
+        task, model="embedded", searcher=name, seed=0, db=str(db), budget=Budget(max_evals=calls), baseline_shots=0
+    )
     wall = time.perf_counter() - t0
     best = doc.get("search_best", doc["best"])
     tests = {t.example_id: t.score for t in Store(str(db)).run_tests(doc["run_id"]) if t.candidate == best["name"]}
     scores = [tests[e.id] for e in task.test]
     cost = doc["cost"]["search"]
-    return {"system": f"ours: {name}, local model", "test": interval(scores), "scores": scores, "prompt": best["prompt"],
-            "calls": cost["calls"], "budget": f"max_evals={calls}", "failed_calls": 0, "tokens": cost["tokens"],
-            "search_seconds": round(cost["seconds"], 1), "wall_seconds": round(wall, 1),
-            "stopped_by": doc["stopped_by"], "dev_in_search": best.get("dev_in_search")}
+    return {
+        "system": f"ours: {name}, local model",
+        "test": interval(scores),
+        "scores": scores,
+        "prompt": best["prompt"],
+        "calls": cost["calls"],
+        "budget": f"max_evals={calls}",
+        "failed_calls": 0,
+        "tokens": cost["tokens"],
+        "search_seconds": round(cost["seconds"], 1),
+        "wall_seconds": round(wall, 1),
+        "stopped_by": doc["stopped_by"],
+        "dev_in_search": best.get("dev_in_search"),
+    }
 
 
 def local_reference(task) -> dict:
@@ -240,13 +275,24 @@ def local_reference(task) -> dict:
     from promptsearch.runner import prepare
 
     setup = prepare(task, "embedded", db=str(Path(tempfile.mkdtemp(prefix="ps-local-ref-")) / "ref.db"))
-    scores = Evaluator(setup.task, setup.backend).score(Candidate(instruction=task.instructions[0], name="manual-1"),
-                                                        task.test, split="test").scores
-    return {"system": "manual prompt (no search), local model", "test": interval(scores), "scores": scores,
-            "prompt": task.instructions[0], "calls": 0, "tokens": 0, "search_seconds": 0.0}
+    scores = (
+        Evaluator(setup.task, setup.backend)
+        .score(Candidate(instruction=task.instructions[0], name="manual-1"), task.test, split="test")
+        .scores
+    )
+    return {
+        "system": "manual prompt (no search), local model",
+        "test": interval(scores),
+        "scores": scores,
+        "prompt": task.instructions[0],
+        "calls": 0,
+        "tokens": 0,
+        "search_seconds": 0.0,
+    }
 
 
 # --- gepa.optimize with its default adapter --------------------------------------------------
+
 
 def run_gepa_default(task, folder: str, proxy: CountingProxy, calls: int, tmp: Path) -> dict:
     import gepa
@@ -257,33 +303,53 @@ def run_gepa_default(task, folder: str, proxy: CountingProxy, calls: int, tmp: P
 
     def evaluator(data, response):
         answer = label_of(response, task)
-        return EvaluationResult(score=float(answer == data["answer"]), feedback=feedback(answer, data["answer"], response))
+        return EvaluationResult(
+            score=float(answer == data["answer"]), feedback=feedback(answer, data["answer"], response)
+        )
 
     def inst(e):
         return {"input": e.input, "answer": e.target, "additional_context": {}}
 
     common = {"api_base": proxy.url, "api_key": "no-key"}
-    adapter = DefaultAdapter(model=f"openai/{folder}", evaluator=evaluator, max_litellm_workers=CONCURRENCY,
-                             litellm_batch_completion_kwargs={**common, "max_tokens": TASK_TOKENS, "temperature": 0.0})
+    adapter = DefaultAdapter(
+        model=f"openai/{folder}",
+        evaluator=evaluator,
+        max_litellm_workers=CONCURRENCY,
+        litellm_batch_completion_kwargs={**common, "max_tokens": TASK_TOKENS, "temperature": 0.0},
+    )
     t0 = time.perf_counter()
-    result = gepa.optimize(seed_candidate={"system_prompt": task.instructions[0]},
-                           trainset=[inst(e) for e in task.train], valset=[inst(e) for e in task.dev],
-                           adapter=adapter, reflection_lm=f"openai/{folder}",
-                           reflection_lm_kwargs={**common, "max_tokens": WRITER_TOKENS},
-                           stop_callbacks=[lambda _state: proxy.get(tag)["calls"] >= calls],
-                           run_dir=str(tmp / f"gepa-default-{task.name}"), seed=0, raise_on_exception=False)
+    result = gepa.optimize(
+        seed_candidate={"system_prompt": task.instructions[0]},
+        trainset=[inst(e) for e in task.train],
+        valset=[inst(e) for e in task.dev],
+        adapter=adapter,
+        reflection_lm=f"openai/{folder}",
+        reflection_lm_kwargs={**common, "max_tokens": WRITER_TOKENS},
+        stop_callbacks=[lambda _state: proxy.get(tag)["calls"] >= calls],
+        run_dir=str(tmp / f"gepa-default-{task.name}"),
+        seed=0,
+        raise_on_exception=False,
+    )
     wall = time.perf_counter() - t0
     searched = proxy.get(tag)
     best = result.best_candidate
     proxy.tag = f"{tag}/test"
     out = adapter.evaluate([inst(e) for e in task.test], best)
-    return {"system": "gepa.optimize (default adapter)", "test": interval(list(out.scores)), "scores": list(out.scores),
-            "prompt": best["system_prompt"], "calls": searched["calls"], "failed_calls": searched["failed"],
-            "tokens": searched["prompt_tokens"] + searched["completion_tokens"], "search_seconds": round(wall, 1),
-            "candidates": len(result.candidates)}
+    return {
+        "system": "gepa.optimize (default adapter)",
+        "test": interval(list(out.scores)),
+        "scores": list(out.scores),
+        "prompt": best["system_prompt"],
+        "calls": searched["calls"],
+        "failed_calls": searched["failed"],
+        "tokens": searched["prompt_tokens"] + searched["completion_tokens"],
+        "search_seconds": round(wall, 1),
+        "candidates": len(result.candidates),
+    }
 
 
 # --- DSPy ---------------------------------------------------------------------------------
+
 
 def dspy_setup(task, folder: str, proxy: CountingProxy):
     import dspy
@@ -293,8 +359,10 @@ def dspy_setup(task, folder: str, proxy: CountingProxy):
     task_lm = dspy.LM(f"openai/{folder}", max_tokens=TASK_TOKENS, temperature=0.0, **common)
     writer = dspy.LM(f"openai/{folder}", max_tokens=WRITER_TOKENS, temperature=1.0, **common)
     dspy.configure(lm=task_lm)
-    sig = dspy.Signature({"text": dspy.InputField(), "answer": dspy.OutputField(desc="one of: " + ", ".join(label_words(task)))},
-                         task.instructions[0])
+    sig = dspy.Signature(
+        {"text": dspy.InputField(), "answer": dspy.OutputField(desc="one of: " + ", ".join(label_words(task)))},
+        task.instructions[0],
+    )
     program = dspy.Predict(sig)
 
     def ex(e):
@@ -308,12 +376,26 @@ def dspy_setup(task, folder: str, proxy: CountingProxy):
             return score
         return dspy.Prediction(score=score, feedback=feedback(answer, gold.answer, text))
 
-    return dspy, program, [ex(e) for e in task.train], [ex(e) for e in task.dev], [ex(e) for e in task.test], metric, writer
+    return (
+        dspy,
+        program,
+        [ex(e) for e in task.train],
+        [ex(e) for e in task.dev],
+        [ex(e) for e in task.test],
+        metric,
+        writer,
+    )
 
 
 def dspy_test(dspy, program, test, metric, task) -> list[float]:
-    result = dspy.Evaluate(devset=test, metric=lambda g, p, t=None: metric(g, p), num_threads=CONCURRENCY,
-                           display_progress=False, provide_traceback=False, max_errors=len(test) + 1)(program)
+    result = dspy.Evaluate(
+        devset=test,
+        metric=lambda g, p, t=None: metric(g, p),
+        num_threads=CONCURRENCY,
+        display_progress=False,
+        provide_traceback=False,
+        max_errors=len(test) + 1,
+    )(program)
     return [float(r[2]) for r in result.results]
 
 
@@ -322,29 +404,46 @@ def run_dspy(kind: str, task, folder: str, proxy: CountingProxy, calls: int, tmp
     proxy.tag = kind
     t0 = time.perf_counter()
     if kind == "dspy.GEPA":
-        opt = dspy.GEPA(metric=metric, max_metric_calls=100_000, reflection_lm=writer, num_threads=CONCURRENCY,
-                        seed=0, log_dir=str(tmp / f"dspy-gepa-{task.name}"),
-                        gepa_kwargs={"stop_callbacks": [lambda _state: proxy.get(kind)["calls"] >= calls]})
+        opt = dspy.GEPA(
+            metric=metric,
+            max_metric_calls=100_000,
+            reflection_lm=writer,
+            num_threads=CONCURRENCY,
+            seed=0,
+            log_dir=str(tmp / f"dspy-gepa-{task.name}"),
+            gepa_kwargs={"stop_callbacks": [lambda _state: proxy.get(kind)["calls"] >= calls]},
+        )
         best = opt.compile(program, trainset=train, valset=dev)
     else:  # its proposer writes structured output; with the data/program summaries off it asks less of the writer
         aware = kind == "dspy.MIPROv2-light"
-        opt = dspy.MIPROv2(metric=metric, prompt_model=writer, auto="light", num_threads=CONCURRENCY, seed=0,
-                           verbose=False)
+        opt = dspy.MIPROv2(
+            metric=metric, prompt_model=writer, auto="light", num_threads=CONCURRENCY, seed=0, verbose=False
+        )
         best = opt.compile(program, trainset=train, valset=dev, data_aware_proposer=aware, program_aware_proposer=aware)
     wall = time.perf_counter() - t0
     searched = proxy.get(kind)
     proxy.tag = f"{kind}/test"
     scores = dspy_test(dspy, best, test, metric, task)
     pred = best.predictors()[0]
-    names = {"dspy.MIPROv2-light": 'dspy.MIPROv2(auto="light")',
-             "dspy.MIPROv2-light-plain": 'dspy.MIPROv2(auto="light"), data/program-aware proposer off'}
-    return {"system": names.get(kind, kind),
-            "test": interval(scores), "scores": scores, "prompt": pred.signature.instructions,
-            "demos": len(getattr(pred, "demos", []) or []), "calls": searched["calls"], "failed_calls": searched["failed"],
-            "tokens": searched["prompt_tokens"] + searched["completion_tokens"], "search_seconds": round(wall, 1)}
+    names = {
+        "dspy.MIPROv2-light": 'dspy.MIPROv2(auto="light")',
+        "dspy.MIPROv2-light-plain": 'dspy.MIPROv2(auto="light"), data/program-aware proposer off',
+    }
+    return {
+        "system": names.get(kind, kind),
+        "test": interval(scores),
+        "scores": scores,
+        "prompt": pred.signature.instructions,
+        "demos": len(getattr(pred, "demos", []) or []),
+        "calls": searched["calls"],
+        "failed_calls": searched["failed"],
+        "tokens": searched["prompt_tokens"] + searched["completion_tokens"],
+        "search_seconds": round(wall, 1),
+    }
 
 
 # --- the run ------------------------------------------------------------------------------
+
 
 def manual_reference(task, model: str, proxy: CountingProxy, db: Path) -> dict:
     """The seed instruction on test in our harness (also warms `db` with the baselines' test
@@ -358,25 +457,35 @@ def manual_reference(task, model: str, proxy: CountingProxy, db: Path) -> dict:
     res = {}
     for cand in (Candidate(instruction=task.instructions[0], name="manual-1"), Candidate(name="empty")):
         res[cand.name] = Evaluator(setup.task, setup.backend).score(cand, task.test, split="test").scores
-    return {"system": "manual prompt (no search)", "test": interval(res["manual-1"]), "scores": res["manual-1"],
-            "prompt": task.instructions[0], "calls": 0, "tokens": 0, "search_seconds": 0.0}
+    return {
+        "system": "manual prompt (no search)",
+        "test": interval(res["manual-1"]),
+        "scores": res["manual-1"],
+        "prompt": task.instructions[0],
+        "calls": 0,
+        "tokens": 0,
+        "search_seconds": 0.0,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["sst-2", "trec"], choices=sorted(MANUAL))
-    ap.add_argument("--systems", nargs="+", default=[*LOCAL, "gepa", "gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light"],
-                    choices=[*LOCAL, *OURS, *PEERS])
+    ap.add_argument(
+        "--systems",
+        nargs="+",
+        default=[*LOCAL, "gepa", "gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light"],
+        choices=[*LOCAL, *OURS, *PEERS],
+    )
     ap.add_argument("--calls", type=int, default=150, help="model calls per search (MIPROv2 light keeps its own)")
     ap.add_argument("--test-n", type=int, default=100, help="test examples (a fixed random subsample)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--fresh", action="store_true", help="redo systems already in the results file")
     args = ap.parse_args()
 
-    from servers import free_port, start_transformers_serve, stop
-
     from promptsearch.backends.embedded import prepare
     from promptsearch.settings import configure, get_settings
+    from servers import free_port, start_transformers_serve, stop
 
     results = {} if args.fresh or not args.results.exists() else json.loads(args.results.read_text())
     folder = str(prepare(get_settings().model_dir))
@@ -399,7 +508,9 @@ def main() -> None:
             results[f"manual|{dataset}"] = ref
             for system in args.systems:
                 key = f"{system}|{dataset}"
-                if system == "dspy.MIPROv2-light-plain" and "error" not in results.get(f"dspy.MIPROv2-light|{dataset}", {"error": 1}):
+                if system == "dspy.MIPROv2-light-plain" and "error" not in results.get(
+                    f"dspy.MIPROv2-light|{dataset}", {"error": 1}
+                ):
                     continue  # the plainer proposer only where the default one failed
                 if system.startswith("local:") and f"manual-local|{dataset}" not in results:
                     results[f"manual-local|{dataset}"] = local_reference(task)
@@ -425,15 +536,28 @@ def main() -> None:
                 results[key] = row
                 rebase(results)
                 args.results.write_text(json.dumps(results, indent=1))
-                print(f"{key}: " + (f"test {row['test']['mean']:.3f} {row['test']['ci95']}, {row['calls']} calls, "
-                                    f"{row['search_seconds']} s search" if "test" in row else row["error"]), flush=True)
+                print(
+                    f"{key}: "
+                    + (
+                        f"test {row['test']['mean']:.3f} {row['test']['ci95']}, {row['calls']} calls, "
+                        f"{row['search_seconds']} s search"
+                        if "test" in row
+                        else row["error"]
+                    ),
+                    flush=True,
+                )
     finally:
         stop(server)
         proxy.shutdown()
         configure()
-    results["_meta"] = {"calls_per_search": args.calls, "test_n": args.test_n, "concurrency": CONCURRENCY,
-                        "target": "embedded model, transformers serve --continuous-batching, CPU",
-                        "peer_max_tokens": {"answer": TASK_TOKENS, "writer": WRITER_TOKENS}, "cpus": os.cpu_count()}
+    results["_meta"] = {
+        "calls_per_search": args.calls,
+        "test_n": args.test_n,
+        "concurrency": CONCURRENCY,
+        "target": "embedded model, transformers serve --continuous-batching, CPU",
+        "peer_max_tokens": {"answer": TASK_TOKENS, "writer": WRITER_TOKENS},
+        "cpus": os.cpu_count(),
+    }
     args.results.write_text(json.dumps(results, indent=1))
     print(table(results))
 
@@ -454,8 +578,10 @@ def rebase(results: dict) -> None:
 
 
 def table(results: dict) -> str:
-    rows = ["| system | dataset | test acc [95% CI] | minus manual [95% CI] | model calls | tokens | search wall |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| system | dataset | test acc [95% CI] | minus manual [95% CI] | model calls | tokens | search wall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     order = ["manual", *OURS, *PEERS, "manual-local", *LOCAL]  # served rows first, then in-process
 
     def rank(key: str) -> tuple:
@@ -470,8 +596,10 @@ def table(results: dict) -> str:
             continue
         t, d = r["test"], r.get("minus_manual")
         diff = f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d else "–"
-        rows.append(f"| {r['system']} | {dataset} | {t['mean']:.3f} [{t['ci95'][0]:.3f}, {t['ci95'][1]:.3f}] | {diff} | "
-                    f"{r['calls']:,} | {r['tokens']:,} | {r['search_seconds']:.0f} s |")
+        rows.append(
+            f"| {r['system']} | {dataset} | {t['mean']:.3f} [{t['ci95'][0]:.3f}, {t['ci95'][1]:.3f}] | {diff} | "
+            f"{r['calls']:,} | {r['tokens']:,} | {r['search_seconds']:.0f} s |"
+        )
     return "\n".join(rows)
 
 

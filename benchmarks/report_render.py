@@ -19,9 +19,18 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--force-device-scale-factor=1"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+]
 RED, BLUE = (214, 39, 40), (31, 119, 180)  # the plot's running-best line and candidate points
 
 
@@ -36,10 +45,12 @@ def browse(html: Path, png: Path, height: int = 2200) -> dict:
         raise RuntimeError("Debian's chromium is not installed: apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:
         common = [exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size=1280,{height}"]
-        dom = subprocess.run([*common, "--dump-dom", html.resolve().as_uri()], capture_output=True,
-                             text=True, timeout=120).stdout
-        subprocess.run([*common, f"--screenshot={png.resolve()}", html.resolve().as_uri()],
-                       capture_output=True, timeout=120)
+        dom = subprocess.run(
+            [*common, "--dump-dom", html.resolve().as_uri()], capture_output=True, text=True, timeout=120
+        ).stdout
+        subprocess.run(
+            [*common, f"--screenshot={png.resolve()}", html.resolve().as_uri()], capture_output=True, timeout=120
+        )
     from PIL import Image
 
     img = Image.open(png).convert("RGB")
@@ -86,12 +97,21 @@ def main() -> None:
     report_html = tmp / "report.html"
     report_html.write_text(render(json.loads(run.result), store.run_tests(run.id)), encoding="utf-8")
     board_html = tmp / "leaderboard.html"
-    board_html.write_text(lb.to_html(lb.build([json.loads(r.result) for r in store.runs(limit=1000)])), encoding="utf-8")
-    results = {"run": run.id, "report": browse(report_html, out / "run_report.png"),
-               "leaderboard": browse(board_html, out / "leaderboard.png", height=700)}
+    board_html.write_text(
+        lb.to_html(lb.build([json.loads(r.result) for r in store.runs(limit=1000)])), encoding="utf-8"
+    )
+    results = {
+        "run": run.id,
+        "report": browse(report_html, out / "run_report.png"),
+        "leaderboard": browse(board_html, out / "leaderboard.png", height=700),
+    }
     print(json.dumps(results, indent=2))
-    ok = (results["report"]["png_images"] >= 1 and results["report"]["tables"] >= 3
-          and results["report"]["red_pixels"] > 200 and results["leaderboard"]["table_rows"] >= 2)
+    ok = (
+        results["report"]["png_images"] >= 1
+        and results["report"]["tables"] >= 3
+        and results["report"]["red_pixels"] > 200
+        and results["leaderboard"]["table_rows"] >= 2
+    )
     sys.exit(0 if ok else 1)
 
 

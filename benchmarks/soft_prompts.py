@@ -55,20 +55,40 @@ def run_one(s: dict) -> dict:
     else:
         task = load_task(s["task"])
     t0 = time.time()
-    doc = run_search(task, model="embedded", searcher="soft", options={"method": s["method"], "init": s["init"]},
-                     seed=0, db=str(DB), baseline_shots=0)
+    doc = run_search(
+        task,
+        model="embedded",
+        searcher="soft",
+        options={"method": s["method"], "init": s["init"]},
+        seed=0,
+        db=str(DB),
+        baseline_shots=0,
+    )
     notes = doc["record"]["searcher_notes"]
     base = {b["name"]: {"test": b["test"]["mean"], "diff": b["best_minus_baseline"]} for b in doc["baselines"]}
-    return {**s, "run_id": doc["run_id"], "dev": doc["best"]["dev"]["mean"], "test": doc["best"]["test"]["mean"],
-            "test_n": doc["best"]["test"]["n"], "baselines": base, "init_text": notes.get("init_text"),
-            "init_from": notes.get("init_from"),
-            "readout": notes.get("readout"), "steps": len(notes["steps"]), "search_calls": doc["cost"]["search"]["calls"],
-            "wall_seconds": round(time.time() - t0, 1), "stopped_by": doc["stopped_by"]}
+    return {
+        **s,
+        "run_id": doc["run_id"],
+        "dev": doc["best"]["dev"]["mean"],
+        "test": doc["best"]["test"]["mean"],
+        "test_n": doc["best"]["test"]["n"],
+        "baselines": base,
+        "init_text": notes.get("init_text"),
+        "init_from": notes.get("init_from"),
+        "readout": notes.get("readout"),
+        "steps": len(notes["steps"]),
+        "search_calls": doc["cost"]["search"]["calls"],
+        "wall_seconds": round(time.time() - t0, 1),
+        "stopped_by": doc["stopped_by"],
+    }
 
 
 def table(results: dict) -> str:
-    rows = ["| task | split | method | init | dev | test | readout dev | empty | best manual | best − best manual [95% CI] | steps | wall |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| task | split | method | init | dev | test | readout dev | empty | best manual "
+        "| best − best manual [95% CI] | steps | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple, list] = {}
     for r in results.values():
         groups.setdefault((r["task"], r["method"], r["init"]), []).append(r)
@@ -79,12 +99,17 @@ def table(results: dict) -> str:
             manual = max((n for n in b if n.startswith("manual")), key=lambda n: b[n]["test"], default="empty")
             d = b[manual]["diff"]
             ro = f"{r['readout']['dev']:.3f}" if r.get("readout") and "dev" in r["readout"] else "–"
-            rows.append(f"| {task} | {r['split']} | {method} | {init} | {r['dev']:.3f} | **{r['test']:.4f}** | {ro} | "
-                        f"{b['empty']['test']:.4f} | {b[manual]['test']:.4f} ({manual}) | {d['diff']:+.3f} "
-                        f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | {r['steps']} | {r['wall_seconds']:.0f} s |")
+            rows.append(
+                f"| {task} | {r['split']} | {method} | {init} | {r['dev']:.3f} | **{r['test']:.4f}** | {ro} | "
+                f"{b['empty']['test']:.4f} | {b[manual]['test']:.4f} ({manual}) | {d['diff']:+.3f} "
+                f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | {r['steps']} | {r['wall_seconds']:.0f} s |"
+            )
         if len(rs) > 1:
             tests = [r["test"] for r in rs]
-            rows.append(f"| | | | | **mean ± sd** | **{statistics.mean(tests):.4f} ± {statistics.stdev(tests):.4f}** | | | | | | |")
+            rows.append(
+                f"| | | | | **mean ± sd** | **{statistics.mean(tests):.4f} ± {statistics.stdev(tests):.4f}** "
+                "| | | | | | |"
+            )
     return "\n".join(rows)
 
 
@@ -98,6 +123,7 @@ def main() -> None:
         print(table(results))
         return
     run_all(settings(), key, run_one, RESULTS, results, args.only)
+
 
 if __name__ == "__main__":
     main()

@@ -43,15 +43,27 @@ def sweep_times(n_trials: int) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="sweep-scaling-"))
     spec_path = tmp / "grid.yaml"
-    spec_path.write_text(yaml.safe_dump({"name": "scaling", "tasks": ["sentiment"], "models": ["embedded"],
-                                         "searchers": ["baseline"], "seeds": list(range(n_trials)),
-                                         "resources": {"num_cpus": 1}}))
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "scaling",
+                "tasks": ["sentiment"],
+                "models": ["embedded"],
+                "searchers": ["baseline"],
+                "seeds": list(range(n_trials)),
+                "resources": {"num_cpus": 1},
+            }
+        )
+    )
     spec = load_spec(spec_path)
     out = {"trials": len(spec.trials)}
     import ray
 
-    for mode, executor in (("sequential", LocalExecutor(1)), ("2 local workers", LocalExecutor(2)),
-                           ("local Ray, 2 CPUs", None)):
+    for mode, executor in (
+        ("sequential", LocalExecutor(1)),
+        ("2 local workers", LocalExecutor(2)),
+        ("local Ray, 2 CPUs", None),
+    ):
         db = str(tmp / f"{mode.split()[0]}.db")
         t0 = time.perf_counter()
         if executor is None:  # Ray: its start-up timed on its own
@@ -84,21 +96,27 @@ WRITER = textwrap.dedent("""
 
 def store_throughput(n: int = 4000) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
-    from servers import PostgresServer
-
     from promptsearch.store.db import Store
+    from servers import PostgresServer
 
     tmp = Path(tempfile.mkdtemp(prefix="store-throughput-"))
     pg = PostgresServer(Path(tempfile.mkdtemp(prefix="promptsearch-pg-")))
     out = {}
     try:
-        for engine, make in (("sqlite", lambda name: str(tmp / f"{name}.db")), ("postgresql", lambda name: pg.fresh_database())):
+        for engine, make in (
+            ("sqlite", lambda name: str(tmp / f"{name}.db")),
+            ("postgresql", lambda name: pg.fresh_database()),
+        ):
             res = {}
             for writers in (1, 4):
                 spec = make(f"w{writers}")
                 Store(spec)  # schema made first: the writers time writes only
-                ps = [subprocess.Popen([sys.executable, "-c", WRITER, spec, f"p{w}", str(n)], stdout=subprocess.PIPE,
-                                       text=True) for w in range(writers)]
+                ps = [
+                    subprocess.Popen(
+                        [sys.executable, "-c", WRITER, spec, f"p{w}", str(n)], stdout=subprocess.PIPE, text=True
+                    )
+                    for w in range(writers)
+                ]
                 took = [float(p.communicate()[0].strip().splitlines()[-1]) for p in ps]  # each writer's own clock
                 wall = max(took)
                 store = Store(spec)
@@ -108,13 +126,18 @@ def store_throughput(n: int = 4000) -> dict:
                 look = time.perf_counter() - t1
                 assert len(found) == n
                 res[f"{writers} writer{'s' * (writers > 1)}"] = {
-                    "writes_per_second": round(writers * n / wall), "lookups_per_second": round(n / look)}
+                    "writes_per_second": round(writers * n / wall),
+                    "lookups_per_second": round(n / look),
+                }
                 print(engine, writers, res[f"{writers} writer{'s' * (writers > 1)}"], flush=True)
             out[engine] = res
     finally:
         pg.stop()
-    out["note"] = (f"{n} cache rows per writer in commits of 16 (as the cache writes), each writer its own process "
-                   "(its write loop timed by itself; writes/s = all rows / the slowest writer's time); lookups: one process reading its n keys in chunks of 500")
+    out["note"] = (
+        f"{n} cache rows per writer in commits of 16 (as the cache writes), each writer its own process "
+        "(its write loop timed by itself; writes/s = all rows / the slowest writer's time); "
+        "lookups: one process reading its n keys in chunks of 500"
+    )
     return out
 
 

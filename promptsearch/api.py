@@ -33,8 +33,17 @@ def search(
     """
     from promptsearch.runner import run_search
 
-    return run_search(task, model=model, searcher=searcher, options={k: str(v) for k, v in options.items()},
-                      budget=budget, seed=seed, scorer=scorer, db=db, harness=harness)
+    return run_search(
+        task,
+        model=model,
+        searcher=searcher,
+        options={k: str(v) for k, v in options.items()},
+        budget=budget,
+        seed=seed,
+        scorer=scorer,
+        db=db,
+        harness=harness,
+    )
 
 
 def evaluate(
@@ -53,6 +62,7 @@ def evaluate(
     from promptsearch.runner import run_eval
 
     cand = prompt if isinstance(prompt, Candidate) else Candidate(instruction=prompt, name="prompt")
-    result, _ = run_eval(task, cand, model=model, split=split, scorer=scorer, db=db, limit=limit,
-                         harness=harness, progress=progress)
+    result, _ = run_eval(
+        task, cand, model=model, split=split, scorer=scorer, db=db, limit=limit, harness=harness, progress=progress
+    )
     return result

@@ -26,8 +26,9 @@ class Budget:
         from promptsearch.errors import PromptSearchError
 
         for name, value in self.__dict__.items():
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
-                                      or not math.isfinite(value) or value < 0):
+            if value is not None and (
+                not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0
+            ):
                 raise PromptSearchError(f"Budget {name}={value!r} must be a number of at least 0 (or left unset).")
 
     def to_dict(self) -> dict:

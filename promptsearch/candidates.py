@@ -48,12 +48,17 @@ class Candidate:
     def from_dict(cls, d: dict[str, Any]) -> "Candidate":
         """The candidate `to_dict` wrote, without its soft prompt (the record keeps only its
         fingerprint)."""
-        return cls(instruction=d.get("instruction", ""), demos=tuple(d.get("demos", ())),
-                   trigger=tuple(d["trigger"]) if d.get("trigger") is not None else None,
-                   labels=tuple((lab, tuple(ws)) for lab, ws in d["labels"].items()) if d.get("labels") else None,
-                   template=d.get("template"), trigger_text=d.get("trigger_text", ""), knn=d.get("knn", 0),
-                   name=d.get("name", ""),
-                   origin=d.get("origin", ""))
+        return cls(
+            instruction=d.get("instruction", ""),
+            demos=tuple(d.get("demos", ())),
+            trigger=tuple(d["trigger"]) if d.get("trigger") is not None else None,
+            labels=tuple((lab, tuple(ws)) for lab, ws in d["labels"].items()) if d.get("labels") else None,
+            template=d.get("template"),
+            trigger_text=d.get("trigger_text", ""),
+            knn=d.get("knn", 0),
+            name=d.get("name", ""),
+            origin=d.get("origin", ""),
+        )
 
     def key(self) -> str:
         """Content identity (name and origin excluded): equal keys score equally."""
@@ -71,8 +76,11 @@ class Candidate:
             parts.append(f"[{self.knn} nearest train demos per input]")
         if self.trigger is not None:
             ids = " ".join(map(str, self.trigger))
-            parts.append(f"[trigger {self.trigger_text!r} = ids {ids}]" if self.trigger_text
-                         else f"[trigger {len(self.trigger)} tokens: ids {ids}]")
+            parts.append(
+                f"[trigger {self.trigger_text!r} = ids {ids}]"
+                if self.trigger_text
+                else f"[trigger {len(self.trigger)} tokens: ids {ids}]"
+            )
         if self.soft_prompt is not None:
             parts.append(f"[soft prompt {self.soft_prompt.name}]")
         if self.labels is not None:

@@ -59,7 +59,7 @@ def load_prices(path: Path | None) -> dict[str, Price]:
         raise PromptSearchError(f"PROMPTSEARCH_PRICES names {path}, which does not exist.") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise PromptSearchError(
-            f"{path}: prices must be JSON like {{\"model\": {{\"input\": 0.15, \"output\": 0.6}}}} "
+            f'{path}: prices must be JSON like {{"model": {{"input": 0.15, "output": 0.6}}}} '
             f"(dollars per million tokens); {type(e).__name__}: {e}."
         ) from None
     return table

@@ -16,7 +16,8 @@ MASK = "***"
 _URL_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _KEY_OPTION = re.compile(
     r"(\b(?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd|pwd)\s*[=:]\s*)([^\s,&;'\"]+)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _BEARER = re.compile(r"(\bBearer\s+)([^\s,;'\"]+)", re.IGNORECASE)
 _KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}")
 

@@ -60,9 +60,7 @@ class Registry:
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise PromptSearchError(
-                f"Unknown {self.kind} '{name}'.{hint} Available: {', '.join(self.names())}."
-            )
+            raise PromptSearchError(f"Unknown {self.kind} '{name}'.{hint} Available: {', '.join(self.names())}.")
         obj = self._entries[name]
         if isinstance(obj, str):
             module, _, attr = obj.partition(":")

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from promptsearch import registry
-from promptsearch.records import clean, rank_candidates
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
+from promptsearch.cost import Usage
 from promptsearch.errors import BudgetExhausted, PromptSearchError, RunInterrupted
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.evaluation.harness import Harness, parse_harness
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import paired_bootstrap
+from promptsearch.records import clean, rank_candidates
 from promptsearch.searchers.base import Searcher, build_config
 from promptsearch.searchers.baseline import baseline_candidates
 from promptsearch.settings import get_settings
-from promptsearch.cost import Usage
 from promptsearch.store.cache import CachedBackend
 from promptsearch.store.db import Store
 from promptsearch.store.models import CandidateRow, Run, TestResult
@@ -49,8 +49,13 @@ class Setup:
     metric: str
 
 
-def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = None, db: str | None = None,
-            dry_run: bool = False) -> Setup:
+def prepare(
+    task: Task | str,
+    model: Any = None,
+    scorer: str | Scorer | None = None,
+    db: str | None = None,
+    dry_run: bool = False,
+) -> Setup:
     """Resolve and validate everything a run needs before anything runs or is written.
     `dry_run`: the model is a stand-in that answers without computing (see
     promptsearch.backends.planning) and the cache is read, never written."""
@@ -60,7 +65,9 @@ def prepare(task: Task | str, model: Any = None, scorer: str | Scorer | None = N
     task = load_task(task) if isinstance(task, str) else task.validate()
     metric, _ = resolve_scorer(scorer or task.metric)
     store = Store(db or settings.db_path)  # checked before any model is resolved or prepared
-    inner = resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
+    inner = (
+        resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
+    )
     if isinstance(inner, CachedBackend) and not dry_run:
         return Setup(task, inner, store, metric)  # the caller's cache wrapper, as given
     if isinstance(inner, CachedBackend):
@@ -97,9 +104,16 @@ def _per_candidate(history: list[EvalResult]) -> list[dict]:
     (racing scores a candidate in several slices), in the order candidates first appeared."""
     seen: dict[str, dict] = {}
     for r in history:
-        entry = seen.setdefault(r.candidate.key(), {"step": r.step, "name": r.candidate.name,
-                                                    "prompt": r.candidate.describe(),
-                                                    "candidate": r.candidate.to_dict(), "scores": {}})
+        entry = seen.setdefault(
+            r.candidate.key(),
+            {
+                "step": r.step,
+                "name": r.candidate.name,
+                "prompt": r.candidate.describe(),
+                "candidate": r.candidate.to_dict(),
+                "scores": {},
+            },
+        )
         if r.extras.get("outside_search"):  # scored after the search, outside its budget (a soft readout)
             entry["outside_search"] = True
         entry["scores"].update(zip(r.example_ids, r.scores))
@@ -144,8 +158,19 @@ def run_search(
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     if resume is not None:
         run_id, args = _resumable(resume, db)
-        task, model, searcher, options, seed = args["task"], args["model"], args["searcher"], args["options"], args["seed"]
-        budget, scorer, baseline_shots, harness = Budget(**args["budget"]), args["scorer"], args["baseline_shots"], args["harness"]
+        task, model, searcher, options, seed = (
+            args["task"],
+            args["model"],
+            args["searcher"],
+            args["options"],
+            args["seed"],
+        )
+        budget, scorer, baseline_shots, harness = (
+            Budget(**args["budget"]),
+            args["scorer"],
+            args["baseline_shots"],
+            args["harness"],
+        )
         db = db or args.get("db")
     if isinstance(searcher, str):
         cls = registry.searchers.get(searcher)
@@ -159,8 +184,9 @@ def run_search(
     budget = budget or Budget()
     say = phase or (lambda _m: None)
     started = time.time()
-    evaluator = Evaluator(task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness,
-                          phase=phase)
+    evaluator = Evaluator(
+        task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness, phase=phase
+    )
 
     evaluator.check_prices()
     workdir = setup.store.checkpoints() / run_id
@@ -170,15 +196,29 @@ def run_search(
         if resume is None:
             # what `runs` lists and `--resume` reads; arguments given as objects (a loaded task,
             # a backend) cannot be written, so such a run is listed but cannot be resumed
-            resumable = all(isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)) \
-                and not isinstance(harness_spec, Harness)
+            resumable = all(
+                isinstance(x, (str, type(None))) for x in (task_spec, model, searcher, scorer)
+            ) and not isinstance(harness_spec, Harness)
             workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / "run.json").write_text(json.dumps({
-                "task": task_spec if resumable else task.name, "model": model if resumable else setup.backend.model_id,
-                "searcher": searcher_obj.name, "options": options or {}, "seed": seed, "budget": budget.to_dict(),
-                "scorer": scorer if resumable else None, "baseline_shots": baseline_shots,
-                "harness": harness_spec if resumable else harness.spec, "db": setup.store.where, "pid": os.getpid(),
-                "started": started, "resumable": resumable}))
+            (workdir / "run.json").write_text(
+                json.dumps(
+                    {
+                        "task": task_spec if resumable else task.name,
+                        "model": model if resumable else setup.backend.model_id,
+                        "searcher": searcher_obj.name,
+                        "options": options or {},
+                        "seed": seed,
+                        "budget": budget.to_dict(),
+                        "scorer": scorer if resumable else None,
+                        "baseline_shots": baseline_shots,
+                        "harness": harness_spec if resumable else harness.spec,
+                        "db": setup.store.where,
+                        "pid": os.getpid(),
+                        "started": started,
+                        "resumable": resumable,
+                    }
+                )
+            )
             if resumable:
                 say(f"Run {run_id} keeps its checkpoints in {workdir}")
         elif (workdir / "run.json").exists():  # this process owns it now
@@ -210,8 +250,13 @@ def run_search(
     if baseline_shots is None:
         baseline_shots = getattr(cfg, "shots", 4)
     baseline_shots = min(baseline_shots, len(task.train))
-    baselines = baseline_candidates(task, shots=baseline_shots, seed=seed, balanced=getattr(cfg, "balanced", True),
-                                    max_manual=getattr(cfg, "max_manual", 5))
+    baselines = baseline_candidates(
+        task,
+        shots=baseline_shots,
+        seed=seed,
+        balanced=getattr(cfg, "balanced", True),
+        max_manual=getattr(cfg, "max_manual", 5),
+    )
     finalists: list[Candidate] = [result.best] + [b for b in baselines if b.key() != result.best.key()]
 
     # The final pick, outside the search budget like test scoring: the search's best and the
@@ -223,7 +268,10 @@ def run_search(
     select_cost = dev_eval.cost + evaluator.outside_cost
     picked = max(finalists, key=lambda c: (devs[c.key()].mean, c is result.best))  # a tie keeps the search's best
 
-    say(f"Scoring the {'best prompt' if picked is result.best else 'pick'} and the baselines on {len(task.test)} test examples")
+    say(
+        f"Scoring the {'best prompt' if picked is result.best else 'pick'} and the baselines on "
+        f"{len(task.test)} test examples"
+    )
     test_eval = Evaluator(task, setup.backend, scorer or task.metric, progress=progress, harness=harness)
     tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
     test_cost = test_eval.cost
@@ -233,46 +281,74 @@ def run_search(
     for b in baselines:
         t = tests[b.key()]
         diff = paired_bootstrap(best_test.scores, t.scores, seed=seed)
-        baseline_docs.append({
-            "name": b.name,
-            "prompt": b.describe(),
-            "candidate": b.to_dict(),
-            "dev": _scores(devs[b.key()]),
-            "test": _scores(t),
-            "test_extras": _round(t.extras),
-            "best_minus_baseline": diff.to_dict(),
-        })
-    search_best = {"name": result.best.name, "prompt": result.best.describe(), "candidate": result.best.to_dict(),
-                   "dev": _scores(devs[result.best.key()]), "dev_in_search": round(result.best_score, 4),
-                   "test": _scores(tests[result.best.key()]), "test_extras": _round(tests[result.best.key()].extras)}
+        baseline_docs.append(
+            {
+                "name": b.name,
+                "prompt": b.describe(),
+                "candidate": b.to_dict(),
+                "dev": _scores(devs[b.key()]),
+                "test": _scores(t),
+                "test_extras": _round(t.extras),
+                "best_minus_baseline": diff.to_dict(),
+            }
+        )
+    search_best = {
+        "name": result.best.name,
+        "prompt": result.best.describe(),
+        "candidate": result.best.to_dict(),
+        "dev": _scores(devs[result.best.key()]),
+        "dev_in_search": round(result.best_score, 4),
+        "test": _scores(tests[result.best.key()]),
+        "test_extras": _round(tests[result.best.key()].extras),
+    }
     if picked is not result.best:
-        search_best["picked_minus_it"] = paired_bootstrap(best_test.scores, tests[result.best.key()].scores,
-                                                          seed=seed).to_dict()
+        search_best["picked_minus_it"] = paired_bootstrap(
+            best_test.scores, tests[result.best.key()].scores, seed=seed
+        ).to_dict()
     total = search_cost + select_cost + test_cost
     if dry_run:
-        return _plan(setup, task, searcher_obj, harness, budget, search_cost, select_cost + test_cost, result.stopped_by)
+        return _plan(
+            setup, task, searcher_obj, harness, budget, search_cost, select_cost + test_cost, result.stopped_by
+        )
     doc: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "run_id": run_id,
         "created": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-        "task": {"name": task.name, "hash": task.hash(), "source": task.source, "metric": setup.metric,
-                 "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
+        "task": {
+            "name": task.name,
+            "hash": task.hash(),
+            "source": task.source,
+            "metric": setup.metric,
+            "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)},
+        },
         "model": setup.backend.identity(),
         "searcher": {"name": searcher_obj.name, "method": searcher_obj.method(), "config": asdict(searcher_obj.config)},
         "harness": harness.spec,
         "seed": seed,
-        "best": {"name": picked.name, "prompt": picked.describe(), "candidate": picked.to_dict(),
-                 "dev": _scores(devs[picked.key()]), "test": _scores(best_test), "test_extras": _round(best_test.extras),
-                 "picked": "search" if picked is result.best else "baseline"},
+        "best": {
+            "name": picked.name,
+            "prompt": picked.describe(),
+            "candidate": picked.to_dict(),
+            "dev": _scores(devs[picked.key()]),
+            "test": _scores(best_test),
+            "test_extras": _round(best_test.extras),
+            "picked": "search" if picked is result.best else "baseline",
+        },
         "search_best": search_best,
         "baselines": baseline_docs,
         "candidates": rank_candidates(_per_candidate(result.history)),
-        "dev_scorings": [{"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n}
-                         for r in result.history],
+        "dev_scorings": [
+            {"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n}
+            for r in result.history
+        ],
         "stopped_by": result.stopped_by,
-        "cost": {"search": search_cost.to_dict(), "selection": select_cost.to_dict(), "test": test_cost.to_dict(),
-                 "total": total.to_dict(),
-                 "wall_seconds": round(time.time() - started, 2)},
+        "cost": {
+            "search": search_cost.to_dict(),
+            "selection": select_cost.to_dict(),
+            "test": test_cost.to_dict(),
+            "total": total.to_dict(),
+            "wall_seconds": round(time.time() - started, 2),
+        },
         "from_cache": total.calls == 0,
         "db": setup.store.where,
         "record": {
@@ -326,6 +402,7 @@ def checkpoint_root(db_path: str | Path) -> Path:
 @dataclass
 class Interrupted:
     """A checkpoint folder whose run neither finished nor is running now."""
+
     run_id: str
     path: Path
     searcher: str
@@ -348,8 +425,17 @@ def interrupted_runs(db_path: str | Path) -> list[Interrupted]:
         if _alive(args.get("pid")):
             continue
         size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        out.append(Interrupted(d.name, d, str(args.get("searcher", "?")), str(args.get("task", "?")),
-                               args.get("started"), size, bool(args) and args.get("resumable", True)))
+        out.append(
+            Interrupted(
+                d.name,
+                d,
+                str(args.get("searcher", "?")),
+                str(args.get("task", "?")),
+                args.get("started"),
+                size,
+                bool(args) and args.get("resumable", True),
+            )
+        )
     return out
 
 
@@ -376,20 +462,34 @@ def _resumable(run_id: str, db: str | None) -> tuple[str, dict]:
         except PromptSearchError:
             pass
         if done:
-            raise PromptSearchError(f"Run {done} finished and is stored; there is nothing to resume (see `promptsearch show {done}`).")
-        raise PromptSearchError(f"No interrupted run '{run_id}' to resume in {runs}; only searchers that checkpoint "
-                                "(rl) can be resumed, by the id printed when the run started.")
+            raise PromptSearchError(
+                f"Run {done} finished and is stored; there is nothing to resume (see `promptsearch show {done}`)."
+            )
+        raise PromptSearchError(
+            f"No interrupted run '{run_id}' to resume in {runs}; only searchers that checkpoint "
+            "(rl) can be resumed, by the id printed when the run started."
+        )
     args = json.loads((found[0] / "run.json").read_text())
     if not args.get("resumable", True):
-        raise PromptSearchError(f"Run {found[0].name} was started with a loaded task or model (the Python API, or a "
-                                "sweep task with changes), which its folder cannot hold, so it cannot be resumed from "
-                                "there; start it again the same way (its answers come from the cache), and "
-                                "`promptsearch runs --clean` removes the folder.")
+        raise PromptSearchError(
+            f"Run {found[0].name} was started with a loaded task or model (the Python API, or a "
+            "sweep task with changes), which its folder cannot hold, so it cannot be resumed from "
+            "there; start it again the same way (its answers come from the cache), and "
+            "`promptsearch runs --clean` removes the folder."
+        )
     return found[0].name, args
 
 
-def _plan(setup: Setup, task: Task, searcher_obj: Searcher, harness: Harness, budget: Budget,
-          search: Usage, test: Usage, stopped_by: str) -> dict[str, Any]:
+def _plan(
+    setup: Setup,
+    task: Task,
+    searcher_obj: Searcher,
+    harness: Harness,
+    budget: Budget,
+    search: Usage,
+    test: Usage,
+    stopped_by: str,
+) -> dict[str, Any]:
     total = search + test
     return {
         "schema": PLAN_SCHEMA,
@@ -407,22 +507,45 @@ def _plan(setup: Setup, task: Task, searcher_obj: Searcher, harness: Harness, bu
         "test": test.to_dict(),
         "stopped_by": stopped_by,
         "note": "An estimate: tokens at ~4 characters each, every generation at its full length, "
-                "and as many candidates as the searcher can propose. Nothing was computed or stored.",
+        "and as many candidates as the searcher can propose. Nothing was computed or stored.",
     }
 
 
 def _store(store: Store, doc: dict, tests: dict[str, EvalResult], started: float) -> None:
     import json
 
-    run = Run(id=doc["run_id"], created=started, task=doc["task"]["name"], task_hash=doc["task"]["hash"],
-              searcher=doc["searcher"]["name"], model=doc["model"]["model"], harness=doc["harness"], seed=doc["seed"],
-              best_name=doc["best"]["name"], best_text=doc["best"]["prompt"], dev_score=doc["best"]["dev"]["mean"],
-              test_score=doc["best"]["test"]["mean"], result=json.dumps(doc, ensure_ascii=False, allow_nan=False))
-    cands = [CandidateRow(run_id=run.id, step=c["step"], name=c["name"], text=c["prompt"],
-                          candidate=json.dumps(c["candidate"]), dev_score=c["dev_mean"], dev_n=c["dev_n"])
-             for c in doc["candidates"]]
-    rows = [TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
-            for r in tests.values() for eid, s, p in zip(r.example_ids, r.scores, r.predictions)]
+    run = Run(
+        id=doc["run_id"],
+        created=started,
+        task=doc["task"]["name"],
+        task_hash=doc["task"]["hash"],
+        searcher=doc["searcher"]["name"],
+        model=doc["model"]["model"],
+        harness=doc["harness"],
+        seed=doc["seed"],
+        best_name=doc["best"]["name"],
+        best_text=doc["best"]["prompt"],
+        dev_score=doc["best"]["dev"]["mean"],
+        test_score=doc["best"]["test"]["mean"],
+        result=json.dumps(doc, ensure_ascii=False, allow_nan=False),
+    )
+    cands = [
+        CandidateRow(
+            run_id=run.id,
+            step=c["step"],
+            name=c["name"],
+            text=c["prompt"],
+            candidate=json.dumps(c["candidate"]),
+            dev_score=c["dev_mean"],
+            dev_n=c["dev_n"],
+        )
+        for c in doc["candidates"]
+    ]
+    rows = [
+        TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
+        for r in tests.values()
+        for eid, s, p in zip(r.example_ids, r.scores, r.predictions)
+    ]
     store.save_run(run, cands, rows)
 
 
@@ -456,7 +579,9 @@ def run_eval(
         "candidate": candidate.to_dict(),
         "score": _scores(res),
         "extras": _round(res.extras),
-        "examples": [{"id": i, "prediction": p, "score": s} for i, p, s in zip(res.example_ids, res.predictions, res.scores)],
+        "examples": [
+            {"id": i, "prediction": p, "score": s} for i, p, s in zip(res.example_ids, res.predictions, res.scores)
+        ],
         "cost": res.cost.to_dict(),
         "from_cache": res.cost.calls == 0,
     }

@@ -74,8 +74,9 @@ def _device(raw: str) -> str:
     if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", raw.strip()):
         from promptsearch.errors import PromptSearchError
 
-        raise PromptSearchError(f"PROMPTSEARCH_DEVICE={raw!r} is not a device; use auto, cpu, cuda, cuda:N or mps "
-                                "(environment or .env).")
+        raise PromptSearchError(
+            f"PROMPTSEARCH_DEVICE={raw!r} is not a device; use auto, cpu, cuda, cuda:N or mps (environment or .env)."
+        )
     return raw.strip()
 
 

@@ -43,9 +43,17 @@ def tiny_model(tmp_path_factory, embedded_folder) -> Path:
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(embedded_folder)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     folder = tmp_path_factory.mktemp("tiny")
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)

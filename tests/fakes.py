@@ -29,8 +29,13 @@ class FakeBackend:
     can_loglikelihood = True
     can_generate = True
 
-    def __init__(self, gen_rule=None, fail_after: int | None = None, exc: BaseException | None = None,
-                 can_loglikelihood: bool = True):
+    def __init__(
+        self,
+        gen_rule=None,
+        fail_after: int | None = None,
+        exc: BaseException | None = None,
+        can_loglikelihood: bool = True,
+    ):
         self.can_loglikelihood = can_loglikelihood
         self.requests: list = []
         self.batches = 0

@@ -27,13 +27,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_transformers_serve(model: Path, port: int, log: Path, timeout: float = 180.0, extra_args=(),
-                             device: str = "cpu") -> subprocess.Popen:
+def start_transformers_serve(
+    model: Path, port: int, log: Path, timeout: float = 180.0, extra_args=(), device: str = "cpu"
+) -> subprocess.Popen:
     """Start `transformers serve` pinned to `model` and wait until /health answers."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     exe = Path(sys.executable).with_name("transformers")
-    cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--device", device, *extra_args]
+    cmd = [
+        str(exe) if exe.exists() else "transformers",
+        "serve",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        device,
+        *extra_args,
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -96,8 +107,11 @@ class _Base(ThreadingHTTPServer):
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 class ScriptedServer(_Base):
@@ -130,10 +144,18 @@ class ScriptedServer(_Base):
             text = self.reply(prompt)
             common = {"id": "x", "created": 0, "model": body.get("model", ""), "usage": _usage(len(prompt) // 4 + 1, 1)}
             if path.endswith("/chat/completions"):
-                return 200, {**common, "object": "chat.completion", "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
-            return 200, {**common, "object": "text_completion", "choices": [
-                {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}]}
+                return 200, {
+                    **common,
+                    "object": "chat.completion",
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                    ],
+                }
+            return 200, {
+                **common,
+                "object": "text_completion",
+                "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}],
+            }
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -166,14 +188,23 @@ class LogprobServer(_Base):
         tokens = [self.tok.decode([i]) for i in all_ids]
         offsets = [o[0] for o in enc["offset_mapping"]] + [len(prompt)]
         token_logprobs = [None] + [float(logp[i - 1, all_ids[i]]) for i in range(1, len(all_ids))]
-        top = [None] + [{self.tok.decode([int(logp[i - 1].argmax())]): float(logp[i - 1].max())}
-                        for i in range(1, len(all_ids))]
+        top = [None] + [
+            {self.tok.decode([int(logp[i - 1].argmax())]): float(logp[i - 1].max())} for i in range(1, len(all_ids))
+        ]
         text = prompt + tokens[-1] if body.get("echo") else tokens[-1]
-        logprobs = {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top,
-                    "text_offset": offsets} if body.get("logprobs") is not None else None
-        return 200, {"id": "x", "object": "text_completion", "created": 0, "model": body.get("model", ""),
-                     "choices": [{"index": 0, "finish_reason": "length", "text": text, "logprobs": logprobs}],
-                     "usage": _usage(len(ids), 1)}
+        logprobs = (
+            {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
+            if body.get("logprobs") is not None
+            else None
+        )
+        return 200, {
+            "id": "x",
+            "object": "text_completion",
+            "created": 0,
+            "model": body.get("model", ""),
+            "choices": [{"index": 0, "finish_reason": "length", "text": text, "logprobs": logprobs}],
+            "usage": _usage(len(ids), 1),
+        }
 
 
 class PostgresServer:
@@ -197,8 +228,10 @@ class PostgresServer:
     def __init__(self, root: Path):
         self.bin = self.binaries()
         if self.bin is None:
-            raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL "
-                               "(Debian: apt-get install postgresql)")
+            raise RuntimeError(
+                "no PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL "
+                "(Debian: apt-get install postgresql)"
+            )
         self.root, self.port = root, free_port()
         self.data, self.log = root / "data", root / "server.log"
         self.as_root = os.geteuid() == 0
@@ -209,14 +242,39 @@ class PostgresServer:
 
             shutil.chown(root, "postgres", "postgres")
             shutil.chown(root / "pw", "postgres", "postgres")
-        self._run([self.bin / "initdb", "-D", self.data, "-U", self.USER, f"--pwfile={root / 'pw'}",
-                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"])
+        self._run(
+            [
+                self.bin / "initdb",
+                "-D",
+                self.data,
+                "-U",
+                self.USER,
+                f"--pwfile={root / 'pw'}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+            ]
+        )
         self.start()
         self.count = 0
 
     def start(self) -> None:
-        self._run([self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
-                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+        self._run(
+            [
+                self.bin / "pg_ctl",
+                "-D",
+                self.data,
+                "-l",
+                self.log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ]
+        )
 
     def _run(self, cmd) -> None:
         cmd = [str(c) for c in cmd]
@@ -234,8 +292,10 @@ class PostgresServer:
 
         self.count += 1
         name = f"t{os.getpid()}_{self.count}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={self.USER} password={self.PASSWORD} "
-                             "dbname=postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user={self.USER} password={self.PASSWORD} dbname=postgres",
+            autocommit=True,
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

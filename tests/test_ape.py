@@ -1,7 +1,6 @@
 """APE logic on a scripted fake backend: the proposer's instructions and the target's
 accuracy under each instruction are chosen by the test."""
 
-
 from fakes import FakeBackend, flat
 from promptsearch import Budget, search
 from promptsearch.evaluation import Evaluator
@@ -10,9 +9,18 @@ from promptsearch.searchers.base import build_config
 from promptsearch.tasks import load_task
 
 # Instructions the proposer writes, in order; each one's quality is set by `QUALITY`.
-PROPOSALS = ["judge the sentiment.", "guess randomly.", "say negative always.", "read carefully.",
-             "classify the review by its overall opinion.", "count the words.", "Input: The soup was cold",
-             "", "judge the sentiment.", "x" * 400]
+PROPOSALS = [
+    "judge the sentiment.",
+    "guess randomly.",
+    "say negative always.",
+    "read carefully.",
+    "classify the review by its overall opinion.",
+    "count the words.",
+    "Input: The soup was cold",
+    "",
+    "judge the sentiment.",
+    "x" * 400,
+]
 QUALITY = {"opinion": 1.0, "overall": 1.0, "sentiment": 0.75, "carefully": 0.6}
 
 
@@ -54,8 +62,16 @@ class Scripted(FakeBackend):
 def run_ape(seed=0, max_evals=None, **opts):
     task = load_task("sentiment")
     backend = Scripted()
-    cfg = build_config(APESearcher, {"subsamples": "2", "samples_per_subsample": "5", "chat": "off",
-                                     "race_start": "8", **{k: str(v) for k, v in opts.items()}})
+    cfg = build_config(
+        APESearcher,
+        {
+            "subsamples": "2",
+            "samples_per_subsample": "5",
+            "chat": "off",
+            "race_start": "8",
+            **{k: str(v) for k, v in opts.items()},
+        },
+    )
     ev = Evaluator(task, backend, budget=Budget(max_evals=max_evals))
     result = APESearcher(cfg).search(task, ev, ev.budget, seed)
     return task, backend, ev, result
@@ -67,7 +83,10 @@ def test_cleaning_drops_bad_candidates_and_duplicates():
     assert "Judge the sentiment." in names and "Classify the review by its overall opinion." in names
     assert not any("Input:" in n or len(n) > 300 or n == "." for n in names)  # copies, overlong, empty dropped
     assert result.notes["rounds"][0]["proposed"] == 6  # 10 proposals - empty - copy - overlong - duplicate
-    assert clean_instruction(' to "sort the words alphabetically". Then more', induced=True) == "Sort the words alphabetically."
+    assert (
+        clean_instruction(' to "sort the words alphabetically". Then more', induced=True)
+        == "Sort the words alphabetically."
+    )
     assert clean_instruction("Instruction: add the numbers") == "Add the numbers."
 
 
@@ -125,11 +144,13 @@ def test_word_tasks_keep_instructions_that_name_common_words_and_an_empty_pool_i
 
     words = ["word", "give", "opposite", "each", "the", "write"]
     base = load_task("sentiment")
-    task = dataclasses.replace(base, train=[Example(f"w{i}", w, "positive") for i, w in enumerate(words)]
-                               + base.train[:4])
+    task = dataclasses.replace(
+        base, train=[Example(f"w{i}", w, "positive") for i, w in enumerate(words)] + base.train[:4]
+    )
     backend = Scripted()
-    cfg = build_config(APESearcher, {"subsamples": "2", "samples_per_subsample": "5", "demos": "10",
-                                     "chat": "off", "rounds": "0"})  # every train example is shown
+    cfg = build_config(
+        APESearcher, {"subsamples": "2", "samples_per_subsample": "5", "demos": "10", "chat": "off", "rounds": "0"}
+    )  # every train example is shown
     ev = Evaluator(task, backend)
     ape = APESearcher(cfg)
     ape.search(task, ev, ev.budget, 0)

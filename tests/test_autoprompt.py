@@ -4,11 +4,11 @@ import pytest
 
 from fakes import FakeBackend
 from promptsearch import Budget
+from promptsearch.backends.base import LoglikRequest
 from promptsearch.backends.hf import HFBackend
+from promptsearch.candidates import Candidate
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
-from promptsearch.backends.base import LoglikRequest
-from promptsearch.candidates import Candidate
 from promptsearch.searchers.autoprompt import AutoPromptSearcher, _allowed_tokens, _stable, _trigger_grad
 from promptsearch.tasks.base import Example, Task
 from promptsearch.tasks.builtin import sentiment
@@ -79,7 +79,6 @@ def test_the_gradient_matches_a_finite_difference_along_the_embedding(tiny):
     """d loss/d one-hot, contracted with (E[t'] - E[t]) at a position, is the directional
     derivative of the loss along the line from token t's embedding to t''s: check it
     against a central difference of the same loss computed with a perturbed embedding row."""
-    import torch
 
     task = sentiment()
     batch = task.train[:2]
@@ -114,7 +113,9 @@ def _grad_free_loss(tiny, task, cand, batch):
     total = 0.0
     for ex in batch:
         p = render(t, cand, ex, [])
-        lps = {lab: tiny.loglikelihood([LoglikRequest(p, continuation(p, w))])[0].logprob for lab, w in t.labels.items()}
+        lps = {
+            lab: tiny.loglikelihood([LoglikRequest(p, continuation(p, w))])[0].logprob for lab, w in t.labels.items()
+        }
         m = max(lps.values())
         total -= lps[ex.label] - (m + math.log(sum(math.exp(v - m) for v in lps.values())))
     return total / len(batch)  # the minibatch mean, as the searcher's loss
@@ -140,7 +141,11 @@ def test_label_word_search_picks_one_token_words_the_evaluator_uses(tiny):
     for (w,) in words.values():
         assert len(tok(" " + w, add_special_tokens=False).input_ids) == 1 and w.isalpha()
     assert len(result.notes["label_search"]) == 10  # the given words, then 3 x 3 found sets, each scored on dev
-    assert result.notes["label_search"][0] == {**result.notes["label_search"][0], "given": True, "words": {"negative": "negative", "positive": "positive"}}
+    assert result.notes["label_search"][0] == {
+        **result.notes["label_search"][0],
+        "given": True,
+        "words": {"negative": "negative", "positive": "positive"},
+    }
     # the best candidate carries its label words; its dev score is the evaluator's with them
     best = result.best
     assert dict(best.labels) == {k: tuple(v) for k, v in words.items()}
@@ -159,24 +164,31 @@ def test_trigger_shown_as_text_and_ids(tiny):
 
 
 def test_open_answer_tasks_train_on_the_gold_answer(tiny):
-    exs = [Example(f"e{i}", f"{w}", w.upper()) for i, w in enumerate(["cat", "dog", "sun", "red", "one", "two", "map", "pen"])]
-    task = Task(name="upper", train=exs[:4], dev=exs[4:6], test=exs[6:], template="Word: {input}\nUpper:",
-                metric="exact_match").validate()
+    exs = [
+        Example(f"e{i}", f"{w}", w.upper())
+        for i, w in enumerate(["cat", "dog", "sun", "red", "one", "two", "map", "pen"])
+    ]
+    task = Task(
+        name="upper", train=exs[:4], dev=exs[4:6], test=exs[6:], template="Word: {input}\nUpper:", metric="exact_match"
+    ).validate()
     ev = Evaluator(task, tiny)
     cfg = AutoPromptSearcher.Config(iterations=2, batch_size=4, search_width=4, eval_every=2)  # one minibatch
     result = AutoPromptSearcher(cfg).search(task, ev, ev.budget, 0)
     losses = [it["loss"] for it in result.notes["iterations"]]
-    assert all(l > 0 for l in losses) and losses[1] <= losses[0]  # negative log-likelihood of the answers
+    assert all(x > 0 for x in losses) and losses[1] <= losses[0]  # negative log-likelihood of the answers
     assert result.best.trigger is not None and result.best.labels is None
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"position": "before_input"}, "places the trigger itself"),
-    ({"labels": "negative:unbelievablyterrible"}, "is 3 tokens|is [2-9] tokens"),
-    ({"labels": "bad:awful"}, "is not a label of task"),
-    ({"labels": "negative"}, "is not LABEL:WORD"),
-    ({"labels": "negative:awful", "search_labels": True}, "not both"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"position": "before_input"}, "places the trigger itself"),
+        ({"labels": "negative:unbelievablyterrible"}, "is 3 tokens|is [2-9] tokens"),
+        ({"labels": "bad:awful"}, "is not a label of task"),
+        ({"labels": "negative"}, "is not LABEL:WORD"),
+        ({"labels": "negative:awful", "search_labels": True}, "not both"),
+    ],
+)
 def test_bad_options_are_one_clear_line_before_any_call(tiny, cfg, message):
     from dataclasses import replace
 

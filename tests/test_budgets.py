@@ -40,21 +40,41 @@ FAKE_SEARCHERS = [
 @pytest.mark.parametrize("name,options", FAKE_SEARCHERS, ids=[s for s, _ in FAKE_SEARCHERS])
 @pytest.mark.parametrize("max_calls", [150, 400])
 def test_no_searcher_passes_a_call_budget(name, options, max_calls, tmp_path):
-    doc = run_search("sentiment", model=FakeBackend(gen_rule=writer), searcher=name, options=options,
-                     budget=Budget(max_calls=max_calls), db=str(tmp_path / "b.db"))
+    doc = run_search(
+        "sentiment",
+        model=FakeBackend(gen_rule=writer),
+        searcher=name,
+        options=options,
+        budget=Budget(max_calls=max_calls),
+        db=str(tmp_path / "b.db"),
+    )
     spent = doc["cost"]["search"]["calls"]
     assert 0 < spent <= max_calls, (name, spent)
 
 
-@pytest.mark.parametrize("name,options,max_calls", [
-    ("autoprompt", {"iterations": "6", "batch_size": "4", "search_width": "8", "eval_every": "2"}, 300),
-    ("soft", {"steps": "6", "batch_size": "4", "eval_every": "2"}, 300),
-    # rl's training rewards take ~400 calls before its first dev race
-    ("rl", {"steps": "3", "num_generations": "2", "batch_size": "2", "style": "tokens", "trigger_length": "2"}, 800),
-], ids=["autoprompt", "soft", "rl"])
+@pytest.mark.parametrize(
+    "name,options,max_calls",
+    [
+        ("autoprompt", {"iterations": "6", "batch_size": "4", "search_width": "8", "eval_every": "2"}, 300),
+        ("soft", {"steps": "6", "batch_size": "4", "eval_every": "2"}, 300),
+        # rl's training rewards take ~400 calls before its first dev race
+        (
+            "rl",
+            {"steps": "3", "num_generations": "2", "batch_size": "2", "style": "tokens", "trigger_length": "2"},
+            800,
+        ),
+    ],
+    ids=["autoprompt", "soft", "rl"],
+)
 def test_local_model_searchers_keep_to_a_call_budget(name, options, max_calls, tiny_model, tmp_path):
-    doc = run_search("sentiment", model=f"hf:{tiny_model}", searcher=name, options=options,
-                     budget=Budget(max_calls=max_calls), db=str(tmp_path / "b.db"))
+    doc = run_search(
+        "sentiment",
+        model=f"hf:{tiny_model}",
+        searcher=name,
+        options=options,
+        budget=Budget(max_calls=max_calls),
+        db=str(tmp_path / "b.db"),
+    )
     assert 0 < doc["cost"]["search"]["calls"] <= max_calls
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from fakes import FakeBackend, GOLD, flat, query_of
+from fakes import GOLD, FakeBackend, flat, query_of
 from promptsearch import Candidate, Example
 from promptsearch.backends.base import LoglikResult
 from promptsearch.cli import app
@@ -63,8 +63,9 @@ def test_a_biased_model_is_corrected_in_every_mode(mode):
     task = load_task("sentiment")
     raw = Evaluator(task, BiasedBackend()).score(Candidate(name="empty"), task.test, split="test")
     assert raw.mean == pytest.approx(0.5) and set(raw.predictions) == {"positive"}  # one label for everything
-    cal = Evaluator(task, BiasedBackend(), harness=f"calibrate:mode={mode}").score(Candidate(name="empty"), task.test,
-                                                                                    split="test")
+    cal = Evaluator(task, BiasedBackend(), harness=f"calibrate:mode={mode}").score(
+        Candidate(name="empty"), task.test, split="test"
+    )
     assert cal.mean == 1.0
     assert cal.extras["calibration"]["mode"] == mode and cal.extras["calibration"]["bias"]["positive"] > 0.5
     assert all(sum(math.exp(v) for v in lp.values()) == pytest.approx(1.0) for lp in cal.label_logprobs)
@@ -79,7 +80,9 @@ def test_estimation_uses_inputs_never_labels(mode):
     relabel = lambda xs: [replace(e, target=(rng.choice(labels),)) for e in xs]  # noqa: E731
     shuffled = replace(task, train=relabel(task.train), dev=relabel(task.dev))
     a = Evaluator(task, BiasedBackend(), harness=f"calibrate:mode={mode}").score(Candidate(), task.test, split="test")
-    b = Evaluator(shuffled, BiasedBackend(), harness=f"calibrate:mode={mode}").score(Candidate(), task.test, split="test")
+    b = Evaluator(shuffled, BiasedBackend(), harness=f"calibrate:mode={mode}").score(
+        Candidate(), task.test, split="test"
+    )
     assert a.scores == b.scores and a.label_logprobs == b.label_logprobs
 
 
@@ -132,9 +135,9 @@ def test_calibrated_and_raw_runs_share_answers_never_scores(tmp_path):
     assert raw["best"]["test"]["mean"] < 1.0 and raw["cost"]["total"]["cache_hits"] > 0
     uncached = Evaluator(task, BiasedBackend()).score(Candidate.from_dict(raw["best"]["candidate"]), task.test, "test")
     assert raw["best"]["test"]["mean"] == pytest.approx(round(uncached.mean, 4))
-    from promptsearch.report.leaderboard import build
-
     import json
+
+    from promptsearch.report.leaderboard import build
 
     rows = build([json.loads(r.result) for r in Store(db).runs()])["rows"]
     assert sorted(r["harness"] for r in rows) == ["calibrate:mode=batch", "zero-shot"]  # never one cell
@@ -148,13 +151,16 @@ def test_transductive_batch_calibration_costs_no_extra_call():
     assert res.extras["calibration"]["transductive"] is True
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("cot+calibrate", "answers by generating"),
-    ("sc:n=3+calibrate", "answers by generating"),
-    ("calibrate:mode=magic", "must be one of contextual, domain, batch"),
-    ("calibrate:n=-1", "at least 1"),
-    ("calibrate:size=3", "is not one of"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("cot+calibrate", "answers by generating"),
+        ("sc:n=3+calibrate", "answers by generating"),
+        ("calibrate:mode=magic", "must be one of contextual, domain, batch"),
+        ("calibrate:n=-1", "at least 1"),
+        ("calibrate:size=3", "is not one of"),
+    ],
+)
 def test_bad_harness_combinations_are_one_error(spec, message):
     with pytest.raises(PromptSearchError, match=message):
         parse_harness(spec)
@@ -171,9 +177,22 @@ def test_calibration_needs_labels_and_label_loglikelihoods():
 
 
 def test_cli_bad_combination_is_one_line_exit_2(fake_backend_registered):
-    res = CliRunner().invoke(app, ["eval", "--task", "sentiment", "--model", "fake:x", "--prompt", "Hi.",
-                                   "--harness", "cot+calibrate"])
+    res = CliRunner().invoke(
+        app, ["eval", "--task", "sentiment", "--model", "fake:x", "--prompt", "Hi.", "--harness", "cot+calibrate"]
+    )
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
-    ok = CliRunner().invoke(app, ["eval", "--task", "sentiment", "--model", "fake:x", "--prompt", "Hi.",
-                                  "--harness", "fewshot:k=4+calibrate:mode=contextual"])
+    ok = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--task",
+            "sentiment",
+            "--model",
+            "fake:x",
+            "--prompt",
+            "Hi.",
+            "--harness",
+            "fewshot:k=4+calibrate:mode=contextual",
+        ],
+    )
     assert ok.exit_code == 0 and "calibration: contextual" in ok.output

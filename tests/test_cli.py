@@ -106,8 +106,9 @@ def test_help_imports_no_torch():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "promptsearch.cli", "--help"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "promptsearch.cli", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "Automatic prompt search" in out.stdout
     assert " torch" not in out.stderr and "transformers" not in out.stderr
 
@@ -115,7 +116,9 @@ def test_help_imports_no_torch():
 def test_names_that_match_nothing_are_one_line_exit_2(fake_backend_registered):
     assert runner.invoke(app, ["run", "--model", "fake:x"]).exit_code == 0
     res = runner.invoke(app, ["runs", "--task", "sentimnt"])
-    assert res.exit_code == 2 and "No runs of task 'sentimnt'" in res.output and "Did you mean: sentiment?" in res.output
+    assert (
+        res.exit_code == 2 and "No runs of task 'sentimnt'" in res.output and "Did you mean: sentiment?" in res.output
+    )
     assert len(res.output.strip().splitlines()) == 1
     res = runner.invoke(app, ["cache", "clear", "--model", "fake:scriptd"])
     assert res.exit_code == 2 and "nothing deleted" in res.output and "Did you mean: fake:scripted?" in res.output

@@ -40,8 +40,14 @@ def numbers_task() -> Task:
     ex = lambda i, n: Example(f"e{i}", str(n), ("positive" if n % 2 else "negative",))  # noqa: E731
     train = [ex(i, n) for i, n in enumerate([0, 10, 20, 30, 40, 50, 60, 70])]
     dev = [ex(100 + i, n) for i, n in enumerate([12, 44, 68, 3])]
-    return Task("numbers", train, dev, dev, template="Review: {input}\nSentiment:",
-                labels={"negative": "negative", "positive": "positive"})
+    return Task(
+        "numbers",
+        train,
+        dev,
+        dev,
+        template="Review: {input}\nSentiment:",
+        labels={"negative": "negative", "positive": "positive"},
+    )
 
 
 def test_knn_picks_the_nearest_train_inputs_nearest_last():
@@ -96,7 +102,9 @@ def test_random_sets_are_balanced_and_shuffled():
     cands = DemoSearcher(DemoSearcher.Config(sets=10)).candidates(task, 4, 0, "Say it.")
     by_id = {e.id: e for e in task.train}
     assert len(cands) == 11 and len({c.key() for c in cands}) == 11
-    assert all(sorted(by_id[i].label for i in c.demos) == ["negative", "negative", "positive", "positive"] for c in cands)
+    assert all(
+        sorted(by_id[i].label for i in c.demos) == ["negative", "negative", "positive", "positive"] for c in cands
+    )
     assert all(c.instruction == "Say it." for c in cands)
     knn = DemoSearcher(DemoSearcher.Config(sets=2, select="knn")).candidates(task, 4, 0, "")
     assert knn[0].knn == 4 and len(knn) == 4
@@ -107,16 +115,23 @@ def test_instruction_best_names_its_run_and_is_one_line_when_there_is_none(tmp_p
     with pytest.raises(PromptSearchError, match="instruction=best: no discrete prompt is stored"):
         run_search("sentiment", model=FakeBackend(), searcher="demos", options={"instruction": "best"}, db=db)
     first = run_search("sentiment", model=FakeBackend(), searcher="baseline", db=db)
-    doc = run_search("sentiment", model=FakeBackend(), searcher="demos", options={"instruction": "best", "sets": "2"},
-                     db=db)
+    doc = run_search(
+        "sentiment", model=FakeBackend(), searcher="demos", options={"instruction": "best", "sets": "2"}, db=db
+    )
     notes = doc["record"]["searcher_notes"]
     assert notes["instruction_from"]["run_id"] == first["run_id"]
     assert doc["best"]["candidate"]["instruction"] == first["best"]["candidate"]["instruction"]
 
 
 def test_demos_search_on_a_tiny_model_with_knn(tiny_model, tmp_path):
-    doc = run_search("sentiment", model=f"hf:{tiny_model}", searcher="demos", db=str(tmp_path / "t.db"),
-                     options={"select": "knn", "sets": "2", "race_start": "16"}, seed=1)
+    doc = run_search(
+        "sentiment",
+        model=f"hf:{tiny_model}",
+        searcher="demos",
+        db=str(tmp_path / "t.db"),
+        options={"select": "knn", "sets": "2", "race_start": "16"},
+        seed=1,
+    )
     names = [c["name"] for c in doc["candidates"]]
     assert names[0] == "knn-4" and len(names) == 4
     assert doc["candidates"][0]["candidate"]["knn"] == 4 and doc["best"]["test"]["n"] == 116

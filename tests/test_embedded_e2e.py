@@ -39,9 +39,29 @@ def test_autoprompt_short_run_with_label_search(embedded_folder, tmp_path):
     """A few AutoPrompt iterations on the real model: the trigger comes back as text and ids,
     with the label words it was searched for, scored on test beside the baselines."""
     runner = CliRunner()
-    args = ["run", "--task", "sentiment", "--searcher", "autoprompt", "--shots", "0", "-o", "iterations=2",
-            "-o", "search_width=6", "-o", "batch_size=6", "-o", "eval_every=2", "-o", "search_labels=true",
-            "-o", "label_candidates=2", "--db", str(tmp_path / "ap.db")]
+    args = [
+        "run",
+        "--task",
+        "sentiment",
+        "--searcher",
+        "autoprompt",
+        "--shots",
+        "0",
+        "-o",
+        "iterations=2",
+        "-o",
+        "search_width=6",
+        "-o",
+        "batch_size=6",
+        "-o",
+        "eval_every=2",
+        "-o",
+        "search_labels=true",
+        "-o",
+        "label_candidates=2",
+        "--db",
+        str(tmp_path / "ap.db"),
+    ]
     first = runner.invoke(app, args + ["--json"])
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
@@ -50,7 +70,9 @@ def test_autoprompt_short_run_with_label_search(embedded_folder, tmp_path):
     assert len(ids) == 5 and text and doc["search_best"]["candidate"]["trigger"] == ids
     assert len(notes["label_search"]) == 5 and set(notes["label_words"]) == {"negative", "positive"}
     assert doc["search_best"]["candidate"]["labels"] == notes["label_words"]
-    assert doc["best"]["test"]["n"] == doc["task"]["sizes"]["test"] and {b["name"] for b in doc["baselines"]} >= {"empty"}
+    assert doc["best"]["test"]["n"] == doc["task"]["sizes"]["test"] and {b["name"] for b in doc["baselines"]} >= {
+        "empty"
+    }
     again = runner.invoke(app, args)  # fully cached, human output
     assert again.exit_code == 0 and "0 model calls" in again.output
     assert "ids " + " ".join(map(str, ids[:2])) in " ".join(again.output.split())
@@ -61,8 +83,25 @@ def test_soft_prompt_short_run_on_complaints_then_export(embedded_folder, tmp_pa
     learned prompt is scored on test beside the baselines, read out, and exported."""
     runner = CliRunner()
     db = str(tmp_path / "soft.db")
-    res = runner.invoke(app, ["run", "--task", "complaints", "--searcher", "soft", "--shots", "0", "-o", "steps=4",
-                              "-o", "eval_every=2", "--db", db, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "complaints",
+            "--searcher",
+            "soft",
+            "--shots",
+            "0",
+            "-o",
+            "steps=4",
+            "-o",
+            "eval_every=2",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     notes = doc["record"]["searcher_notes"]
@@ -78,9 +117,33 @@ def test_rl_short_run_with_the_embedded_policy(embedded_folder, tmp_path):
     """Two GRPO steps with the embedded model as policy and target: prompts are written,
     rewarded on train, raced on dev, and the winner is scored on test."""
     runner = CliRunner()
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--searcher", "rl", "--shots", "0", "-o", "steps=2",
-                              "-o", "num_generations=2", "-o", "batch_size=4", "-o", "prompt_length=8",
-                              "-o", "eval_every=2", "-o", "race=2", "--db", str(tmp_path / "rl.db"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--searcher",
+            "rl",
+            "--shots",
+            "0",
+            "-o",
+            "steps=2",
+            "-o",
+            "num_generations=2",
+            "-o",
+            "batch_size=4",
+            "-o",
+            "prompt_length=8",
+            "-o",
+            "eval_every=2",
+            "-o",
+            "race=2",
+            "--db",
+            str(tmp_path / "rl.db"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     notes = doc["record"]["searcher_notes"]

@@ -64,8 +64,10 @@ def test_generation_tasks_use_the_metric_and_custom_scorers():
     assert Evaluator(task, fake, scorer=strict).score(Candidate(), task.dev).mean == 0.0
     assert calls == ["4.", "6."]
     with pytest.raises(PromptSearchError, match="Scorer 'boom' failed on example 2: ZeroDivisionError"):
+
         def boom(p, e):
             return 1 / 0
+
         Evaluator(task, fake, scorer=boom).score(Candidate(), task.dev)
 
 

@@ -18,12 +18,31 @@ def ft():
 
 
 def search(test, calls, wall, scores="1100", **more):
-    return {"dev": 0.5, "test": test, "test_n": 4, "scores": scores, "run_id": f"r{wall}", "calls": calls,
-            "wall_seconds": wall, "search_seconds": 10.0, "stopped_by": "", "budget": "120 s of search", **more}
+    return {
+        "dev": 0.5,
+        "test": test,
+        "test_n": 4,
+        "scores": scores,
+        "run_id": f"r{wall}",
+        "calls": calls,
+        "wall_seconds": wall,
+        "search_seconds": 10.0,
+        "stopped_by": "",
+        "budget": "120 s of search",
+        **more,
+    }
 
 
 def base(test, scores="1000", dev=0.5):
-    return {"dev": dev, "test": test, "test_n": 4, "scores": scores, "calls": 8, "wall_seconds": 1.0, "budget": "no search"}
+    return {
+        "dev": dev,
+        "test": test,
+        "test_n": 4,
+        "scores": scores,
+        "calls": 8,
+        "wall_seconds": 1.0,
+        "budget": "no search",
+    }
 
 
 def row_of(table: str, name: str) -> list[str]:
@@ -33,7 +52,9 @@ def row_of(table: str, name: str) -> list[str]:
 
 def test_table_means_requests_and_walls(ft):
     results = {
-        "empty|sst-2|16-13|m": base(0.25), "empty|sst-2|16-42|m": base(0.25), "empty|trec|16-42|m": base(0.5),
+        "empty|sst-2|16-13|m": base(0.25),
+        "empty|sst-2|16-42|m": base(0.25),
+        "empty|trec|16-42|m": base(0.5),
         # exact requests (cache hits kept): 100 + 20 and 200 + 0; the 16-42 run found a cold cache
         "ape|sst-2|16-13|m": search(0.5, 100, 50.0, cache_hits=20, test_calls=8, test_cache_hits=16),
         "ape|sst-2|16-42|m": search(0.75, 200, 900.0, cache_hits=0, test_calls=24, test_cache_hits=0),
@@ -100,12 +121,25 @@ def test_the_table_is_a_sweep_spec_and_every_row_has_its_trials(ft):
         os.chdir(here)
     filled = {row for t in trials for row in ft.trial_rows(t)}
     assert filled == set(ft.ROWS)  # no row without a trial
-    assert {ft.where(t) for t in trials} == {("sst-2", "16-13"), ("sst-2", "16-42"), ("sst-2", "16-100"),
-                                             ("mr", "16-42"), ("subj", "16-42"), ("agnews", "16-42"), ("trec", "16-42")}
+    assert {ft.where(t) for t in trials} == {
+        ("sst-2", "16-13"),
+        ("sst-2", "16-42"),
+        ("sst-2", "16-100"),
+        ("mr", "16-42"),
+        ("subj", "16-42"),
+        ("agnews", "16-42"),
+        ("trec", "16-42"),
+    }
     # searches take the budget given here, baselines keep theirs; the model is the one asked for
     assert all(dict(t.budget) == {"max_calls": 50.0} for t in trials if t.searcher != "baseline")
-    picked = ft.sweep_trials(spec, ["4-shot · batch", "ape · calibrated", "manual (RLPrompt)"], ["trec"],
-                             ["16-87"], "hf:other", {"max_seconds": 60.0})
+    picked = ft.sweep_trials(
+        spec,
+        ["4-shot · batch", "ape · calibrated", "manual (RLPrompt)"],
+        ["trec"],
+        ["16-87"],
+        "hf:other",
+        {"max_seconds": 60.0},
+    )
     rows = sorted(r for t in picked for r in ft.trial_rows(t))
     # the calibrated baseline run also scores the empty prompt, which is no row of the table
     assert rows == ["4-shot · batch", "ape · calibrated", "manual (RLPrompt)", "manual (natural) · batch"]

@@ -38,8 +38,12 @@ def random_requests(rng: random.Random, **kw) -> list[GenRequest]:
     for _ in range(rng.randint(1, 12)):
         x = " ".join(rng.choices(WORDS, k=rng.randint(1, 20)))
         trig = tuple(rng.choices(range(100, 5000), k=rng.randint(0, 3)))
-        prompt = (f"{instruction}Input: {x}", TokenIds(trig), "\nOutput:") if trig else f"{instruction}Input: {x}\nOutput:"
-        reqs.append(GenRequest(prompt, max_new_tokens=rng.choice([1, 4, 12]), stop=rng.choice([(), ("\n",), ("e",)]), **kw))
+        prompt = (
+            (f"{instruction}Input: {x}", TokenIds(trig), "\nOutput:") if trig else f"{instruction}Input: {x}\nOutput:"
+        )
+        reqs.append(
+            GenRequest(prompt, max_new_tokens=rng.choice([1, 4, 12]), stop=rng.choice([(), ("\n",), ("e",)]), **kw)
+        )
     return reqs
 
 
@@ -64,9 +68,15 @@ def test_greedy_matches_transformers_generate(backend):
     reqs = [GenRequest(r.prompt, max_new_tokens=10, stop=()) for r in reqs]
     for r, g in zip(reqs, backend.generate(reqs)):
         ids = torch.tensor([backend.encode_prompt(r.prompt)])
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=sorted(backend.eos_ids))
-        assert g.text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=10,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=sorted(backend.eos_ids),
+        )
+        assert g.text == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 def test_finished_rows_leave_the_batch(tiny_model):
@@ -92,7 +102,9 @@ def test_samples_do_not_depend_on_batch_mates(tiny_model):
     for slots in (2, 64):
         got = HFBackend(str(tiny_model), gen_slots=slots).generate(reqs)
         assert [g.text for g in got] == [g.text for g in alone]
-    other = HFBackend(str(tiny_model)).generate([GenRequest(r.prompt, r.max_new_tokens, 0.8, 0.9, r.stop, seed=4) for r in reqs])
+    other = HFBackend(str(tiny_model)).generate(
+        [GenRequest(r.prompt, r.max_new_tokens, 0.8, 0.9, r.stop, seed=4) for r in reqs]
+    )
     assert [g.text for g in other] != [g.text for g in alone]  # the seed matters
 
 
@@ -114,14 +126,23 @@ def test_embedded_model_greedy_matches_transformers_generate(embedded_folder, sh
     data = json.loads((shared_data / "instruction_induction" / "execute" / "antonyms.json").read_text())["examples"]
     b = HFBackend(str(embedded_folder))
     b.gen_slots = 6
-    reqs = [GenRequest(f"Write the antonym of the word.\n\nInput: {e['input']}\nOutput:", max_new_tokens=8, stop=("\n",))
-            for e in list(data.values())[:8]]
+    reqs = [
+        GenRequest(f"Write the antonym of the word.\n\nInput: {e['input']}\nOutput:", max_new_tokens=8, stop=("\n",))
+        for e in list(data.values())[:8]
+    ]
     tok, model = b.tokenizer, b.model
     for r, g in zip(reqs, b.generate(reqs)):
         ids = torch.tensor([b.encode_prompt(r.prompt)])
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
-                             stop_strings=["\n"], tokenizer=tok, pad_token_id=tok.pad_token_id)
-        assert g.text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split("\n")[0]
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            do_sample=False,
+            stop_strings=["\n"],
+            tokenizer=tok,
+            pad_token_id=tok.pad_token_id,
+        )
+        assert g.text == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).split("\n")[0]
 
 
 def test_gen_slots_setting_reaches_the_backend(tiny_model, monkeypatch):

@@ -68,11 +68,17 @@ def test_run_json_is_always_strict_json(proposer_fake):
 # 2 ---------------------------------------------------------------------------------------
 def test_four_processes_start_on_a_fresh_database_at_once(tmp_path):
     db = tmp_path / "fresh.db"
-    code = ("import sys; from promptsearch.store.db import Store; s = Store(sys.argv[1]); "
-            "s.cache_put([dict(key=sys.argv[2], backend='b', kind='gen', request='{}', response='{}', n_tokens=1)]); "
-            "print(len(s.cache_get([sys.argv[2]])))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), f"k{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(4)]
+    code = (
+        "import sys; from promptsearch.store.db import Store; s = Store(sys.argv[1]); "
+        "s.cache_put([dict(key=sys.argv[2], backend='b', kind='gen', request='{}', response='{}', n_tokens=1)]); "
+        "print(len(s.cache_get([sys.argv[2]])))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(db), f"k{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(4)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in outs]
     assert [o.strip() for o, _ in outs] == ["1"] * 4
@@ -107,15 +113,18 @@ def test_redact_rules():
 
 
 # 4 ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("opts, message", [
-    (["race_start=0", "eta=1"], "'race_start' of searcher 'ape' must be >= 1"),
-    (["eta=0"], "'eta' of searcher 'ape' must be >= 2"),
-    (["rounds=-1"], "'rounds' of searcher 'ape' must be >= 0"),
-    (["temperature=-1"], "'temperature' of searcher 'ape' must be >= 0"),
-    (["chat=maybe"], "'chat' of searcher 'ape' must be one of auto, on, off"),
-    (["subsamples=0"], "'subsamples' of searcher 'ape' must be >= 1"),
-    (["temperature=nan"], "must be float"),
-])
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (["race_start=0", "eta=1"], "'race_start' of searcher 'ape' must be >= 1"),
+        (["eta=0"], "'eta' of searcher 'ape' must be >= 2"),
+        (["rounds=-1"], "'rounds' of searcher 'ape' must be >= 0"),
+        (["temperature=-1"], "'temperature' of searcher 'ape' must be >= 0"),
+        (["chat=maybe"], "'chat' of searcher 'ape' must be one of auto, on, off"),
+        (["subsamples=0"], "'subsamples' of searcher 'ape' must be >= 1"),
+        (["temperature=nan"], "must be float"),
+    ],
+)
 def test_searcher_options_are_range_checked(fake_backend_registered, opts, message):
     args = ["run", "--searcher", "ape", "--model", "fake:x"]
     for o in opts:
@@ -151,13 +160,16 @@ def test_bad_task_files_are_one_line(fake_backend_registered, tmp_path, name):
     if spec:
         (tmp_path / name).with_suffix(".yaml").write_text(spec)
     db = tmp_path / "x.db"
-    assert message in one_line_error(invoke("eval", "--task", str(tmp_path / name), "--model", "fake:x", "--db", str(db)))
+    assert message in one_line_error(
+        invoke("eval", "--task", str(tmp_path / name), "--model", "fake:x", "--db", str(db))
+    )
     assert not db.exists()
 
 
 def test_bad_device_and_bad_model_folder_are_one_line(tmp_path):
     assert "PROMPTSEARCH_DEVICE='gpu' is not a device" in one_line_error(
-        invoke("eval", "--prompt", "x", "--limit", "1", env={"PROMPTSEARCH_DEVICE": "gpu"}))
+        invoke("eval", "--prompt", "x", "--limit", "1", env={"PROMPTSEARCH_DEVICE": "gpu"})
+    )
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
@@ -195,8 +207,9 @@ def test_loader_fuzz_never_tracebacks(fake_backend_registered, tmp_path):
         if rng.random() < 0.5:
             spec_vals = ["abc", "[1, 2]", "{train: x}", "{}", "7", "'{input}'", "[a, b]", "{a: [x, y]}"]
             spec_keys = ["seed", "splits", "labels", "template", "metric", "instructions", "name", "bogus"]
-            path.with_suffix(".yaml").write_text("\n".join(f"{k}: {rng.choice(spec_vals)}"
-                                                           for k in rng.sample(spec_keys, 2)))
+            path.with_suffix(".yaml").write_text(
+                "\n".join(f"{k}: {rng.choice(spec_vals)}" for k in rng.sample(spec_keys, 2))
+            )
         r = invoke("eval", "--task", str(path), "--model", "fake:x", "--db", str(db), "--limit", "1")
         assert "Traceback" not in r.output + r.stderr
         if r.exit_code != 0:
@@ -227,6 +240,7 @@ def test_spec_labels_given_as_lists_score_every_word(tmp_path):
     assert all("[" not in q.continuation for q in fake.requests)
     # fake says "negative" at -0.1 and every other word at -2.5: negative wins with logsumexp(-0.1, -2.5)
     import math
+
     assert res.label_logprobs[0]["negative"] == pytest.approx(math.log(math.exp(-0.1) + math.exp(-2.5)))
 
 
@@ -246,14 +260,17 @@ def test_dollar_budget_with_an_unpriced_model_refuses_before_any_call(monkeypatc
 
 
 # 8 ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("args, message", [
-    (["run", "--harness", "fewshot:k=1000"], "asks for 1000 demos, but task 'sentiment' has 46"),
-    (["eval", "--limit", "-1"], "Invalid value for '--limit'"),
-    (["eval", "--limit", "0"], "Invalid value for '--limit'"),
-    (["run", "--shots", "-3"], "Invalid value for '--shots'"),
-    (["run", "--max-calls", "-1"], "Invalid value for '--max-calls'"),
-    (["run", "--max-seconds", "-5"], "Invalid value for '--max-seconds'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--harness", "fewshot:k=1000"], "asks for 1000 demos, but task 'sentiment' has 46"),
+        (["eval", "--limit", "-1"], "Invalid value for '--limit'"),
+        (["eval", "--limit", "0"], "Invalid value for '--limit'"),
+        (["run", "--shots", "-3"], "Invalid value for '--shots'"),
+        (["run", "--max-calls", "-1"], "Invalid value for '--max-calls'"),
+        (["run", "--max-seconds", "-5"], "Invalid value for '--max-seconds'"),
+    ],
+)
 def test_out_of_range_values_are_refused(fake_backend_registered, args, message):
     assert message in one_line_error(invoke(*args, "--model", "fake:x"))
 

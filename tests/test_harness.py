@@ -137,9 +137,14 @@ def test_generated_label_answers_list_the_options_where_the_backend_cannot_score
 
 
 def test_answer_call_when_extraction_fails():
-    nums = Task("sum", [Example(f"t{i}", f"{i} 1", (str(i + 1),)) for i in range(5)],
-                [Example(f"d{i}", f"{i} 2", (str(i + 2),)) for i in range(4)], [Example("x", "1 1", ("2",))],
-                template="Input: {input}\nOutput:", metric="exact_match")
+    nums = Task(
+        "sum",
+        [Example(f"t{i}", f"{i} 1", (str(i + 1),)) for i in range(5)],
+        [Example(f"d{i}", f"{i} 2", (str(i + 2),)) for i in range(4)],
+        [Example("x", "1 1", ("2",))],
+        template="Input: {input}\nOutput:",
+        metric="exact_match",
+    )
 
     def rule(text):
         if text.endswith("Therefore, the answer is"):

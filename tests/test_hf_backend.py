@@ -24,13 +24,17 @@ def backend(tiny_model):
 def test_batched_prefix_shared_scores_match_full_forward(backend):
     prefix = "Decide whether each review below is positive or negative, reading it closely.\n\n"
     inputs = ["a fine film", "dull", "not what I hoped for at all, sadly", "great fun for the whole family"]
-    reqs = [LoglikRequest(prefix + f"Review: {x}\nSentiment:", c) for x in inputs for c in (" negative", " positive", " so-so really")]
+    reqs = [
+        LoglikRequest(prefix + f"Review: {x}\nSentiment:", c)
+        for x in inputs
+        for c in (" negative", " positive", " so-so really")
+    ]
     got = backend.loglikelihood(reqs)
     tok, model = backend.tokenizer, backend.model
     for r, g in zip(reqs, got):
         ctx = tok(r.context, add_special_tokens=False).input_ids
         whole = tok(r.context + r.continuation, add_special_tokens=False).input_ids
-        assert g.logprob == pytest.approx(reference_logprob(model, tok, ctx, whole[len(ctx):]), abs=1e-4)
+        assert g.logprob == pytest.approx(reference_logprob(model, tok, ctx, whole[len(ctx) :]), abs=1e-4)
         assert g.n_tokens == len(whole)
     assert len(backend._prefix_cache) >= 1  # the shared prefix really was reused
 
@@ -39,7 +43,11 @@ def test_token_id_segments_and_soft_prompts(backend):
     tok, model = backend.tokenizer, backend.model
     trig = tuple(tok(" zebra kettle", add_special_tokens=False).input_ids)
     req = LoglikRequest(("Review: ok", TokenIds(trig), "\nSentiment:"), " positive")
-    ctx = tok("Review: ok", add_special_tokens=False).input_ids + list(trig) + tok("\nSentiment:", add_special_tokens=False).input_ids
+    ctx = (
+        tok("Review: ok", add_special_tokens=False).input_ids
+        + list(trig)
+        + tok("\nSentiment:", add_special_tokens=False).input_ids
+    )
     cont = tok(" positive", add_special_tokens=False).input_ids
     assert backend.loglikelihood([req])[0].logprob == pytest.approx(reference_logprob(model, tok, ctx, cont), abs=1e-4)
 
@@ -47,7 +55,7 @@ def test_token_id_segments_and_soft_prompts(backend):
     plain = LoglikRequest("Review: ok\nSentiment:", " positive")
     got = backend.loglikelihood([plain, plain], soft_prompt=SoftPrompt(vec))[0].logprob
     ids = tok(plain.context, add_special_tokens=False).input_ids
-    cont = tok(plain.context + plain.continuation, add_special_tokens=False).input_ids[len(ids):]
+    cont = tok(plain.context + plain.continuation, add_special_tokens=False).input_ids[len(ids) :]
     dev = model.device
     emb = torch.cat([vec.to(dev), model.get_input_embeddings()(torch.tensor(ids + cont[:-1], device=dev))])[None]
     with torch.no_grad():

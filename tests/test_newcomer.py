@@ -74,8 +74,9 @@ def test_candidates_rank_by_dev_examples_scored_then_score_and_carry_n(tmp_path)
     lucky = Candidate(instruction="Short lucky guess.", name="lucky")  # scored on 2 dev examples only
     full = Candidate(instruction="Give the writer's opinion.", name="full")
     task = load_task("sentiment")
-    doc = search("sentiment", model=FakeBackend(), searcher=Scripted([(lucky, 2), (full, None)]),
-                 db=str(tmp_path / "r.db"))
+    doc = search(
+        "sentiment", model=FakeBackend(), searcher=Scripted([(lucky, 2), (full, None)]), db=str(tmp_path / "r.db")
+    )
     names = [c["name"] for c in doc["candidates"]]
     assert names == ["full", "lucky"]  # the whole dev split outranks 2 examples, whatever their mean
     assert [c["dev_n"] for c in doc["candidates"]] == [len(task.dev), 2]
@@ -87,9 +88,29 @@ def test_candidates_rank_by_dev_examples_scored_then_score_and_carry_n(tmp_path)
 def test_soft_runs_of_two_methods_are_two_leaderboard_rows_and_runs_name_them(tiny_model, tmp_path):
     db = str(tmp_path / "s.db")
     for method in ("prompt", "prefix"):
-        res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
-                                  "-o", f"method={method}", "-o", "steps=1", "-o", "eval_every=1", "--shots", "0",
-                                  "--db", db, "--json"])
+        res = runner.invoke(
+            app,
+            [
+                "run",
+                "--task",
+                "sentiment",
+                "--model",
+                f"hf:{tiny_model}",
+                "--searcher",
+                "soft",
+                "-o",
+                f"method={method}",
+                "-o",
+                "steps=1",
+                "-o",
+                "eval_every=1",
+                "--shots",
+                "0",
+                "--db",
+                db,
+                "--json",
+            ],
+        )
         assert res.exit_code == 0, res.output
     board = json.loads(runner.invoke(app, ["leaderboard", "--format", "json", "--db", db]).stdout)
     rows = sorted(r["searcher"] for r in board["rows"])
@@ -100,9 +121,29 @@ def test_soft_runs_of_two_methods_are_two_leaderboard_rows_and_runs_name_them(ti
 
 def test_a_budget_stopped_soft_search_still_scores_its_readout_on_dev(tiny_model, tmp_path):
     dev_n = len(load_task("sentiment").dev)
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
-                              "-o", "steps=4", "-o", "eval_every=1", "--shots", "0", "--max-evals", str(dev_n),
-                              "--db", str(tmp_path / "b.db"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "soft",
+            "-o",
+            "steps=4",
+            "-o",
+            "eval_every=1",
+            "--shots",
+            "0",
+            "--max-evals",
+            str(dev_n),
+            "--db",
+            str(tmp_path / "b.db"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert "budget" in doc["stopped_by"]
@@ -115,8 +156,9 @@ def test_runs_lists_interrupted_runs_and_clean_removes_them(tmp_path, fake_backe
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / "c.db.checkpoints" / "20261203-120000-abcd"
     stale.mkdir(parents=True)
-    (stale / "run.json").write_text(json.dumps({"searcher": "rl", "task": "sentiment", "pid": int(gone.stdout),
-                                                "started": time.time()}))
+    (stale / "run.json").write_text(
+        json.dumps({"searcher": "rl", "task": "sentiment", "pid": int(gone.stdout), "started": time.time()})
+    )
     (stale / "checkpoint-2").mkdir()
     (stale / "checkpoint-2" / "weights.bin").write_bytes(b"\0" * 2_000_000)
     live = tmp_path / "c.db.checkpoints" / "20261203-120500-ef01"  # a run in progress is not listed
@@ -134,11 +176,34 @@ def test_a_killed_run_keeps_the_answers_it_had_and_the_rerun_reads_them(tiny_mod
     """SIGKILL during APE's induction (one long generation call): the cache holds what had
     finished, and the same command run again answers that much from the cache."""
     db = tmp_path / "k.db"
-    args = ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "ape", "-o", "subsamples=40",
-            "-o", "samples_per_subsample=4", "-o", "max_tokens=24", "-o", "rounds=0", "--shots", "0", "--db", str(db)]
+    args = [
+        "run",
+        "--task",
+        "sentiment",
+        "--model",
+        f"hf:{tiny_model}",
+        "--searcher",
+        "ape",
+        "-o",
+        "subsamples=40",
+        "-o",
+        "samples_per_subsample=4",
+        "-o",
+        "max_tokens=24",
+        "-o",
+        "rounds=0",
+        "--shots",
+        "0",
+        "--db",
+        str(db),
+    ]
     # 16 sequences decoded at once: the 160 generations finish in waves, so a kill lands between them
-    proc = subprocess.Popen([sys.executable, "-m", "promptsearch.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PROMPTSEARCH_GEN_SLOTS": "16"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptsearch.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PROMPTSEARCH_GEN_SLOTS": "16"},
+    )
     import sqlite3
 
     def gen_rows() -> int:
@@ -189,8 +254,10 @@ def test_a_run_that_stores_nothing_leaves_no_database_file(tmp_path):
 def test_an_unusable_database_path_is_refused_before_any_model_is_prepared(tmp_path, monkeypatch):
     fresh = tmp_path / "models"  # the embedded model would be prepared (converted) here
     monkeypatch.setenv("PROMPTSEARCH_MODEL_DIR", str(fresh))
-    for args in (["eval", "--task", "sentiment", "--prompt", "x", "--db", "/proc/x.db"],
-                 ["run", "--task", "sentiment", "--db", "/proc/x.db"]):
+    for args in (
+        ["eval", "--task", "sentiment", "--prompt", "x", "--db", "/proc/x.db"],
+        ["run", "--task", "sentiment", "--db", "/proc/x.db"],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and "Cannot create database '/proc/x.db'" in res.output
         assert len(res.output.strip().splitlines()) == 1

@@ -61,8 +61,15 @@ def test_retries_are_bounded_and_the_sdk_does_not_add_its_own():
         assert len(srv.requests) == 4  # one try, no hidden SDK retries
 
 
-@pytest.mark.parametrize("status,words", [(401, "rejected the API key"), (403, "refused access"),
-                                          (404, "has no model 'scripted-model'"), (400, "rejected a request")])
+@pytest.mark.parametrize(
+    "status,words",
+    [
+        (401, "rejected the API key"),
+        (403, "refused access"),
+        (404, "has no model 'scripted-model'"),
+        (400, "rejected a request"),
+    ],
+)
 def test_client_errors_fail_at_once(status, words):
     with ScriptedServer(statuses=[status] * 5) as srv:
         with pytest.raises(PromptSearchError, match=words) as e:
@@ -96,9 +103,11 @@ def test_completions_logprobs_match_the_local_model(tiny_model):
     from promptsearch.backends.hf import HFBackend
 
     local = HFBackend(str(tiny_model))
-    reqs = [LoglikRequest("Review: a fine film.\nSentiment:", " positive"),
-            LoglikRequest("Review: dull and long.\nSentiment:", " negative"),
-            LoglikRequest("Question: 2+2?\nAnswer:", " 4")]
+    reqs = [
+        LoglikRequest("Review: a fine film.\nSentiment:", " positive"),
+        LoglikRequest("Review: dull and long.\nSentiment:", " negative"),
+        LoglikRequest("Question: 2+2?\nAnswer:", " 4"),
+    ]
     with LogprobServer(tiny_model) as srv:
         remote = OpenAIBackend("tiny", api="completions", base_url=srv.url, concurrency=2)
         assert remote.can_loglikelihood
@@ -151,8 +160,21 @@ def test_dollars_and_budgets(tmp_path, monkeypatch):
 def test_the_key_is_sent_but_never_stored_or_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with ScriptedServer() as srv:
-        r = runner.invoke(app, ["run", "--model", "openai:scripted-model", "--base-url", srv.url, "--json",
-                                "--searcher", "baseline", "--db", str(tmp_path / "k.db")])  # any run sends the key
+        r = runner.invoke(
+            app,
+            [
+                "run",
+                "--model",
+                "openai:scripted-model",
+                "--base-url",
+                srv.url,
+                "--json",
+                "--searcher",
+                "baseline",
+                "--db",
+                str(tmp_path / "k.db"),
+            ],
+        )  # any run sends the key
         assert r.exit_code == 0, r.output
         sent = {k.lower(): v for k, v in srv.headers_seen[0].items()}
         assert sent["authorization"] == f"Bearer {KEY}"
@@ -180,8 +202,19 @@ def test_dry_run_plans_exactly_what_a_run_makes(fake_backend_registered, tmp_pat
 
 def test_dry_run_prices_an_api_model_without_contacting_it(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    r = runner.invoke(app, ["run", "--model", "openai:gpt-4o-mini", "--searcher", "ape", "--dry-run",
-                            "--base-url", "http://127.0.0.1:9/v1"])  # nothing listens there
+    r = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "openai:gpt-4o-mini",
+            "--searcher",
+            "ape",
+            "--dry-run",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    )  # nothing listens there
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "Planned:" in text and "estimated cost $0.0" in text and "Nothing was computed" in text
@@ -193,7 +226,9 @@ def test_bad_input_is_one_line(monkeypatch):
     assert "needs OPENAI_API_KEY" in line
     monkeypatch.setenv("PROMPTSEARCH_MAX_TRIES", "2")
     monkeypatch.setenv("PROMPTSEARCH_RETRY_MAX_WAIT", "0.05")
-    line = one_line(runner.invoke(app, ["eval", "--model", "openai:m", "--base-url", "http://127.0.0.1:9/v1", "--limit", "2"]))
+    line = one_line(
+        runner.invoke(app, ["eval", "--model", "openai:m", "--base-url", "http://127.0.0.1:9/v1", "--limit", "2"])
+    )
     assert "Cannot reach http://127.0.0.1:9/v1" in line and "connection refused" in line
     line = one_line(runner.invoke(app, ["eval", "--model", "openai:m", "--base-url", "localhost:8000", "--limit", "2"]))
     assert "not an http(s) URL" in line
@@ -211,7 +246,9 @@ def test_an_interrupted_call_keeps_every_answer(tmp_path):
     db = tmp_path / "half.db"
     with ScriptedServer(statuses=[200] * 4 + [500] * 50) as srv:
         with pytest.raises(PromptSearchError):
-            run_eval(small_sentiment(), Candidate(name="p"), model=backend(srv.url, max_tries=2), split="dev", db=str(db))
+            run_eval(
+                small_sentiment(), Candidate(name="p"), model=backend(srv.url, max_tries=2), split="dev", db=str(db)
+            )
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from cacheentry where kind='gen'").fetchone()[0] == 4
 
@@ -227,19 +264,27 @@ def test_api_proposer_with_a_local_target_counts_both(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     replies = iter(f"State the writer's opinion of the film, variant {i}." for i in range(1000))
     with ScriptedServer(reply=lambda p: next(replies)) as srv:
-        opts = {"proposer": f"openai:writer,base_url={srv.url}", "subsamples": "2", "samples_per_subsample": "2",
-                "rounds": "1", "variations": "1"}
+        opts = {
+            "proposer": f"openai:writer,base_url={srv.url}",
+            "subsamples": "2",
+            "samples_per_subsample": "2",
+            "rounds": "1",
+            "variations": "1",
+        }
         target = FakeBackend()
         doc = run_search(small_sentiment(n_dev=8), model=target, searcher="ape", options=opts)
         proposer_calls = len(srv.requests)
     notes = doc["record"]["searcher_notes"]
     assert notes["proposer"]["kind"] == "openai" and notes["chat_form"]
-    assert srv.requests[0]["messages"][0]["content"].startswith("Each output below was written")  # chat-form meta-prompt
+    assert srv.requests[0]["messages"][0]["content"].startswith(
+        "Each output below was written"
+    )  # chat-form meta-prompt
     assert "opinion" in doc["best"]["prompt"]  # the fake target rewards "opinion"
     assert proposer_calls == 4 + 1  # 2 demo sets x 2 samples, then the top quarter (1) reworded once
     search = doc["cost"]["search"]
-    assert search["calls"] == (proposer_calls + len(target.requests) - doc["cost"]["test"]["calls"]
-                               - doc["cost"]["selection"]["calls"])
+    assert search["calls"] == (
+        proposer_calls + len(target.requests) - doc["cost"]["test"]["calls"] - doc["cost"]["selection"]["calls"]
+    )
     assert search["dollars"] > 0 and search["unpriced_calls"] == 0
 
 

@@ -46,8 +46,22 @@ def small_task(n: int = 6):
 
 def test_eval_through_the_server_then_from_the_cache(served):
     url, name = served
-    args = ["eval", "--model", f"openai:{name}", "--base-url", url, "--split", "dev", "--limit", "8",
-            "--prompt", "Is this review positive or negative?", "--json", "--concurrency", "4"]
+    args = [
+        "eval",
+        "--model",
+        f"openai:{name}",
+        "--base-url",
+        url,
+        "--split",
+        "dev",
+        "--limit",
+        "8",
+        "--prompt",
+        "Is this review positive or negative?",
+        "--json",
+        "--concurrency",
+        "4",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
@@ -60,8 +74,15 @@ def test_eval_through_the_server_then_from_the_cache(served):
 
 def test_short_ape_search_through_the_server(served):
     url, name = served
-    opts = {"subsamples": "1", "samples_per_subsample": "3", "demos": "3", "rounds": "1", "variations": "1",
-            "race_start": "3", "max_tokens": "16"}
+    opts = {
+        "subsamples": "1",
+        "samples_per_subsample": "3",
+        "demos": "3",
+        "rounds": "1",
+        "variations": "1",
+        "race_start": "3",
+        "max_tokens": "16",
+    }
     model = f"openai:{name},api=completions,base_url={url}"
     doc = run_search(small_task(), model=model, searcher="ape", options=opts, baseline_shots=2)
     assert doc["searcher"]["name"] == "ape" and doc["best"]["test"]["n"] == 6

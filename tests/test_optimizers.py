@@ -63,9 +63,18 @@ def evaluator(backend, tmp_path=None, instruction=None, **budget):
 
 # --- OPRO -------------------------------------------------------------------------------
 def test_opro_meta_prompt_shows_the_trajectory_ascending_and_cut_at_keep():
-    backend = Scripted(writes=["<INS>count the words.</INS>", "read carefully.", "judge the sentiment.",
-                               "classify each review by its overall tone.", "say what the review means.",
-                               "state the opinion.", "look at the review.", "answer at random."])
+    backend = Scripted(
+        writes=[
+            "<INS>count the words.</INS>",
+            "read carefully.",
+            "judge the sentiment.",
+            "classify each review by its overall tone.",
+            "say what the review means.",
+            "state the opinion.",
+            "look at the review.",
+            "answer at random.",
+        ]
+    )
     task, ev = evaluator(backend)
     cfg = build_config(OPROSearcher, {"steps": "4", "per_step": "2", "keep": "3", "chat": "off", "exemplars": "2"})
     result = OPROSearcher(cfg).search(task, ev, ev.budget, 0)
@@ -81,6 +90,7 @@ def test_opro_meta_prompt_shows_the_trajectory_ascending_and_cut_at_keep():
     assert result.notes["templates"][0]["name"] == "opro.meta"
     assert extract("<INS> sort them </INS> more") == "Sort them." and extract(" give the answer.") == "Give the answer."
     from promptsearch.candidates import Candidate
+
     pairs = [(Candidate(instruction=str(i)), s) for i, s in enumerate([0.5, 0.9, 0.1, 0.7])]
     assert [s for _, s in trajectory(pairs, 2)] == [0.7, 0.9]
 
@@ -104,7 +114,12 @@ def test_grips_edit_operations_on_a_known_instruction():
     assert join(add(kept, gone, 0)) == "Is or negative? the following movie review positive"
     assert join(add(p, "in one word,", -1)) == "In one word, Is the following movie review positive or negative?"
     assert phrases("Classify the text, and say which topic it is about.") == [
-        "Classify", "the text,", "and say", "which topic it is", "about."]
+        "Classify",
+        "the text,",
+        "and say",
+        "which topic it is",
+        "about.",
+    ]
 
 
 def test_grips_keeps_only_improvements_and_uses_the_paper_objective():
@@ -124,8 +139,9 @@ def test_grips_keeps_only_improvements_and_uses_the_paper_objective():
     import math
 
     r = ev.history[0]
-    one = dataclasses.replace(r, predictions=["negative"] * r.n,
-                              scores=[float(task.dev[i].label == "negative") for i in range(r.n)])
+    one = dataclasses.replace(
+        r, predictions=["negative"] * r.n, scores=[float(task.dev[i].label == "negative") for i in range(r.n)]
+    )
     assert paper_objective(one, task) == pytest.approx(0.5)  # balanced accuracy 0.5, entropy 0
     both = dataclasses.replace(r, predictions=[e.label for e in task.dev], scores=[1.0] * r.n)
     freqs = [sum(e.label == lab for e in task.dev) / r.n for lab in task.labels]
@@ -134,7 +150,9 @@ def test_grips_keeps_only_improvements_and_uses_the_paper_objective():
 
 def test_grips_patience_and_bad_ops_are_clear():
     task, ev = evaluator(Scripted())
-    cfg = build_config(GrIPSSearcher, {"start": "State the opinion of the review.", "iterations": "10", "patience": "2"})
+    cfg = build_config(
+        GrIPSSearcher, {"start": "State the opinion of the review.", "iterations": "10", "patience": "2"}
+    )
     result = GrIPSSearcher(cfg).search(task, ev, ev.budget, 0)
     assert len(result.notes["iterations"]) == 2 and "no better" in result.notes["stopped_early"]  # 1.0 can't be beaten
     with pytest.raises(PromptSearchError, match="del, swap, add, par"):
@@ -184,8 +202,9 @@ def test_gepa_adapter_feedback_names_the_wrong_answers():
     assert len(batch.scores) == 6 and ev.history == []  # train minibatches are not dev history
     data = adapter.make_reflective_dataset({"instruction": "x"}, batch, ["instruction"])["instruction"]
     wrong = [d for d, s in zip(data, batch.scores) if s == 0]
-    assert wrong and all(f"answered '{d['Generated Outputs']}'" in d["Feedback"] and "correct answer is" in d["Feedback"]
-                         for d in wrong)
+    assert wrong and all(
+        f"answered '{d['Generated Outputs']}'" in d["Feedback"] and "correct answer is" in d["Feedback"] for d in wrong
+    )
     right = [d for d, s in zip(data, batch.scores) if s == 1]
     assert all(d["Feedback"].startswith("Correct") for d in right)
     adapter.evaluate(task.dev, {"instruction": "Look at the review."})
@@ -200,7 +219,8 @@ def test_gepa_evolves_towards_the_feedback():
     backend = Scripted(writes=GEPA_WRITES)
     task, ev = evaluator(backend, None, "Look at the review.")
     result = GEPASearcher(build_config(GEPASearcher, {"chat": "off", "max_metric_calls": "600"})).search(
-        task, ev, ev.budget, 0)
+        task, ev, ev.budget, 0
+    )
     assert result.best_score == 1.0 and "opinion" in result.best.instruction
     cands = result.notes["candidates"]
     assert cands[0]["parents"] == [None] and all(c["parents"] for c in cands[1:])
@@ -242,8 +262,9 @@ def test_gepa_resume_continues_instead_of_restarting(tmp_path):
     s.workdir, s.resuming = tmp_path / "run", True
     resumed = s.search(task, ev, ev.budget, 0)
     # it went on from the saved state: what it had found comes first, and the work it had done is not redone
-    assert [c["instruction"] for c in resumed.notes["candidates"][: len(saved.program_candidates)]] == \
-        [c["instruction"] for c in saved.program_candidates]
+    assert [c["instruction"] for c in resumed.notes["candidates"][: len(saved.program_candidates)]] == [
+        c["instruction"] for c in saved.program_candidates
+    ]
     assert len(again.requests) <= len(fresh.requests) - saved.total_num_evals
     assert resumed.notes["metric_calls"] >= 400  # and still reached gepa's cap
 
@@ -257,10 +278,19 @@ def test_missing_gepa_or_optuna_is_one_line(monkeypatch, tmp_path):
 
 
 def test_all_four_run_end_to_end_with_records(tmp_path):
-    for name, opts in (("opro", {"steps": "2", "chat": "off"}), ("grips", {"iterations": "2"}),
-                       ("mipro", {"trials": "6", "chat": "off"}), ("gepa", {"chat": "off", "max_metric_calls": "200"})):
-        doc = search("sentiment", model=Scripted(writes=GEPA_WRITES if name == "gepa" else ["state the opinion."]),
-                     searcher=name, db=str(tmp_path / "r.db"), **opts)
+    for name, opts in (
+        ("opro", {"steps": "2", "chat": "off"}),
+        ("grips", {"iterations": "2"}),
+        ("mipro", {"trials": "6", "chat": "off"}),
+        ("gepa", {"chat": "off", "max_metric_calls": "200"}),
+    ):
+        doc = search(
+            "sentiment",
+            model=Scripted(writes=GEPA_WRITES if name == "gepa" else ["state the opinion."]),
+            searcher=name,
+            db=str(tmp_path / "r.db"),
+            **opts,
+        )
         assert doc["searcher"]["name"] == name and doc["best"]["test"]["n"] == 116
         assert doc["record"]["searcher_notes"]
     with pytest.raises(BudgetExhausted):

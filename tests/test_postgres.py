@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 import textwrap
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -29,7 +29,8 @@ def test_four_processes_write_one_fresh_database_schema_included(postgres):
         s = Store({url!r})
         who = sys.argv[1]
         for i in range(60):
-            s.cache_put([dict(key=f"{{who}}-{{i}}-{{j}}", backend="b", kind="loglik", request="{{}}", response="{{}}") for j in range(5)])
+            row = dict(backend="b", kind="loglik", request="{{}}", response="{{}}")
+            s.cache_put([dict(row, key=f"{{who}}-{{i}}-{{j}}") for j in range(5)])
             s.cache_put([dict(key=f"common-{{i}}", backend="b", kind="loglik", request="{{}}", response="{{}}")])
         for i in range(10):
             s.save_run(Run(id=f"{{who}}-{{i}}", created=time.time(), task="t", task_hash="h", searcher="s", model="m"),
@@ -54,8 +55,14 @@ def test_every_command_works_on_a_url_and_the_password_is_never_kept(postgres, f
     run_id = doc["run_id"]
     monkeypatch.setenv("PROMPTSEARCH_DB", url)  # the environment works as --db does
     outputs = []
-    for args in (["runs"], ["show", run_id], ["cache", "stats"], ["leaderboard"], ["leaderboard", "-f", "json"],
-                 ["report", run_id, "-o", "r.html"]):
+    for args in (
+        ["runs"],
+        ["show", run_id],
+        ["cache", "stats"],
+        ["leaderboard"],
+        ["leaderboard", "-f", "json"],
+        ["report", run_id, "-o", "r.html"],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 0, (args, res.output)
         outputs.append(res.output)
@@ -80,12 +87,19 @@ def test_bad_urls_unreachable_servers_and_a_missing_driver_are_one_line(postgres
         ("postgresql+psycopg://u@127.0.0.1:notaport/x", "does not parse"),
         ("mysql://u@127.0.0.1/x", "only PostgreSQL"),
         ("postgresql+psycopg:/broken", "does not parse"),  # one slash: a URL that does not parse, not a file name
-        (f"postgresql+nosuchdrv://u:{postgres.PASSWORD}@127.0.0.1/x", "driver 'nosuchdrv' is not one promptsearch uses"),
+        (
+            f"postgresql+nosuchdrv://u:{postgres.PASSWORD}@127.0.0.1/x",
+            "driver 'nosuchdrv' is not one promptsearch uses",
+        ),
     ]
     for url, says in cases:
         r = runner.invoke(app, ["runs", "--db", url])
         assert r.exit_code == 2 and says in r.output, (url, r.output)
-        assert len(r.output.strip().splitlines()) == 1 and postgres.PASSWORD not in r.output and "Traceback" not in r.output
+        assert (
+            len(r.output.strip().splitlines()) == 1
+            and postgres.PASSWORD not in r.output
+            and "Traceback" not in r.output
+        )
     assert not list(Path.cwd().glob("postgresql*"))  # no SQLite file made of a malformed URL
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(PromptSearchError, match=r"pip install 'promptsearch\[postgres\]'"):
@@ -119,8 +133,11 @@ def test_a_server_that_stops_mid_run_is_one_line_and_keeps_what_was_written(tmp_
         r = runner.invoke(app, ["run", "--model", "fake:x", "--searcher", "demos", "--db", url])
         assert stopped and r.exit_code == 2, r.output
         lines = r.stderr.strip().splitlines()  # the run's phase lines, then the error
-        assert "Traceback" not in r.output and lines[-1].startswith("Error: The database") and \
-            sum(line.startswith("Error") for line in lines) == 1, r.stderr
+        assert (
+            "Traceback" not in r.output
+            and lines[-1].startswith("Error: The database")
+            and sum(line.startswith("Error") for line in lines) == 1
+        ), r.stderr
         assert "failed while" in lines[-1] and PostgresServer.PASSWORD not in r.stderr
         server.start()
         store = Store(url)

@@ -10,7 +10,18 @@ from promptsearch.backends import GenRequest, LoglikRequest, TokenIds
 from promptsearch.backends.hf import HFBackend, _shared
 
 WORDS = "the a film plot was not great dull fun bright sad actor scene long short story ending music odd".split()
-LABELS = [" (a)", " (b)", " (c)", " positive", " negative", " so-so really", " not the same", " same", " 4 - almost", " 4 - maybe"]
+LABELS = [
+    " (a)",
+    " (b)",
+    " (c)",
+    " positive",
+    " negative",
+    " so-so really",
+    " not the same",
+    " same",
+    " 4 - almost",
+    " 4 - maybe",
+]
 
 
 def reference(backend, req):
@@ -85,8 +96,12 @@ def test_sharing_modes_agree_and_clusters_run_fewest_tokens(tiny_model):
     rng = random.Random(7)
     triggers = [tuple(rng.choices(range(300, 9000), k=5)) for _ in range(12)]
     inputs = [" ".join(rng.choices(WORDS, k=20)) for _ in range(4)]
-    reqs = [LoglikRequest((f"Review: {x}", TokenIds(t), "\nSentiment:"), w)
-            for t in triggers for x in inputs for w in (" negative", " positive")]
+    reqs = [
+        LoglikRequest((f"Review: {x}", TokenIds(t), "\nSentiment:"), w)
+        for t in triggers
+        for x in inputs
+        for w in (" negative", " positive")
+    ]
     out, ran = {}, {}
     for mode in ("none", "batch", "clusters"):
         backend.sharing, backend.tokens_run = mode, 0
@@ -107,12 +122,23 @@ def test_models_that_scale_or_cap_their_logits(tmp_path, embedded_folder, arch):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(embedded_folder)
-    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=256, bos_token_id=tok.bos_token_id,
-                  eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-    cls, extra = {"gemma2": ("Gemma2", dict(head_dim=8, final_logit_softcapping=0.5, sliding_window=4)),
-                  "cohere": ("Cohere", dict(logit_scale=4.0)),
-                  "granite": ("Granite", dict(logits_scaling=0.25))}[arch]
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
+    cls, extra = {
+        "gemma2": ("Gemma2", dict(head_dim=8, final_logit_softcapping=0.5, sliding_window=4)),
+        "cohere": ("Cohere", dict(logit_scale=4.0)),
+        "granite": ("Granite", dict(logits_scaling=0.25)),
+    }[arch]
     torch.manual_seed(0)
     model = getattr(transformers, f"{cls}ForCausalLM")(getattr(transformers, f"{cls}Config")(**common, **extra))
     model.save_pretrained(tmp_path)
@@ -124,9 +150,15 @@ def test_models_that_scale_or_cap_their_logits(tmp_path, embedded_folder, arch):
     gens = [GenRequest(f"Review: {w} film, long and odd", max_new_tokens=8) for w in WORDS[:4]]
     for r, g in zip(gens, b.generate(gens)):
         ids = torch.tensor([b.encode_prompt(r.prompt)])
-        out = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
-                               pad_token_id=tok.pad_token_id, eos_token_id=sorted(b.eos_ids))
-        assert g.text == b.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        out = b.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=sorted(b.eos_ids),
+        )
+        assert g.text == b.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 def test_a_soft_prompts_keys_and_values_are_run_once_per_scoring_and_score_the_same(tiny_model):
@@ -141,8 +173,11 @@ def test_a_soft_prompts_keys_and_values_are_run_once_per_scoring_and_score_the_s
     torch.manual_seed(0)
     sp = SoftPrompt(vectors=torch.randn(6, backend.model.config.hidden_size) * 0.05)
     rng = random.Random(3)
-    reqs = [LoglikRequest(f"Review: {' '.join(rng.choices(WORDS, k=12))}\nSentiment:", w)
-            for _ in range(20) for w in (" negative", " positive")]
+    reqs = [
+        LoglikRequest(f"Review: {' '.join(rng.choices(WORDS, k=12))}\nSentiment:", w)
+        for _ in range(20)
+        for w in (" negative", " positive")
+    ]
     out, ran = {}, {}
     for mode in ("none", "clusters"):
         backend.sharing, backend.tokens_run = mode, 0
@@ -154,8 +189,13 @@ def test_a_soft_prompts_keys_and_values_are_run_once_per_scoring_and_score_the_s
 
 
 def _toy_rows(prefix_tokens: list[int], n: int, suffix_len: int = 6, start: int = 5000):
-    return [(prefix_tokens + list(range(start + 10 * i, start + 10 * i + suffix_len)),
-             [(i, len(prefix_tokens) + suffix_len - 1, 1)]) for i in range(n)]
+    return [
+        (
+            prefix_tokens + list(range(start + 10 * i, start + 10 * i + suffix_len)),
+            [(i, len(prefix_tokens) + suffix_len - 1, 1)],
+        )
+        for i in range(n)
+    ]
 
 
 def test_partition_gives_inputs_that_start_alike_their_own_clusters():
@@ -179,8 +219,12 @@ def test_partition_gives_inputs_that_start_alike_their_own_clusters():
 
 
 def test_short_inputs_under_many_triggers_score_as_run_in_full(backend):
-    reqs = [LoglikRequest((f"Review: {x}", TokenIds((300 + i, 400 + i, 500 + i)), " It was"), lab)
-            for x in ("fun", "dull film") for i in range(10) for lab in (" good", " bad")]
+    reqs = [
+        LoglikRequest((f"Review: {x}", TokenIds((300 + i, 400 + i, 500 + i)), " It was"), lab)
+        for x in ("fun", "dull film")
+        for i in range(10)
+        for lab in (" good", " bad")
+    ]
     backend._prefix_cache.clear()
     for r, g in zip(reqs, backend.loglikelihood(reqs)):
         assert g.logprob == pytest.approx(reference(backend, r), abs=1e-4)

@@ -26,7 +26,9 @@ def test_builtins_resolve_without_importing_torch():
     import subprocess
     import sys
 
-    code = ("import sys, promptsearch.cli, promptsearch.registry as r; r.searchers.names(); "
-            "print(','.join(m for m in ('torch','transformers','trl','peft') if m in sys.modules))")
+    code = (
+        "import sys, promptsearch.cli, promptsearch.registry as r; r.searchers.names(); "
+        "print(','.join(m for m in ('torch','transformers','trl','peft') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -30,8 +30,16 @@ class WorseBackend(FakeBackend):
 
 def evil_task() -> Task:
     s = load_task("sentiment")
-    return Task("evil", s.train, s.dev[:30], s.test[:40], template=s.template, labels=s.labels,
-                metric="accuracy", instructions=[EVIL])
+    return Task(
+        "evil",
+        s.train,
+        s.dev[:30],
+        s.test[:40],
+        template=s.template,
+        labels=s.labels,
+        metric="accuracy",
+        instructions=[EVIL],
+    )
 
 
 @pytest.fixture
@@ -67,7 +75,7 @@ def test_every_format_escapes_prompt_text(db):
     b = board(db)
     html = lb.to_html(b)
     assert "<script>" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
-    assert "<table id=\"leaderboard\">" in html
+    assert '<table id="leaderboard">' in html
     md = lb.to_markdown(b)
     assert "<script>" not in md and "\\|" in md
     head, sep, *rows = md.strip().splitlines()
@@ -130,7 +138,9 @@ def test_report_renders_in_headless_chromium(db, tmp_path):
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("report_render", Path(__file__).parents[1] / "benchmarks" / "report_render.py")
+    spec = importlib.util.spec_from_file_location(
+        "report_render", Path(__file__).parents[1] / "benchmarks" / "report_render.py"
+    )
     rr = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rr)
     if rr.chromium() is None:

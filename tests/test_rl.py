@@ -20,7 +20,16 @@ def tiny(tiny_model):
 def search(tiny, seed=0, **cfg):
     task = sentiment()
     ev = Evaluator(task, tiny)
-    cfg = {"steps": 2, "num_generations": 2, "prompt_length": 4, "trigger_length": 4, "batch_size": 2, "eval_every": 1, "race": 2, **cfg}
+    cfg = {
+        "steps": 2,
+        "num_generations": 2,
+        "prompt_length": 4,
+        "trigger_length": 4,
+        "batch_size": 2,
+        "eval_every": 1,
+        "race": 2,
+        **cfg,
+    }
     return RLSearcher(RLSearcher.Config(**cfg)).search(task, ev, ev.budget, seed), ev
 
 
@@ -52,7 +61,6 @@ def test_one_training_step_changes_the_policys_trainable_weights(tiny, tiny_mode
     from promptsearch.searchers import rl
 
     task = sentiment()
-    ev = Evaluator(task, tiny)
     cfg = RLSearcher.Config(style="tokens", steps=1, num_generations=2, trigger_length=3, batch_size=2, lr=1e-2)
     tok = rl._tokenizer(str(tiny_model))
     calls = []
@@ -73,12 +81,16 @@ def test_one_training_step_changes_the_policys_trainable_weights(tiny, tiny_mode
 
 
 def test_gap_reward_is_rlprompts():
-    from promptsearch.evaluation.evaluator import EvalResult
-    from promptsearch.tasks.base import Example
     import math
 
+    from promptsearch.evaluation.evaluator import EvalResult
+    from promptsearch.tasks.base import Example
+
     batch = [Example("a", "x", "positive"), Example("b", "y", "negative")]
-    lp = [{"positive": math.log(0.7), "negative": math.log(0.3)}, {"positive": math.log(0.6), "negative": math.log(0.4)}]
+    lp = [
+        {"positive": math.log(0.7), "negative": math.log(0.3)},
+        {"positive": math.log(0.6), "negative": math.log(0.4)},
+    ]
     res = EvalResult(None, "train", 0.5, 0.0, [1, 0], ["positive", "positive"], ["a", "b"], None, lp)
     # right by 0.4 (x1.8) and wrong by 0.2 (x2.0)
     assert abs(_gap_reward(res, batch) - (0.4 * 1.8 - 0.2 * 2.0) / 2) < 1e-9
@@ -97,8 +109,9 @@ def test_bad_input_is_one_line():
         RLSearcher(RLSearcher.Config(trigger_length=0))
 
 
-def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_step(tiny_model, tmp_path, user_dir,
-                                                                                    monkeypatch):
+def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_step(
+    tiny_model, tmp_path, user_dir, monkeypatch
+):
     import json
 
     from typer.testing import CliRunner
@@ -106,9 +119,34 @@ def test_interrupted_run_saves_a_checkpoint_and_resume_continues_at_the_right_st
     from promptsearch.cli import app
     from promptsearch.evaluation import evaluator as ev_mod
 
-    args = ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "rl", "--shots", "0",
-            "-o", "style=tokens", "-o", "steps=4", "-o", "num_generations=2", "-o", "trigger_length=3",
-            "-o", "batch_size=2", "-o", "checkpoint_every=2", "-o", "eval_every=2", "-o", "race=2", "--json"]
+    args = [
+        "run",
+        "--task",
+        "sentiment",
+        "--model",
+        f"hf:{tiny_model}",
+        "--searcher",
+        "rl",
+        "--shots",
+        "0",
+        "-o",
+        "style=tokens",
+        "-o",
+        "steps=4",
+        "-o",
+        "num_generations=2",
+        "-o",
+        "trigger_length=3",
+        "-o",
+        "batch_size=2",
+        "-o",
+        "checkpoint_every=2",
+        "-o",
+        "eval_every=2",
+        "-o",
+        "race=2",
+        "--json",
+    ]
     runner = CliRunner()
     # the uninterrupted run, for comparison
     whole = json.loads(runner.invoke(app, args + ["--db", str(tmp_path / "a.db")]).stdout)
@@ -164,7 +202,11 @@ def test_use_vllm_passes_trls_settings_and_without_vllm_is_one_line(monkeypatch)
         vllm_settings(cfg, False)
     assert "\n" not in str(e.value)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
-    assert vllm_settings(cfg, False) == {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://h:8000"}
+    assert vllm_settings(cfg, False) == {
+        "use_vllm": True,
+        "vllm_mode": "server",
+        "vllm_server_base_url": "http://h:8000",
+    }
     colocate = build_config(RLSearcher, {"use_vllm": "true", "vllm_gpu_memory_utilization": "0.5"})
     assert vllm_settings(colocate, False)["vllm_gpu_memory_utilization"] == 0.5
     with pytest.raises(PromptSearchError, match="style=instruction"):
@@ -173,5 +215,7 @@ def test_use_vllm_passes_trls_settings_and_without_vllm_is_one_line(monkeypatch)
     import dataclasses
 
     from trl import GRPOConfig
+
     assert {"use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_gpu_memory_utilization"} <= {
-        f.name for f in dataclasses.fields(GRPOConfig)}
+        f.name for f in dataclasses.fields(GRPOConfig)
+    }

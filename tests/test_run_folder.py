@@ -48,8 +48,9 @@ def test_a_run_in_progress_is_not_listed_as_interrupted(tmp_path):
         for name, pid in (("20260101-000000-aaaa", live.pid), ("20260101-000000-bbbb", 999_999_999)):
             folder = checkpoint_root(db) / name
             folder.mkdir(parents=True)
-            (folder / "run.json").write_text(json.dumps({"task": "sentiment", "searcher": "rl", "pid": pid,
-                                                         "started": 0, "resumable": True}))
+            (folder / "run.json").write_text(
+                json.dumps({"task": "sentiment", "searcher": "rl", "pid": pid, "started": 0, "resumable": True})
+            )
         assert [r.run_id for r in interrupted_runs(db)] == ["20260101-000000-bbbb"]  # the dead one only
     finally:
         live.kill()

@@ -51,11 +51,18 @@ def test_same_seed_same_run(tmp_path):
 
 def test_python_api_with_own_examples_and_scorer(tmp_path):
     words = ["great", "awful", "lovely", "bad", "superb", "poor"] * 5
-    exs = [Example(f"e{i}", f"Review: {w}", "positive" if w in ("great", "lovely", "superb") else "negative")
-           for i, w in enumerate(words)]
-    task = Task("mine", **split_examples(exs, seed=0), template="{input}\nSentiment:",
-                labels={"positive": "positive", "negative": "negative"}, metric="accuracy",
-                instructions=["Give the writer's opinion."])
+    exs = [
+        Example(f"e{i}", f"Review: {w}", "positive" if w in ("great", "lovely", "superb") else "negative")
+        for i, w in enumerate(words)
+    ]
+    task = Task(
+        "mine",
+        **split_examples(exs, seed=0),
+        template="{input}\nSentiment:",
+        labels={"positive": "positive", "negative": "negative"},
+        metric="accuracy",
+        instructions=["Give the writer's opinion."],
+    )
     seen = []
 
     def my_scorer(pred, example):

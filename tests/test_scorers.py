@@ -1,8 +1,8 @@
 import pytest
 
 from promptsearch import Example, register_scorer
-from promptsearch.evaluation.scorers import accuracy, contains, exact_match, exact_set, f1, normalize, resolve_scorer
 from promptsearch.errors import PromptSearchError
+from promptsearch.evaluation.scorers import accuracy, contains, exact_match, exact_set, f1, normalize, resolve_scorer
 
 
 def ex(*answers):

@@ -81,8 +81,10 @@ def test_training_loss_is_what_the_backend_scores(tiny, method):
     total = 0.0
     for ex in batch:
         p = render(task, Candidate(), ex, [])
-        lps = {lab: tiny.loglikelihood([LoglikRequest(p, continuation(p, w))], soft_prompt=sp)[0].logprob
-               for lab, w in task.labels.items()}
+        lps = {
+            lab: tiny.loglikelihood([LoglikRequest(p, continuation(p, w))], soft_prompt=sp)[0].logprob
+            for lab, w in task.labels.items()
+        }
         m = max(lps.values())
         total -= lps[ex.label] - (m + math.log(sum(math.exp(v - m) for v in lps.values())))
     assert abs(total / len(batch) - train_loss) < 1e-4
@@ -138,7 +140,10 @@ def test_search_saves_a_peft_adapter_that_loads_and_scores_the_same(tiny, method
     task = sentiment()
     ex = task.dev[0]
     p = render(task, Candidate(), ex, [])
-    ours = [tiny.loglikelihood([LoglikRequest(p, continuation(p, w))], soft_prompt=sp)[0].logprob for w in task.labels.values()]
+    ours = [
+        tiny.loglikelihood([LoglikRequest(p, continuation(p, w))], soft_prompt=sp)[0].logprob
+        for w in task.labels.values()
+    ]
     loaded = PeftModel.from_pretrained(tiny.model, folder)
     try:
         theirs = []
@@ -146,7 +151,9 @@ def test_search_saves_a_peft_adapter_that_loads_and_scores_the_same(tiny, method
         for w in task.labels.values():
             (t,) = tiny.tokenizer(" " + w, add_special_tokens=False).input_ids
             with torch.no_grad():
-                logits = loaded(input_ids=torch.tensor([ctx]), attention_mask=torch.ones(1, len(ctx), dtype=torch.long)).logits
+                logits = loaded(
+                    input_ids=torch.tensor([ctx]), attention_mask=torch.ones(1, len(ctx), dtype=torch.long)
+                ).logits
             theirs.append(float(torch.log_softmax(logits[0, -1].float(), -1)[t]))
     finally:
         _unwrap(loaded)
@@ -177,8 +184,9 @@ def test_bad_input_is_one_line(tiny):
     with pytest.raises(PromptSearchError, match="num_virtual_tokens"):
         SoftPromptSearcher(SoftPromptSearcher.Config(num_virtual_tokens=0))
     ev = Evaluator(task, tiny)
-    cfg = SoftPromptSearcher.Config(init_text=" ".join(random.Random(0).choice(["good", "film"]) for _ in range(20)),
-                                    truncate=False)
+    cfg = SoftPromptSearcher.Config(
+        init_text=" ".join(random.Random(0).choice(["good", "film"]) for _ in range(20)), truncate=False
+    )
     with pytest.raises(PromptSearchError, match="more than num_virtual_tokens"):
         SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
     with pytest.raises(PromptSearchError, match="init=best: no discrete prompt"):
@@ -226,9 +234,12 @@ def test_generation_with_prefix_kv_equals_the_same_tokens_as_text(tiny):
 def test_soft_prompts_on_an_open_answer_task_generate(tiny, method):
     from promptsearch.tasks.base import Example, Task
 
-    exs = [Example(f"e{i}", w, w.upper()) for i, w in enumerate(["cat", "dog", "sun", "red", "one", "two", "map", "pen"])]
-    task = Task(name="upper", train=exs[:4], dev=exs[4:6], test=exs[6:], template="Word: {input}\nUpper:",
-                metric="exact_match").validate()
+    exs = [
+        Example(f"e{i}", w, w.upper()) for i, w in enumerate(["cat", "dog", "sun", "red", "one", "two", "map", "pen"])
+    ]
+    task = Task(
+        name="upper", train=exs[:4], dev=exs[4:6], test=exs[6:], template="Word: {input}\nUpper:", metric="exact_match"
+    ).validate()
     ev = Evaluator(task, tiny)
     cfg = SoftPromptSearcher.Config(method=method, steps=2, batch_size=4, eval_every=2, init="random")
     result = SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
@@ -241,7 +252,6 @@ def test_soft_prompts_on_an_open_answer_task_generate(tiny, method):
 def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tiny_model, tmp_path):
     import json
 
-    import torch
     from peft import PeftModel
     from typer.testing import CliRunner
 
@@ -250,8 +260,27 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
 
     runner = CliRunner()
     db = str(tmp_path / "s.db")
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
-                              "-o", "steps=2", "-o", "eval_every=2", "--shots", "0", "--db", db, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "soft",
+            "-o",
+            "steps=2",
+            "-o",
+            "eval_every=2",
+            "--shots",
+            "0",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["record"]["searcher_notes"]["readout"]["ids"]
@@ -269,18 +298,54 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
     again = runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db])
     assert again.exit_code == 2 and "already exists" in again.output
     # a discrete run (AutoPrompt) exports JSON with its template and trigger; an empty best has nothing
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "autoprompt",
-                              "-o", "iterations=1", "-o", "eval_every=1", "-o", "search_width=2", "--shots", "0",
-                              "--db", db, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "autoprompt",
+            "-o",
+            "iterations=1",
+            "-o",
+            "eval_every=1",
+            "-o",
+            "search_width=2",
+            "--shots",
+            "0",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     ap = json.loads(res.stdout)
     # on a random-weight model a baseline may beat the trigger on dev; --search-best exports the trigger
     res = runner.invoke(app, ["export", ap["run_id"], "--search-best", "--output", str(tmp_path / "d"), "--db", db])
     assert res.exit_code == 0, res.output
     exported = json.loads((tmp_path / "d" / "prompt.json").read_text())
     assert exported["trigger_ids"] == ap["search_best"]["candidate"]["trigger"] and "{trigger}" in exported["template"]
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "baseline",
-                              "-o", "max_manual=0",
-                              "-o", "shots=0", "--db", db, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "baseline",
+            "-o",
+            "max_manual=0",
+            "-o",
+            "shots=0",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     empty = json.loads(res.stdout)
     res = runner.invoke(app, ["export", empty["run_id"], "--output", str(tmp_path / "e"), "--db", db])
     assert res.exit_code == 2 and "nothing to export" in res.output and not (tmp_path / "e").exists()
@@ -295,8 +360,27 @@ def test_show_and_report_carry_the_readout_with_its_note(tiny_model, tmp_path):
 
     runner = CliRunner()
     db = str(tmp_path / "r.db")
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
-                              "-o", "steps=1", "-o", "eval_every=1", "--shots", "0", "--db", db, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "soft",
+            "-o",
+            "steps=1",
+            "-o",
+            "eval_every=1",
+            "--shots",
+            "0",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     doc = json.loads(res.stdout)
     ro = doc["record"]["searcher_notes"]["readout"]
     shown = runner.invoke(app, ["show", doc["run_id"], "--db", db])
@@ -317,13 +401,60 @@ def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):
 
     runner = CliRunner()
     db = str(tmp_path / "b.db")
-    first = json.loads(runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher",
-                                           "autoprompt", "-o", "iterations=1", "-o", "eval_every=1", "-o", "search_width=2",
-                                           "--shots", "0", "--db", db, "--json"]).stdout)
-    res = runner.invoke(app, ["run", "--task", "sentiment", "--model", f"hf:{tiny_model}", "--searcher", "soft",
-                              "-o", "init=best", "-o", "steps=1", "-o", "eval_every=1", "--shots", "0", "--db", db, "--json"])
+    first = json.loads(
+        runner.invoke(
+            app,
+            [
+                "run",
+                "--task",
+                "sentiment",
+                "--model",
+                f"hf:{tiny_model}",
+                "--searcher",
+                "autoprompt",
+                "-o",
+                "iterations=1",
+                "-o",
+                "eval_every=1",
+                "-o",
+                "search_width=2",
+                "--shots",
+                "0",
+                "--db",
+                db,
+                "--json",
+            ],
+        ).stdout
+    )
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "soft",
+            "-o",
+            "init=best",
+            "-o",
+            "steps=1",
+            "-o",
+            "eval_every=1",
+            "--shots",
+            "0",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     notes = json.loads(res.stdout)["record"]["searcher_notes"]
     src = notes["init_from"]
-    assert src["run_id"] == first["run_id"] and src["same_task_data"] and notes["init_text"] == first["search_best"]["candidate"]["trigger_text"]
+    assert (
+        src["run_id"] == first["run_id"]
+        and src["same_task_data"]
+        and notes["init_text"] == first["search_best"]["candidate"]["trigger_text"]
+    )
     assert src["test"] == first["search_best"]["test"]["mean"]  # the search's own trigger, whatever the run picked

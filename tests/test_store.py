@@ -24,7 +24,9 @@ def test_cache_hits_and_key_contents(db):
     assert [r.logprob for r in again] == [r.logprob for r in first] * 2
     assert len(fake.requests) == 2 and cb.usage.calls == 2 and cb.usage.cache_hits == 4
     # every decoding parameter and the sample index are part of the key
-    g = [GenRequest("p", temperature=0.7, sample_index=i) for i in range(3)] + [GenRequest("p", temperature=0.7, top_p=0.9)]
+    g = [GenRequest("p", temperature=0.7, sample_index=i) for i in range(3)] + [
+        GenRequest("p", temperature=0.7, top_p=0.9)
+    ]
     cb.generate(g)
     assert len(fake.requests) == 2 + 4
     cb.generate(g)
@@ -88,7 +90,8 @@ def test_two_processes_write_one_db(tmp_path):
         s = Store({str(db)!r})
         who = sys.argv[1]
         for i in range(150):
-            s.cache_put([dict(key=f"{{who}}-{{i}}-{{j}}", backend="b", kind="loglik", request="{{}}", response="{{}}") for j in range(5)])
+            row = dict(backend="b", kind="loglik", request="{{}}", response="{{}}")
+            s.cache_put([dict(row, key=f"{{who}}-{{i}}-{{j}}") for j in range(5)])
             s.cache_put([dict(key=f"common-{{i}}", backend="b", kind="loglik", request="{{}}", response="{{}}")])
         for i in range(20):
             s.save_run(Run(id=f"{{who}}-{{i}}", created=time.time(), task="t", task_hash="h", searcher="s", model="m"),

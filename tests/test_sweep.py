@@ -25,9 +25,15 @@ runner = CliRunner()
 
 
 def write_spec(tmp_path, tiny_model, **extra) -> str:
-    doc = {"name": "tiny", "tasks": ["sentiment"], "models": [f"hf:{tiny_model}"],
-           "searchers": ["baseline", {"name": "demos", "options": {"sets": 2, "shots": 2}}],
-           "seeds": [0, 1], "budget": {"max_evals": 400}, **extra}
+    doc = {
+        "name": "tiny",
+        "tasks": ["sentiment"],
+        "models": [f"hf:{tiny_model}"],
+        "searchers": ["baseline", {"name": "demos", "options": {"sets": 2, "shots": 2}}],
+        "seeds": [0, 1],
+        "budget": {"max_evals": 400},
+        **extra,
+    }
     path = tmp_path / "spec.yaml"
     import yaml
 
@@ -57,7 +63,7 @@ def test_a_killed_worker_is_retried_and_finishes_from_the_cache(tmp_path, tiny_m
     spec = load_spec(write_spec(tmp_path, tiny_model, seeds=[0], searchers=[{"name": "demos", "options": {"sets": 4}}]))
     db = str(tmp_path / "k.db")
     store = Store(db)
-    events, pids, killed = [], {}, []
+    events, killed = [], []
 
     def on_change(progress, trial, kind, info):
         events.append(kind)
@@ -73,6 +79,7 @@ def test_a_killed_worker_is_retried_and_finishes_from_the_cache(tmp_path, tiny_m
             if kind == "start":
                 progress_pid[:] = [info]
             on_event(trial, kind, info)
+
         return real_run(self, spec_, trials, db_, spy)
 
     monkeypatch.setattr(LocalExecutor, "run", run)
@@ -80,27 +87,33 @@ def test_a_killed_worker_is_retried_and_finishes_from_the_cache(tmp_path, tiny_m
     row = next(iter(rows.values()))
     assert killed and "retry" in events and row.status == "done" and row.attempts == 2
     doc = json.loads(store.get_run(row.run_id).result)
-    assert doc["cost"]["search"]["calls"] == 0 and doc["cost"]["search"]["cache_hits"] > 0  # the first attempt's answers
+    assert (
+        doc["cost"]["search"]["calls"] == 0 and doc["cost"]["search"]["cache_hits"] > 0
+    )  # the first attempt's answers
 
 
 def test_bad_specs_are_one_line(tmp_path, tiny_model):
-    cases = [({"searchers": ["apee"]}, "Did you mean: ape"),
-             ({"searchers": [{"name": "demos", "options": {"shots": 0}}]}, "must be >= 1"),
-             ({"searchers": [{"name": "demos", "options": {"colour": "red"}}]}, "Unknown option 'colour'"),
-             ({"seeds": []}, "'seeds' is empty"),
-             ({"tasks": []}, "'tasks' is empty"),
-             ({"budgets": {}}, "unknown key 'budgets'. Did you mean: budget?"),
-             ({"harnesses": ["fewshot:k=x"]}, ""),
-             ({"grids": [{"resources": {"num_cpus": 2}}]}, "grid 1: unknown key 'resources'"),
-             ({"searchers": [{"name": "demos", "option": {"shots": 8}}]}, "searcher 1: unknown key 'option'. Did you "
-                                                                           "mean: options?"),
-             ({"budget": {"max_call": 5}}, "budget: unknown key 'max_call'. Did you mean: max_calls?"),
-             ({"resources": {"num_cpu": 2}}, "resources: unknown key 'num_cpu'. Did you mean: num_cpus?"),
-             ({"harnesses": ["calibrate+calibrate"]}, "names 'calibrate' twice"),
-             ({"grids": "baseline"}, "'grids' must be a list of mappings"),
-             ({"tasks": [{"task": "sentiment", "instruction": "x"}]}, "unknown key 'instruction'"),
-             ({"tasks": [{"task": "sentiment", "test_sample": 0}]}, "'test_sample' must be a whole number >= 1"),
-             ({"baseline_shots": -1}, "'baseline_shots' must be a whole number >= 0")]
+    cases = [
+        ({"searchers": ["apee"]}, "Did you mean: ape"),
+        ({"searchers": [{"name": "demos", "options": {"shots": 0}}]}, "must be >= 1"),
+        ({"searchers": [{"name": "demos", "options": {"colour": "red"}}]}, "Unknown option 'colour'"),
+        ({"seeds": []}, "'seeds' is empty"),
+        ({"tasks": []}, "'tasks' is empty"),
+        ({"budgets": {}}, "unknown key 'budgets'. Did you mean: budget?"),
+        ({"harnesses": ["fewshot:k=x"]}, ""),
+        ({"grids": [{"resources": {"num_cpus": 2}}]}, "grid 1: unknown key 'resources'"),
+        (
+            {"searchers": [{"name": "demos", "option": {"shots": 8}}]},
+            "searcher 1: unknown key 'option'. Did you mean: options?",
+        ),
+        ({"budget": {"max_call": 5}}, "budget: unknown key 'max_call'. Did you mean: max_calls?"),
+        ({"resources": {"num_cpu": 2}}, "resources: unknown key 'num_cpu'. Did you mean: num_cpus?"),
+        ({"harnesses": ["calibrate+calibrate"]}, "names 'calibrate' twice"),
+        ({"grids": "baseline"}, "'grids' must be a list of mappings"),
+        ({"tasks": [{"task": "sentiment", "instruction": "x"}]}, "unknown key 'instruction'"),
+        ({"tasks": [{"task": "sentiment", "test_sample": 0}]}, "'test_sample' must be a whole number >= 1"),
+        ({"baseline_shots": -1}, "'baseline_shots' must be a whole number >= 0"),
+    ]
     for extra, says in cases:
         spec = write_spec(tmp_path, tiny_model, **extra)
         r = runner.invoke(app, ["sweep", spec, "--db", str(tmp_path / "b.db")])
@@ -130,13 +143,26 @@ def test_grids_and_tasks_with_changes(tmp_path, tiny_model):
     from promptsearch.sweep.spec import resolve_task, task_name
 
     agnews = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "rlprompt" / "agnews" / "16-42")
-    changed = {"task": agnews, "name": "agnews/16-42", "instructions": ["Topic?"], "template": "{input}",
-               "labels": {"World": "world", "Sports": "sports", "Business": "business", "Tech": "tech"},
-               "test_sample": 40}
+    changed = {
+        "task": agnews,
+        "name": "agnews/16-42",
+        "instructions": ["Topic?"],
+        "template": "{input}",
+        "labels": {"World": "world", "Sports": "sports", "Business": "business", "Tech": "tech"},
+        "test_sample": 40,
+    }
     plain = load_spec(write_spec(tmp_path, tiny_model))
-    spec = load_spec(write_spec(tmp_path, tiny_model, tasks=["sentiment", changed], grids=[
-        {"searchers": ["baseline"]},
-        {"searchers": ["baseline"], "harnesses": ["calibrate"], "baseline_shots": 0, "seeds": [0]}]))
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            tiny_model,
+            tasks=["sentiment", changed],
+            grids=[
+                {"searchers": ["baseline"]},
+                {"searchers": ["baseline"], "harnesses": ["calibrate"], "baseline_shots": 0, "seeds": [0]},
+            ],
+        )
+    )
     assert len(spec.trials) == 2 * 2 + 2 * 1
     assert {t.harness for t in spec.trials} == {"zero-shot", "calibrate"}
     assert {t.config().get("baseline_shots") for t in spec.trials} == {None, 0}
@@ -176,8 +202,11 @@ def _children(pid: int, marker: str) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
         try:
-            if d.name.isdigit() and f"PPid:\t{pid}\n" in (d / "status").read_text() \
-                    and marker in (d / "cmdline").read_bytes().decode(errors="replace"):
+            if (
+                d.name.isdigit()
+                and f"PPid:\t{pid}\n" in (d / "status").read_text()
+                and marker in (d / "cmdline").read_bytes().decode(errors="replace")
+            ):
                 out.append(int(d.name))
         except OSError:
             pass
@@ -189,12 +218,15 @@ def test_workers_die_with_a_killed_sweep_and_their_trials_are_marked_interrupted
     import sys
     import time
 
-    spec = write_spec(tmp_path, tiny_model, seeds=[0], searchers=[{"name": "demos", "options": {"sets": 8}}],
-                      budget={})
+    spec = write_spec(tmp_path, tiny_model, seeds=[0], searchers=[{"name": "demos", "options": {"sets": 8}}], budget={})
     db = str(tmp_path / "o.db")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    sweep = subprocess.Popen([sys.executable, "-m", "promptsearch.cli", "sweep", spec, "--db", db],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "promptsearch.cli", "sweep", spec, "--db", db],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         deadline, workers = time.time() + 120, []
         while time.time() < deadline and not workers:
@@ -218,8 +250,9 @@ def test_workers_die_with_a_killed_sweep_and_their_trials_are_marked_interrupted
     assert [r.status for r in rows.values()] == ["interrupted"]
 
 
-def test_ray_addresses_where_nothing_answers_are_one_line_within_seconds_and_write_nothing(tmp_path, tiny_model,
-                                                                                          monkeypatch):
+def test_ray_addresses_where_nothing_answers_are_one_line_within_seconds_and_write_nothing(
+    tmp_path, tiny_model, monkeypatch
+):
     import sys
     import time
 
@@ -243,11 +276,17 @@ def test_ray_addresses_where_nothing_answers_are_one_line_within_seconds_and_wri
 def test_a_sweep_on_a_local_ray_starts_trials_as_the_cluster_has_room(tmp_path, tiny_model, monkeypatch):
     pytest.importorskip("ray")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    spec = load_spec(write_spec(tmp_path, tiny_model, searchers=["baseline"], seeds=[0, 1, 2],
-                                resources={"num_cpus": 1}))
+    spec = load_spec(
+        write_spec(tmp_path, tiny_model, searchers=["baseline"], seeds=[0, 1, 2], resources={"num_cpus": 1})
+    )
     order = []
-    rows, _ = run_sweep(spec, Store(str(tmp_path / "w.db")), RayExecutor(num_cpus=2), str(tmp_path / "w.db"),
-                        lambda p, t, kind, info: order.append((kind, len(p.running))))
+    rows, _ = run_sweep(
+        spec,
+        Store(str(tmp_path / "w.db")),
+        RayExecutor(num_cpus=2),
+        str(tmp_path / "w.db"),
+        lambda p, t, kind, info: order.append((kind, len(p.running))),
+    )
     assert [r.status for r in rows.values()] == ["done"] * 3
     assert max(n for kind, n in order if kind == "start") <= 2  # never more running than 2 CPUs hold
     assert "| baseline |" in markdown(collect(Store(str(tmp_path / "w.db")), rows))

@@ -24,8 +24,14 @@ def lost_to_manual(tmp_path, harness=None) -> tuple[dict, str]:
     """An APE run whose instructions never say "opinion": the fake answers them as it answers
     the empty prompt, and the manual instruction (which does) wins on dev."""
     db = str(tmp_path / "t.db")
-    doc = run_search("sentiment", model=FakeBackend(gen_rule=lambda text, r: f"Judge review tone {r.sample_index}."),
-                     searcher="ape", options={"rounds": "0"}, db=db, harness=harness)
+    doc = run_search(
+        "sentiment",
+        model=FakeBackend(gen_rule=lambda text, r: f"Judge review tone {r.sample_index}."),
+        searcher="ape",
+        options={"rounds": "0"},
+        db=db,
+        harness=harness,
+    )
     return doc, db
 
 
@@ -41,7 +47,10 @@ def test_a_returned_baseline_is_marked_in_every_table(tmp_path):
     row = SweepTrial(key="k", sweep="s", config=json.dumps(config), status="done", run_id=doc["run_id"])
     table = markdown(collect(Store(db), {"k": row}))
     own = doc["search_best"]["test"]["mean"]
-    assert f"{doc['best']['test']['mean']:.3f} " in table and f"returned manual-1 in 1/1 (search's own best {own:.3f})" in table
+    assert (
+        f"{doc['best']['test']['mean']:.3f} " in table
+        and f"returned manual-1 in 1/1 (search's own best {own:.3f})" in table
+    )
 
 
 @pytest.mark.parametrize("width", [100, 140])

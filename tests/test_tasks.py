@@ -51,7 +51,10 @@ def test_csv_with_split_column_and_open_answers(tmp_path):
         ('{"text": "a", "label": "x", "split": "dev"}\n{"text": "b" "label": "y"}\n', "t.jsonl:2: invalid JSON"),
         ('{"text": "a", "label": "x"}\n{"label": "y"}\n', "t.jsonl:2: field 'text' is missing"),
         ('{"text": "a", "label": "x", "split": "holdout"}\n', "t.jsonl:1: split 'holdout'"),
-        ('{"text": "a", "label": "x", "split": "train"}\n{"text": "b", "label": "y", "split": "test"}\n', "dev split is empty"),
+        (
+            '{"text": "a", "label": "x", "split": "train"}\n{"text": "b", "label": "y", "split": "test"}\n',
+            "dev split is empty",
+        ),
         ('{"body": "a", "label": "x"}\n', "no input field found"),
     ],
 )
@@ -109,13 +112,20 @@ def test_python_task_from_examples():
 
 def test_hf_datasets_columns_and_hidden_test_labels():
     datasets = pytest.importorskip("datasets")
-    feats = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
-    rows = lambda n, hidden=False: {"sentence": [f"s{i}" for i in range(n)], "label": [-1 if hidden else i % 2 for i in range(n)]}  # noqa: E731
-    dsd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict(rows(300), features=feats),
-        "validation": datasets.Dataset.from_dict(rows(40), features=feats),
-        "test": datasets.Dataset.from_dict(rows(30, hidden=True), features=feats),
-    })
+    feats = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    rows = lambda n, hidden=False: {
+        "sentence": [f"s{i}" for i in range(n)],
+        "label": [-1 if hidden else i % 2 for i in range(n)],
+    }  # noqa: E731
+    dsd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(rows(300), features=feats),
+            "validation": datasets.Dataset.from_dict(rows(40), features=feats),
+            "test": datasets.Dataset.from_dict(rows(30, hidden=True), features=feats),
+        }
+    )
     from promptsearch.tasks.loaders import task_from_hf
 
     t = task_from_hf(dsd, name="toy")
@@ -129,14 +139,28 @@ def test_raft_twitter_complaints_shape_loads(monkeypatch):
     "Label" with an "Unlabeled" class for the hidden test labels, 50 labelled train rows),
     through the real `hf:` code path with `datasets.load_dataset` answered offline."""
     datasets = pytest.importorskip("datasets")
-    feats = datasets.Features({"Tweet text": datasets.Value("string"), "ID": datasets.Value("int32"),
-                               "Label": datasets.ClassLabel(names=["Unlabeled", "complaint", "no complaint"])})
-    dsd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"Tweet text": [f"@co tweet {i}" for i in range(50)], "ID": list(range(50)),
-                                             "Label": [1 + i % 2 for i in range(50)]}, features=feats),
-        "test": datasets.Dataset.from_dict({"Tweet text": [f"u{i}" for i in range(30)], "ID": list(range(30)),
-                                            "Label": [0] * 30}, features=feats),
-    })
+    feats = datasets.Features(
+        {
+            "Tweet text": datasets.Value("string"),
+            "ID": datasets.Value("int32"),
+            "Label": datasets.ClassLabel(names=["Unlabeled", "complaint", "no complaint"]),
+        }
+    )
+    dsd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {
+                    "Tweet text": [f"@co tweet {i}" for i in range(50)],
+                    "ID": list(range(50)),
+                    "Label": [1 + i % 2 for i in range(50)],
+                },
+                features=feats,
+            ),
+            "test": datasets.Dataset.from_dict(
+                {"Tweet text": [f"u{i}" for i in range(30)], "ID": list(range(30)), "Label": [0] * 30}, features=feats
+            ),
+        }
+    )
     asked = []
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: asked.append((name, config)) or dsd)
     from promptsearch.tasks.loaders import load_task

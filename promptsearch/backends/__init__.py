@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from promptsearch.backends.base import (
-    Backend, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, TokenIds,
+    Backend,
+    GenRequest,
+    GenResult,
+    LoglikRequest,
+    LoglikResult,
+    SoftPrompt,
+    TokenIds,
 )
 
 
@@ -16,4 +22,13 @@ def resolve_backend(spec: str, settings=None):
     return registry.backends.get(kind)(rest, settings)
 
 
-__all__ = ["Backend", "GenRequest", "GenResult", "LoglikRequest", "LoglikResult", "SoftPrompt", "TokenIds", "resolve_backend"]
+__all__ = [
+    "Backend",
+    "GenRequest",
+    "GenResult",
+    "LoglikRequest",
+    "LoglikResult",
+    "SoftPrompt",
+    "TokenIds",
+    "resolve_backend",
+]

@@ -77,8 +77,10 @@ def no_embeddings(model_id: str):
     """The error for kNN demo selection on a backend that gives no text embeddings."""
     from promptsearch.errors import PromptSearchError
 
-    return PromptSearchError(f"'{model_id}' gives no text embeddings; kNN demo selection needs a local "
-                             "transformers target (embedded or hf:...).")
+    return PromptSearchError(
+        f"'{model_id}' gives no text embeddings; kNN demo selection needs a local "
+        "transformers target (embedded or hf:...)."
+    )
 
 
 def embedding_vector(res: EmbedResult):
@@ -129,6 +131,8 @@ class Backend(Protocol):
     def identity(self) -> dict[str, str]:
         """What makes this model's outputs what they are: kind, model id, revision."""
 
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]: ...
+    def loglikelihood(
+        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None
+    ) -> list[LoglikResult]: ...
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]: ...

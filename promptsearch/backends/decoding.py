@@ -37,13 +37,25 @@ def request_generator(r: GenRequest):
     """A random generator seeded from the request alone (prompt, settings, seed, sample index)."""
     import torch
 
-    key = json.dumps([prompt_key(r.prompt), r.max_new_tokens, r.temperature, r.top_p, list(r.stop), r.seed, r.sample_index])
+    key = json.dumps(
+        [prompt_key(r.prompt), r.max_new_tokens, r.temperature, r.top_p, list(r.stop), r.seed, r.sample_index]
+    )
     return torch.Generator().manual_seed(int(hashlib.sha256(key.encode()).hexdigest()[:15], 16))
 
 
-def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: int, temp: float, top_p: float,
-           stop: tuple[str, ...], soft_prompt: SoftPrompt | None, slots: int, min_shared: int,
-           on_done: Callable[[int, list[int]], None] | None = None) -> list[list[int]]:
+def decode(
+    backend,
+    reqs: list[GenRequest],
+    encoded: list[list[int]],
+    max_new: int,
+    temp: float,
+    top_p: float,
+    stop: tuple[str, ...],
+    soft_prompt: SoftPrompt | None,
+    slots: int,
+    min_shared: int,
+    on_done: Callable[[int, list[int]], None] | None = None,
+) -> list[list[int]]:
     """New token ids for each request (all with the same decoding settings); `on_done(j,
     ids)` as request j finishes."""
     import torch
@@ -82,8 +94,8 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
         ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long, device=dev)
         mask = torch.zeros((n, width), dtype=torch.long, device=dev)
         for b, t in enumerate(uniq):  # left padding
-            ids[b, width - len(t):] = torch.tensor(t, device=dev)
-            mask[b, width - len(t):] = 1
+            ids[b, width - len(t) :] = torch.tensor(t, device=dev)
+            mask[b, width - len(t) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0) + p_len
         backend.tokens_run += ids.numel()
         kw: dict[str, Any] = {}
@@ -110,7 +122,9 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
         while pending or rows:
             free = slots - len(rows)
             if pending and (not rows or free >= max(1, slots // 4)):  # join in groups: each join copies the cache
-                new_rows, new_kv, new_mask, new_logits = prefill([pending.popleft() for _ in range(min(free, len(pending)))])
+                new_rows, new_kv, new_mask, new_logits = prefill(
+                    [pending.popleft() for _ in range(min(free, len(pending)))]
+                )
                 if rows:
                     kv, mask = _stack(kv, mask, new_kv, new_mask)
                     logits = torch.cat([logits, new_logits])
@@ -125,8 +139,10 @@ def decode(backend, reqs: list[GenRequest], encoded: list[list[int]], max_new: i
             for b, (row, t) in enumerate(zip(rows, picks)):
                 if t not in eos:
                     row.new.append(t)
-                    if not (len(row.new) >= max_new
-                            or (stop and any(s in tok.decode(row.new, skip_special_tokens=True) for s in stop))):
+                    if not (
+                        len(row.new) >= max_new
+                        or (stop and any(s in tok.decode(row.new, skip_special_tokens=True) for s in stop))
+                    ):
                         keep.append(b)
                         continue
                 if on_done is not None:
@@ -188,7 +204,7 @@ def _grow_layer():
                 self._k, self._v = self.keys, self.values = super().update(key_states, value_states)
                 self.n = m
                 return self.keys, self.values
-            self._k[..., self.n:m, :], self._v[..., self.n:m, :] = key_states, value_states
+            self._k[..., self.n : m, :], self._v[..., self.n : m, :] = key_states, value_states
             self.n = m
             self.keys, self.values = self._k[..., :m, :], self._v[..., :m, :]
             return self.keys, self.values
@@ -216,9 +232,13 @@ def _stack(kv_a, mask_a, kv_b, mask_b):
 
     la, lb = mask_a.shape[1], mask_b.shape[1]
     n = max(la, lb)
-    kv = [(torch.cat([F.pad(ka, (0, 0, n - la, 0)), F.pad(kb, (0, 0, n - lb, 0))]),
-           torch.cat([F.pad(va, (0, 0, n - la, 0)), F.pad(vb, (0, 0, n - lb, 0))]))
-          for (ka, va), (kb, vb) in zip(kv_a, kv_b)]
+    kv = [
+        (
+            torch.cat([F.pad(ka, (0, 0, n - la, 0)), F.pad(kb, (0, 0, n - lb, 0))]),
+            torch.cat([F.pad(va, (0, 0, n - la, 0)), F.pad(vb, (0, 0, n - lb, 0))]),
+        )
+        for (ka, va), (kb, vb) in zip(kv_a, kv_b)
+    ]
     return kv, torch.cat([F.pad(mask_a, (n - la, 0)), F.pad(mask_b, (n - lb, 0))])
 
 

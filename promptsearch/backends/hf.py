@@ -28,7 +28,10 @@ from promptsearch.backends.base import (
 from promptsearch.errors import PromptSearchError
 
 MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
-GEN_SLOTS_CPU, GEN_SLOTS_GPU = 128, 256  # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
+GEN_SLOTS_CPU, GEN_SLOTS_GPU = (
+    128,
+    256,
+)  # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
 PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
 
 
@@ -47,9 +50,16 @@ class HFBackend:
     can_generate = True
     streams_results = True  # loglikelihood/generate call on_result(i, answer) as answers finish
 
-    def __init__(self, name_or_path: str, model_id: str | None = None, revision: str | None = None,
-                 device: str = "auto", batch_tokens: int | None = None, max_batch: int = 64,
-                 gen_slots: int | None = None):
+    def __init__(
+        self,
+        name_or_path: str,
+        model_id: str | None = None,
+        revision: str | None = None,
+        device: str = "auto",
+        batch_tokens: int | None = None,
+        max_batch: int = 64,
+        gen_slots: int | None = None,
+    ):
         self.name_or_path = name_or_path
         self.model_id = model_id or name_or_path
         self._revision = revision
@@ -106,8 +116,9 @@ class HFBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise PromptSearchError(f"PROMPTSEARCH_DEVICE={device}, but torch sees no CUDA device here; "
-                                    "use cpu or auto.")
+            raise PromptSearchError(
+                f"PROMPTSEARCH_DEVICE={device}, but torch sees no CUDA device here; use cpu or auto."
+            )
         dtype = torch.float32 if device == "cpu" else "auto"
         local = Path(self.name_or_path).expanduser().is_dir()
         cached_only = {} if local else {"local_files_only": True}  # a cached hub id loads without the network
@@ -120,9 +131,10 @@ class HFBackend:
                     raise
                 if not _hub_reachable():
                     raise PromptSearchError(
-                        f"Cannot load model '{self.name_or_path}': it is not in the local Hugging Face cache and the hub "
-                        "cannot be reached from here; download it where there is a network, or give a local folder "
-                        "(hf:/path/to/model).") from None
+                        f"Cannot load model '{self.name_or_path}': it is not in the local Hugging Face cache and "
+                        "the hub cannot be reached from here; download it where there is a network, or give a "
+                        "local folder (hf:/path/to/model)."
+                    ) from None
                 with _quiet_hub():
                     tok = AutoTokenizer.from_pretrained(self.name_or_path)
                     model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype)
@@ -172,18 +184,24 @@ class HFBackend:
             head = self.encode_prompt(tuple(segs[:-1]))
             ctx_tail = self._encode(last) if last else []
             whole = self._encode(last + cont)
-            cont_ids = whole[len(ctx_tail):]
+            cont_ids = whole[len(ctx_tail) :]
             ctx = head + ctx_tail
         else:
             ctx = self.encode_prompt(tuple(segs))
             cont_ids = self._encode(cont)
         if not ctx:
-            ctx = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
+            ctx = [
+                self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            ]
         return ctx, cont_ids
 
     # --- scoring ---------------------------------------------------------------------
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None,
-                      on_result: Callable[[int, LoglikResult], None] | None = None) -> list[LoglikResult]:
+    def loglikelihood(
+        self,
+        requests: Sequence[LoglikRequest],
+        soft_prompt: SoftPrompt | None = None,
+        on_result: Callable[[int, LoglikResult], None] | None = None,
+    ) -> list[LoglikResult]:
         """Each continuation's log-probability after its context. `on_result(i, answer)` is
         called as each request's row batch finishes (the cache writes as they come, so an
         interrupted call keeps what it had done)."""
@@ -211,13 +229,18 @@ class HFBackend:
         logp = [0.0] * len(requests)
         greedy = [True] * len(requests)
         # soft prompts come before every row, so rows share no prefix of token ids
-        plan = ([(b, None) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])))] if soft_prompt is not None
-                else self._plan(rows))
+        plan = (
+            [(b, None) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])))]
+            if soft_prompt is not None
+            else self._plan(rows)
+        )
         # a request's reads all sit in one row, so it is complete once that row's batch is done
         pending = set(range(len(requests)))
         with torch.inference_mode(), _gqa_in_masked_sdpa(self.model.device):
             for n, (batch, cuts) in enumerate(plan):
-                if cuts is not None and any(tuple(ids[:c]) not in self._prefix_cache for (ids, _), c in zip(batch, cuts)):
+                if cuts is not None and any(
+                    tuple(ids[:c]) not in self._prefix_cache for (ids, _), c in zip(batch, cuts)
+                ):
                     self._prefetch(plan, n)
                 done = set()
                 for req_i, lp, is_g in self._score_batch(batch, soft_prompt, cuts):
@@ -273,13 +296,19 @@ class HFBackend:
         with torch.inference_mode():
             for s in range(0, len(ctxs), batch_size):
                 part = ctxs[s : s + batch_size]
-                ids = torch.full((len(part), max(len(c) for c in part)), self.tokenizer.pad_token_id,
-                                 dtype=torch.long, device=model.device)  # right-padded, as _score_batch
+                ids = torch.full(
+                    (len(part), max(len(c) for c in part)),
+                    self.tokenizer.pad_token_id,
+                    dtype=torch.long,
+                    device=model.device,
+                )  # right-padded, as _score_batch
                 for b, c in enumerate(part):
                     ids[b, : len(c)] = torch.tensor(c, device=model.device)
                 hidden = base(input_ids=ids).last_hidden_state
-                last = hidden[torch.arange(len(part), device=model.device),
-                              torch.tensor([len(c) - 1 for c in part], device=model.device)]
+                last = hidden[
+                    torch.arange(len(part), device=model.device),
+                    torch.tensor([len(c) - 1 for c in part], device=model.device),
+                ]
                 out.append(torch.log_softmax(head(last).float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.tokenizer)))
 
@@ -325,8 +354,11 @@ class HFBackend:
         width = 0
         for row, cut in items:
             w = max(width, len(row[0]) - cut)
-            if batch and (w * (len(batch) + 1) > self.batch_tokens or len(batch) >= self.max_batch
-                          or (apart and row[0][:cut] != batch[-1][0][0][: batch[-1][1]])):
+            if batch and (
+                w * (len(batch) + 1) > self.batch_tokens
+                or len(batch) >= self.max_batch
+                or (apart and row[0][:cut] != batch[-1][0][0][: batch[-1][1]])
+            ):
                 yield batch
                 batch, w = [], len(row[0]) - cut
             batch.append((row, cut))
@@ -341,7 +373,13 @@ class HFBackend:
         base = getattr(model, model.base_model_prefix)
         if cuts is not None and len({tuple(ids[:c]) for (ids, _), c in zip(batch, cuts)}) > 1:
             return self._score_clusters(batch, cuts)
-        shared = cuts[0] if cuts else _shared(batch) if soft_prompt is None and len(batch) > 1 and self.sharing != "none" else 0
+        shared = (
+            cuts[0]
+            if cuts
+            else _shared(batch)
+            if soft_prompt is None and len(batch) > 1 and self.sharing != "none"
+            else 0
+        )
         if shared < MIN_SHARED_PREFIX and not cuts:  # a cluster's cut was chosen as worth its prefix pass
             shared = 0
         dev = model.device
@@ -398,12 +436,13 @@ class HFBackend:
             for pre, idx in rows_of.items():
                 k, v = layers[pre][li]
                 sel = torch.tensor(idx, device=dev)
-                K[sel, :, P - len(pre):] = k.expand(len(idx), -1, -1, -1)
-                V[sel, :, P - len(pre):] = v.expand(len(idx), -1, -1, -1)
+                K[sel, :, P - len(pre) :] = k.expand(len(idx), -1, -1, -1)
+                V[sel, :, P - len(pre) :] = v.expand(len(idx), -1, -1, -1)
             data.append((K, V))
         kv = DynamicCache(ddp_cache_data=data, config=model.config)
-        hidden = base(input_ids=input_ids, attention_mask=mask, position_ids=pos, **{self._cache_kw: kv},
-                      use_cache=True).last_hidden_state
+        hidden = base(
+            input_ids=input_ids, attention_mask=mask, position_ids=pos, **{self._cache_kw: kv}, use_cache=True
+        ).last_hidden_state
         return self._read(batch, hidden, cuts)
 
     def _read(self, batch: list[Row], hidden, cuts: list[int]):
@@ -440,12 +479,13 @@ class HFBackend:
         model = self.model
         base = getattr(model, model.base_model_prefix)
         if soft_prompt.kv is not None:  # prefix tuning: the input's positions start after the prefix
-            return base(input_ids=input_ids, **{self._cache_kw: _soft_kv(soft_prompt, len(input_ids), model)},
-                        use_cache=True).last_hidden_state
+            return base(
+                input_ids=input_ids, **{self._cache_kw: _soft_kv(soft_prompt, len(input_ids), model)}, use_cache=True
+            ).last_hidden_state
         vec = torch.as_tensor(soft_prompt.vectors, dtype=model.dtype, device=model.device)  # [n, H]
         emb = model.get_input_embeddings()(input_ids)  # [B, L, H]
         emb = torch.cat([vec.unsqueeze(0).expand(len(input_ids), -1, -1), emb], dim=1)
-        return base(inputs_embeds=emb).last_hidden_state[:, vec.shape[0]:]
+        return base(inputs_embeds=emb).last_hidden_state[:, vec.shape[0] :]
 
     @property
     def _cache_kw(self) -> str:
@@ -463,7 +503,9 @@ class HFBackend:
         from transformers import DynamicCache
 
         # The forward pass concatenates onto these, never writes in place, so views are safe.
-        data = [(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in self._prefix_layers(prefix)]
+        data = [
+            (k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in self._prefix_layers(prefix)
+        ]
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     def _prefix_layers_many(self, prefixes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list]:
@@ -494,8 +536,13 @@ class HFBackend:
             out = model(input_ids=ids, use_cache=True)
             cache = out.cache if self._cache_kw == "cache" else out.past_key_values
             for i, p in enumerate(chunk):  # copies, so the padded batch is not kept alive
-                self._keep(p, [(layer.keys[i : i + 1, :, : len(p)].clone(), layer.values[i : i + 1, :, : len(p)].clone())
-                               for layer in cache.layers])
+                self._keep(
+                    p,
+                    [
+                        (layer.keys[i : i + 1, :, : len(p)].clone(), layer.values[i : i + 1, :, : len(p)].clone())
+                        for layer in cache.layers
+                    ],
+                )
 
     def _prefetch(self, plan: list, start: int) -> None:
         """Before batch `start`, run the prefixes it and the batches after it need and that are
@@ -549,8 +596,11 @@ class HFBackend:
             model = getattr(self.model, self.model.base_model_prefix)
             self.tokens_run += len(prefix) - base_len
             past = DynamicCache(ddp_cache_data=base_kv, config=self.model.config) if base_kv else None
-            out = model(input_ids=torch.tensor([prefix[base_len:]], device=self.model.device),
-                        **({self._cache_kw: past} if past is not None else {}), use_cache=True)
+            out = model(
+                input_ids=torch.tensor([prefix[base_len:]], device=self.model.device),
+                **({self._cache_kw: past} if past is not None else {}),
+                use_cache=True,
+            )
             cache = out.cache if self._cache_kw == "cache" else out.past_key_values
             kv = [(layer.keys, layer.values) for layer in cache.layers]
             self._keep(prefix, kv)
@@ -577,7 +627,9 @@ class HFBackend:
                 out = model(input_ids=torch.tensor([ids], device=dev), **{self._cache_kw: past}, use_cache=True)
             else:
                 vec = torch.as_tensor(soft_prompt.vectors, dtype=self.model.dtype, device=dev)  # [n, H]
-                emb = torch.cat([vec, self.model.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=dev))])
+                emb = torch.cat(
+                    [vec, self.model.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=dev))]
+                )
                 out = model(inputs_embeds=emb[None], use_cache=True)
         cache = out.cache if self._cache_kw == "cache" else out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers], n + len(ids)
@@ -609,8 +661,12 @@ class HFBackend:
         return {i for i in ids if i is not None}
 
     # --- generation ------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None,
-                 on_result: Callable[[int, GenResult], None] | None = None) -> list[GenResult]:
+    def generate(
+        self,
+        requests: Sequence[GenRequest],
+        soft_prompt: SoftPrompt | None = None,
+        on_result: Callable[[int, GenResult], None] | None = None,
+    ) -> list[GenResult]:
         """Greedy or sampled continuations, decoded with continuous batching (see
         `decoding.py`). With a soft prompt, its virtual tokens come before every prompt
         (vectors before the embeddings, or per-layer keys/values). `on_result(i, answer)` is
@@ -635,8 +691,19 @@ class HFBackend:
                 if on_result is not None:
                     on_result(idxs[j], out[idxs[j]])
 
-            decode(self, [requests[i] for i in idxs], encoded, max_new, temp, top_p, stop, soft_prompt,
-                   slots=self.gen_slots, min_shared=MIN_SHARED_PREFIX, on_done=finish)
+            decode(
+                self,
+                [requests[i] for i in idxs],
+                encoded,
+                max_new,
+                temp,
+                top_p,
+                stop,
+                soft_prompt,
+                slots=self.gen_slots,
+                min_shared=MIN_SHARED_PREFIX,
+                on_done=finish,
+            )
         return out  # type: ignore[return-value]
 
 
@@ -811,7 +878,9 @@ def load_hf(spec: str, settings) -> HFBackend:
     path = Path(spec).expanduser()
     if path.exists() or spec.startswith((".", "/", "~")):
         if not path.is_dir():
-            raise PromptSearchError(f"Model path '{spec}' is not a folder; give a transformers model folder with config.json.")
+            raise PromptSearchError(
+                f"Model path '{spec}' is not a folder; give a transformers model folder with config.json."
+            )
         cfg = path / "config.json"
         if not cfg.is_file():
             raise PromptSearchError(f"Model path '{spec}' is not a model: no config.json in it.")
@@ -820,5 +889,10 @@ def load_hf(spec: str, settings) -> HFBackend:
         except json.JSONDecodeError:
             raise PromptSearchError(f"Model path '{spec}' is not a model: its config.json is not valid JSON.") from None
         spec = str(path.resolve())
-    return HFBackend(spec, model_id=f"hf:{spec}", device=settings.device, batch_tokens=settings.batch_tokens,
-                     gen_slots=settings.gen_slots)
+    return HFBackend(
+        spec,
+        model_id=f"hf:{spec}",
+        device=settings.device,
+        batch_tokens=settings.batch_tokens,
+        gen_slots=settings.gen_slots,
+    )

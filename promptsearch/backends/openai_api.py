@@ -23,7 +23,13 @@ from typing import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from promptsearch.backends.base import (
-    GenRequest, GenResult, LoglikRequest, LoglikResult, Prompt, SoftPrompt, prompt_segments,
+    GenRequest,
+    GenResult,
+    LoglikRequest,
+    LoglikResult,
+    Prompt,
+    SoftPrompt,
+    prompt_segments,
 )
 from promptsearch.errors import PromptSearchError
 
@@ -56,9 +62,19 @@ class OpenAIBackend:
     can_generate = True
     streams_results = True  # generate/loglikelihood accept on_result(i, answer)
 
-    def __init__(self, model: str, api: str = "chat", base_url: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, max_tries: int = 6, retry_max_wait: float = 30.0, timeout: float = 120.0,
-                 logprobs: str = "auto", prices_path=None):
+    def __init__(
+        self,
+        model: str,
+        api: str = "chat",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        max_tries: int = 6,
+        retry_max_wait: float = 30.0,
+        timeout: float = 120.0,
+        logprobs: str = "auto",
+        prices_path=None,
+    ):
         if api not in ("chat", "completions"):
             raise PromptSearchError(f"openai:{model}: api={api!r} must be chat or completions.")
         if logprobs not in ("auto", "on", "off"):
@@ -67,7 +83,9 @@ class OpenAIBackend:
             raise PromptSearchError("--concurrency and PROMPTSEARCH_MAX_TRIES must be at least 1.")
         url = (base_url or OPENAI_URL).strip()
         if not re.match(r"^https?://[^/\s]+", url):
-            raise PromptSearchError(f"Base URL {url!r} is not an http(s) URL; use e.g. --base-url http://127.0.0.1:8000/v1.")
+            raise PromptSearchError(
+                f"Base URL {url!r} is not an http(s) URL; use e.g. --base-url http://127.0.0.1:8000/v1."
+            )
         self.model = model
         self.api = api
         self.base_url = url
@@ -104,8 +122,9 @@ class OpenAIBackend:
         if self._client_obj is None:
             import openai
 
-            self._client_obj = openai.OpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
-                                             timeout=self.timeout)
+            self._client_obj = openai.OpenAI(
+                api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+            )
         return self._client_obj
 
     # --- capabilities ---------------------------------------------------------------------
@@ -131,9 +150,16 @@ class OpenAIBackend:
         import openai
 
         try:
-            resp = self._request(lambda: self._client.completions.create(
-                model=self.model, prompt="The capital of France is Paris", max_tokens=1, temperature=0,
-                echo=True, logprobs=1))
+            resp = self._request(
+                lambda: self._client.completions.create(
+                    model=self.model,
+                    prompt="The capital of France is Paris",
+                    max_tokens=1,
+                    temperature=0,
+                    echo=True,
+                    logprobs=1,
+                )
+            )
         except PromptSearchError as e:
             cause = e.__cause__
             if isinstance(cause, openai.APIStatusError) and cause.status_code in (400, 422):
@@ -152,9 +178,13 @@ class OpenAIBackend:
         def stop_on_abort(_state) -> bool:
             return self._abort.is_set()
 
-        retrying = Retrying(stop=stop_after_attempt(self.max_tries) | stop_on_abort,
-                            wait=wait_random_exponential(multiplier=0.5, max=self.retry_max_wait),
-                            retry=retry_if_exception(_is_transient), reraise=True, before_sleep=self._note_retry)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_tries) | stop_on_abort,
+            wait=wait_random_exponential(multiplier=0.5, max=self.retry_max_wait),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+            before_sleep=self._note_retry,
+        )
         try:
             out = retrying(fn)
         except openai.APIStatusError as e:
@@ -170,8 +200,15 @@ class OpenAIBackend:
         # Warn only once the server has answered before: a server never reached gets one
         # line at the end ("Cannot reach ...") rather than a line per try.
         level = logging.WARNING if self._answered else logging.DEBUG
-        log.log(level, "%s: %s; try %d of %d failed, retrying in %.1f s", self.where, self._describe(exc),
-                state.attempt_number, self.max_tries, wait)
+        log.log(
+            level,
+            "%s: %s; try %d of %d failed, retrying in %.1f s",
+            self.where,
+            self._describe(exc),
+            state.attempt_number,
+            self.max_tries,
+            wait,
+        )
 
     def _describe(self, exc: BaseException | None) -> str:
         import openai
@@ -211,20 +248,29 @@ class OpenAIBackend:
         if code == 403:
             return f"{where} refused access to model '{self.model}' (403 Forbidden): {detail or 'check the key'}."
         if code == 404:
-            return (f"{where} has no model '{self.model}' or no /{'chat/completions' if self.api == 'chat' else 'completions'}"
-                    f" endpoint (404): {detail or 'not found'}; check --model and --base-url.")
+            endpoint = "chat/completions" if self.api == "chat" else "completions"
+            return (
+                f"{where} has no model '{self.model}' or no /{endpoint}"
+                f" endpoint (404): {detail or 'not found'}; check --model and --base-url."
+            )
         if code in (408, 409, 429) or code >= 500:
-            return (f"{where} kept failing ({self._describe(e)}) after {self.max_tries} tries. "
-                    "Answers received so far are cached; run the same command again to resume.")
+            return (
+                f"{where} kept failing ({self._describe(e)}) after {self.max_tries} tries. "
+                "Answers received so far are cached; run the same command again to resume."
+            )
         return f"{where} rejected a request for model '{self.model}' (HTTP {code}): {detail or 'bad request'}."
 
     def _gone_message(self, e) -> str:
         what = self._describe(e)
         if self._answered == 0:
-            return (f"Cannot reach {self.where} ({what}) after {self.max_tries} tries: is the server running, "
-                    "and is --base-url (or OPENAI_BASE_URL) right?")
-        return (f"{self.where} stopped answering ({what}) after {self.max_tries} tries. "
-                "Answers received so far are cached; run the same command again to resume.")
+            return (
+                f"Cannot reach {self.where} ({what}) after {self.max_tries} tries: is the server running, "
+                "and is --base-url (or OPENAI_BASE_URL) right?"
+            )
+        return (
+            f"{self.where} stopped answering ({what}) after {self.max_tries} tries. "
+            "Answers received so far are cached; run the same command again to resume."
+        )
 
     def _map(self, fn, items: Sequence, on_result: OnResult | None) -> list:
         """fn over items, `concurrency` at a time; on_result(i, answer) in this thread as each
@@ -279,24 +325,35 @@ class OpenAIBackend:
         return "".join(parts)
 
     # --- the Backend contract ---------------------------------------------------------------
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None,
-                      on_result: OnResult | None = None) -> list[LoglikResult]:
+    def loglikelihood(
+        self,
+        requests: Sequence[LoglikRequest],
+        soft_prompt: SoftPrompt | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[LoglikResult]:
         if soft_prompt is not None:
             raise PromptSearchError(f"{self.model_id} cannot take soft prompts; they need a local model (hf:...).")
         if not self.can_loglikelihood:
-            raise PromptSearchError(f"{self.model_id} at {self.where} returns no log-probabilities; "
-                                    "it scores by generating answers instead.")
+            raise PromptSearchError(
+                f"{self.model_id} at {self.where} returns no log-probabilities; "
+                "it scores by generating answers instead."
+            )
         texts = [(self._text(r.context), r.continuation) for r in requests]
         return self._map(self._loglik_one, texts, on_result)
 
     def _loglik_one(self, item: tuple[str, str]) -> LoglikResult:
         context, cont = item
-        resp = self._request(lambda: self._client.completions.create(
-            model=self.model, prompt=context + cont, max_tokens=1, temperature=0, echo=True, logprobs=1))
+        resp = self._request(
+            lambda: self._client.completions.create(
+                model=self.model, prompt=context + cont, max_tokens=1, temperature=0, echo=True, logprobs=1
+            )
+        )
         lp = resp.choices[0].logprobs if resp.choices else None
         if lp is None or not lp.token_logprobs or not lp.text_offset or not lp.tokens:
-            raise PromptSearchError(f"{self.where} returned no log-probabilities for a completions request with "
-                                    f"echo; use openai:{self.model},logprobs=off to score by generation.")
+            raise PromptSearchError(
+                f"{self.where} returned no log-probabilities for a completions request with "
+                f"echo; use openai:{self.model},logprobs=off to score by generation."
+            )
         end = len(context) + len(cont)
         total, greedy, n = 0.0, True, 0
         tops = lp.top_logprobs or []
@@ -310,7 +367,9 @@ class OpenAIBackend:
             if i < len(tops) and tops[i]:
                 greedy = greedy and max(tops[i], key=tops[i].get) == tok
         if n == 0:
-            raise PromptSearchError(f"{self.where} returned log-probabilities that do not cover the continuation {cont!r}.")
+            raise PromptSearchError(
+                f"{self.where} returned log-probabilities that do not cover the continuation {cont!r}."
+            )
         prompt_tokens, completion_tokens = _usage(resp, context + cont)
         return LoglikResult(total, greedy, prompt_tokens + completion_tokens, completion_tokens)
 
@@ -326,13 +385,21 @@ class OpenAIBackend:
         if r.stop:
             kwargs["stop"] = list(r.stop)[:4]  # OpenAI takes at most 4; all are applied below
         if self.api == "chat":
-            resp = self._request(lambda: self._client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": text}],
-                max_completion_tokens=r.max_new_tokens, **kwargs))
+            resp = self._request(
+                lambda: self._client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": text}],
+                    max_completion_tokens=r.max_new_tokens,
+                    **kwargs,
+                )
+            )
             out = (resp.choices[0].message.content or "") if resp.choices else ""
         else:
-            resp = self._request(lambda: self._client.completions.create(
-                model=self.model, prompt=text, max_tokens=r.max_new_tokens, **kwargs))
+            resp = self._request(
+                lambda: self._client.completions.create(
+                    model=self.model, prompt=text, max_tokens=r.max_new_tokens, **kwargs
+                )
+            )
             out = resp.choices[0].text if resp.choices else ""
         for s in r.stop:  # servers differ in whether they honour stop: apply it here too
             if s and s in out:
@@ -356,8 +423,9 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     for o in opts:
         key, sep, value = o.partition("=")
         if not sep or key not in ("api", "base_url", "logprobs"):
-            raise PromptSearchError(f"openai:{spec}: option {o!r} must be api=chat|completions, base_url=URL "
-                                    "or logprobs=auto|on|off.")
+            raise PromptSearchError(
+                f"openai:{spec}: option {o!r} must be api=chat|completions, base_url=URL or logprobs=auto|on|off."
+            )
         options[key] = value
     return model, options
 
@@ -367,8 +435,15 @@ def load_openai(spec: str, settings) -> OpenAIBackend:
     model, opts = _parse_spec(spec)
     if not model:
         raise PromptSearchError("Model 'openai:' needs a model name, e.g. openai:gpt-4o-mini.")
-    return OpenAIBackend(model, api=opts.get("api", "chat"), base_url=opts.get("base_url") or settings.openai_base_url,
-                         api_key=settings.openai_api_key, concurrency=settings.concurrency,
-                         max_tries=settings.max_tries, retry_max_wait=settings.retry_max_wait,
-                         timeout=settings.request_timeout, logprobs=opts.get("logprobs", "auto"),
-                         prices_path=settings.prices_path)
+    return OpenAIBackend(
+        model,
+        api=opts.get("api", "chat"),
+        base_url=opts.get("base_url") or settings.openai_base_url,
+        api_key=settings.openai_api_key,
+        concurrency=settings.concurrency,
+        max_tries=settings.max_tries,
+        retry_max_wait=settings.retry_max_wait,
+        timeout=settings.request_timeout,
+        logprobs=opts.get("logprobs", "auto"),
+        prices_path=settings.prices_path,
+    )

@@ -14,7 +14,14 @@ import hashlib
 from typing import Sequence
 
 from promptsearch.backends.base import (
-    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, no_embeddings, prompt_key,
+    EmbedResult,
+    GenRequest,
+    GenResult,
+    LoglikRequest,
+    LoglikResult,
+    SoftPrompt,
+    no_embeddings,
+    prompt_key,
 )
 from promptsearch.pricing import FREE
 
@@ -55,7 +62,9 @@ class PlanningBackend:
     def can_loglikelihood(self) -> bool:
         return self.probe_loglikelihood()
 
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None
+    ) -> list[LoglikResult]:
         out = []
         for r in requests:
             h = int(_digest(prompt_key(r.context), r.continuation)[:8], 16)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -25,12 +24,17 @@ def cache_stats(db: Optional[str] = DbOpt):
     size = store.size_bytes()
     con = console()
     con.print(table)
-    con.print(f"{sum(r['entries'] for r in rows)} entries" + (f"; database file {size / 1e6:.1f} MB" if size is not None else ""))
+    con.print(
+        f"{sum(r['entries'] for r in rows)} entries"
+        + (f"; database file {size / 1e6:.1f} MB" if size is not None else "")
+    )
 
 
 @cache_app.command("clear")
 def cache_clear(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's entries (as shown by `cache stats`)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Only this model's entries (as shown by `cache stats`)."
+    ),
     db: Optional[str] = DbOpt,
 ):
     """Delete cached answers (runs are kept)."""
@@ -40,8 +44,9 @@ def cache_clear(
     if model:
         known = sorted({r["backend"] for r in store.cache_stats()})
         if model not in known:
-            raise PromptSearchError(f"No cached answers of model {model!r} in {store.where}; nothing deleted."
-                                    f"{did_you_mean(model, known)}"
-                                    + (f" Models in the cache: {', '.join(known)}." if known else ""))
+            raise PromptSearchError(
+                f"No cached answers of model {model!r} in {store.where}; nothing deleted."
+                f"{did_you_mean(model, known)}" + (f" Models in the cache: {', '.join(known)}." if known else "")
+            )
     n = store.cache_clear(model)
     console().print(f"Deleted {n} cached answers.")

@@ -24,7 +24,10 @@ def tasks():
         table.add_row(name, summary)
     con = console()
     con.print(table)
-    con.print("Also: --task FILE.jsonl | FILE.csv | FILE.json (list or Instruction Induction) | RLPrompt folder | hf:NAME[:CONFIG]")
+    con.print(
+        "Also: --task FILE.jsonl | FILE.csv | FILE.json (list or Instruction Induction) | RLPrompt folder "
+        "| hf:NAME[:CONFIG]"
+    )
 
 
 @app.command()
@@ -37,7 +40,9 @@ def searchers():
     con = console()
     for name in registry.searchers.names():
         cls = registry.searchers.get(name)
-        table = Table(title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}", title_justify="left")
+        table = Table(
+            title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}", title_justify="left"
+        )
         table.add_column("option")
         table.add_column("type")
         table.add_column("default")

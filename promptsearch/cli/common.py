@@ -13,7 +13,6 @@ from typer.core import TyperGroup
 
 from promptsearch.records import redact  # light: json and re only
 
-
 INTERRUPTED = "Interrupted. Answers received so far are in the cache; run the same command again to resume."
 
 
@@ -77,17 +76,46 @@ app = typer.Typer(
 cache_app = typer.Typer(cls=_Group, help="Inspect or clear the model-request cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
-TaskOpt = typer.Option("sentiment", "--task", "-t", help="Built-in task name, a .jsonl/.csv/.json/.tsv file or folder, or hf:NAME.")
-ModelOpt = typer.Option(None, "--model", "-m", help="embedded (default), hf:<hub id or local folder>, or openai:<model>[,api=completions] "
-                        "for OpenAI or any OpenAI-compatible server. Env: PROMPTSEARCH_MODEL.")
-BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server for openai:<model> models, e.g. http://127.0.0.1:8000/v1 "
-                          "(vLLM, llama.cpp, transformers serve). Env: OPENAI_BASE_URL.")
-ConcurrencyOpt = typer.Option(None, "--concurrency", min=1, help="Requests in flight to a server at once. Env: PROMPTSEARCH_CONCURRENCY (default 8).")
-DbOpt = typer.Option(None, "--db", help="SQLite database file or PostgreSQL URL (postgresql+psycopg://USER@HOST:5432/DB). Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).")
-ScorerOpt = typer.Option(None, "--scorer", help="Scorer name (default: the task's metric): accuracy, exact_match, contains, f1, exact_set, or a plug-in.")
+TaskOpt = typer.Option(
+    "sentiment", "--task", "-t", help="Built-in task name, a .jsonl/.csv/.json/.tsv file or folder, or hf:NAME."
+)
+ModelOpt = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="embedded (default), hf:<hub id or local folder>, or openai:<model>[,api=completions] "
+    "for OpenAI or any OpenAI-compatible server. Env: PROMPTSEARCH_MODEL.",
+)
+BaseUrlOpt = typer.Option(
+    None,
+    "--base-url",
+    help="OpenAI-compatible server for openai:<model> models, e.g. http://127.0.0.1:8000/v1 "
+    "(vLLM, llama.cpp, transformers serve). Env: OPENAI_BASE_URL.",
+)
+ConcurrencyOpt = typer.Option(
+    None,
+    "--concurrency",
+    min=1,
+    help="Requests in flight to a server at once. Env: PROMPTSEARCH_CONCURRENCY (default 8).",
+)
+DbOpt = typer.Option(
+    None,
+    "--db",
+    help="SQLite database file or PostgreSQL URL (postgresql+psycopg://USER@HOST:5432/DB). "
+    "Env: PROMPTSEARCH_DB (default ~/.promptsearch/promptsearch.db).",
+)
+ScorerOpt = typer.Option(
+    None,
+    "--scorer",
+    help="Scorer name (default: the task's metric): accuracy, exact_match, contains, f1, exact_set, or a plug-in.",
+)
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (schema in the README).")
-HarnessOpt = typer.Option("zero-shot", "--harness", help="How prompts are run: zero-shot, fewshot:k=4, cot, sc:n=5,temperature=0.7, "
-                          "or a combination such as fewshot:k=4+cot+sc:n=5.")
+HarnessOpt = typer.Option(
+    "zero-shot",
+    "--harness",
+    help="How prompts are run: zero-shot, fewshot:k=4, cot, sc:n=5,temperature=0.7, "
+    "or a combination such as fewshot:k=4+cot+sc:n=5.",
+)
 
 
 def console(stderr: bool = False):
@@ -102,9 +130,15 @@ class Bar:
     def __init__(self, enabled: bool):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console(stderr=True), transient=True,
-                                 disable=not enabled)
+        self.progress = Progress(
+            TextColumn("{task.description:<42}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=True,
+            disable=not enabled,
+        )
         self.task_id = None
         self.label = None
 
@@ -155,8 +189,10 @@ def dollars(cost: dict) -> str:
 
 
 def cost_line(cost: dict) -> str:
-    return (f"{cost['calls']} model calls, {cost['tokens']:,} tokens, {cost['cache_hits']} cache hits, "
-            f"{cost['seconds']:.1f} s in the model, {dollars(cost)}")
+    return (
+        f"{cost['calls']} model calls, {cost['tokens']:,} tokens, {cost['cache_hits']} cache hits, "
+        f"{cost['seconds']:.1f} s in the model, {dollars(cost)}"
+    )
 
 
 def configure_flags(base_url: Optional[str], concurrency: Optional[int]) -> None:

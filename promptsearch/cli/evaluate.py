@@ -8,8 +8,22 @@ from typing import Optional
 
 import typer
 
-from promptsearch.cli.common import (BaseUrlOpt, ConcurrencyOpt, DbOpt, HarnessOpt, JsonOpt, ModelOpt, ScorerOpt,
-                                     TaskOpt, Bar, app, configure_flags, console, cost_line, fmt_score)
+from promptsearch.cli.common import (
+    Bar,
+    BaseUrlOpt,
+    ConcurrencyOpt,
+    DbOpt,
+    HarnessOpt,
+    JsonOpt,
+    ModelOpt,
+    ScorerOpt,
+    TaskOpt,
+    app,
+    configure_flags,
+    console,
+    cost_line,
+    fmt_score,
+)
 from promptsearch.records import dumps
 
 
@@ -48,8 +62,17 @@ def eval_(
     t = load_task(task)
     cand = Candidate(instruction=prompt or "", demos=pick_demos(t, shots, seed), name="prompt")
     with Bar(enabled=sys.stderr.isatty()) as bar:
-        _, doc = run_eval(t, cand, model=model, split=split, scorer=scorer, db=str(db) if db else None,
-                          limit=limit, harness=harness, progress=bar)
+        _, doc = run_eval(
+            t,
+            cand,
+            model=model,
+            split=split,
+            scorer=scorer,
+            db=str(db) if db else None,
+            limit=limit,
+            harness=harness,
+            progress=bar,
+        )
     if not prompt and not shots:  # said once the scoring worked, so an error stays one line
         console(stderr=True).print("No --prompt given: scored the empty prompt (the template alone).")
     if as_json:
@@ -58,9 +81,13 @@ def eval_(
     from rich.markup import escape
 
     con = console()
-    con.print(f"[bold]{doc['task']['name']}[/bold] {split} · model {doc['model']['model']} · prompt: {escape(doc['prompt'])}")
-    con.print(f"{doc['task']['metric']}: [bold]{fmt_score(doc['score'])}[/bold] on {doc['score']['n']} examples"
-              f" · harness {escape(doc['harness'])}")
+    con.print(
+        f"[bold]{doc['task']['name']}[/bold] {split} · model {doc['model']['model']} · prompt: {escape(doc['prompt'])}"
+    )
+    con.print(
+        f"{doc['task']['metric']}: [bold]{fmt_score(doc['score'])}[/bold] on {doc['score']['n']} examples"
+        f" · harness {escape(doc['harness'])}"
+    )
     extras = dict(doc["extras"])
     if extras.get("calibration"):
         con.print("  " + calibration_line(extras.pop("calibration")))

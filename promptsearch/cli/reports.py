@@ -29,7 +29,9 @@ def leaderboard(
     store = open_store(db)
     docs = [json.loads(r.result) for r in store.runs(task, limit=100_000)]
     if not docs:
-        raise PromptSearchError(f"No runs{f' of task {task!r}' if task else ''} in {store.where}; start one with `promptsearch run`.")
+        raise PromptSearchError(
+            f"No runs{f' of task {task!r}' if task else ''} in {store.where}; start one with `promptsearch run`."
+        )
     board = lb.build(docs, task)
     if fmt == "table" and output is None:
         console().print(lb.to_table(board))

@@ -17,20 +17,23 @@ from promptsearch.records import dumps
 def runs(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only runs of this task."),
     limit: int = typer.Option(20, help="How many of the newest runs."),
-    clean: bool = typer.Option(False, "--clean", help="Remove the checkpoints of interrupted runs (they can no "
-                               "longer be resumed); stored runs are kept."),
+    clean: bool = typer.Option(
+        False,
+        "--clean",
+        help="Remove the checkpoints of interrupted runs (they can no longer be resumed); stored runs are kept.",
+    ),
     db: Optional[str] = DbOpt,
 ):
     """List stored runs, newest first, and interrupted runs that can be resumed."""
     from datetime import datetime
 
+    from rich.markup import escape
+    from rich.table import Table
+
     from promptsearch.errors import PromptSearchError
     from promptsearch.records import searcher_label
     from promptsearch.runner import interrupted_runs
     from promptsearch.text import shorten
-
-    from rich.markup import escape
-    from rich.table import Table
 
     store = open_store(db)
     con = console()
@@ -40,15 +43,19 @@ def runs(
 
         for s in stale:
             shutil.rmtree(s.path, ignore_errors=True)
-        con.print(f"Removed the checkpoints of {len(stale)} interrupted run{'s' * (len(stale) != 1)} "
-                  f"({sum(s.bytes for s in stale) / 1e6:.1f} MB).")
+        con.print(
+            f"Removed the checkpoints of {len(stale)} interrupted run{'s' * (len(stale) != 1)} "
+            f"({sum(s.bytes for s in stale) / 1e6:.1f} MB)."
+        )
         return
     rows = store.runs(task, limit)
     if not rows and task:
         known = sorted({r.task for r in store.runs(None, limit=100_000)})
         if known:  # a name that matches nothing in a database that has runs: say so, as leaderboard does
-            raise PromptSearchError(f"No runs of task {task!r} in {store.where}.{did_you_mean(task, known)} "
-                                    f"Tasks with runs: {', '.join(known)}.")
+            raise PromptSearchError(
+                f"No runs of task {task!r} in {store.where}.{did_you_mean(task, known)} "
+                f"Tasks with runs: {', '.join(known)}."
+            )
     if not rows:
         con.print(f"No runs in {store.where} yet. Start one with `promptsearch run`.")
     else:
@@ -56,12 +63,20 @@ def runs(
         # accept), short model names, and the prompt cut to what is left of the line.
         table = Table(title=f"Runs in {store.where}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
         docs = [json.loads(r.result) for r in rows]
-        cells = [[short_id(r.id, [x.id for x in rows]), datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
-                  shorten(r.task, 18), searcher_label(d), shorten(_short_model(r.model), 18), shorten(r.harness, 24),
-                  f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
-                  f"{r.test_score:.3f}" if r.test_score is not None else "–",
-                  ("[baseline] " if d["best"].get("picked") == "baseline" else "") + r.best_text]
-                 for r, d in zip(rows, docs)]
+        cells = [
+            [
+                short_id(r.id, [x.id for x in rows]),
+                datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
+                shorten(r.task, 18),
+                searcher_label(d),
+                shorten(_short_model(r.model), 18),
+                shorten(r.harness, 24),
+                f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
+                f"{r.test_score:.3f}" if r.test_score is not None else "–",
+                ("[baseline] " if d["best"].get("picked") == "baseline" else "") + r.best_text,
+            ]
+            for r, d in zip(rows, docs)
+        ]
         names = ("run", "when", "task", "searcher", "model", "harness", "dev", "test", "best prompt")
         widths = [max(len(col), *(len(c[j]) for c in cells)) for j, col in enumerate(names[:-1])]
         # every column keeps its width; only the prompt is cut, at a word and with an ellipsis, to what is left
@@ -72,17 +87,27 @@ def runs(
             table.add_row(*(escape(x) for x in c[:-1]), escape(shorten(c[-1], room)))
         con.print(table)
         if any(d["best"].get("picked") == "baseline" for d in docs):
-            con.print("[dim][baseline]: the search's own best lost to this baseline on dev, and the run returned "
-                      "it[/dim]")
+            con.print(
+                "[dim][baseline]: the search's own best lost to this baseline on dev, and the run returned it[/dim]"
+            )
         con.print("[dim]promptsearch show RUN (the short id, or the whole one) for the details[/dim]")
     if stale:
-        con.print(f"[yellow]{len(stale)} interrupted run{'s' * (len(stale) != 1)} with checkpoints in "
-                  f"{stale[0].path.parent}:[/yellow]")
+        con.print(
+            f"[yellow]{len(stale)} interrupted run{'s' * (len(stale) != 1)} with checkpoints in "
+            f"{stale[0].path.parent}:[/yellow]"
+        )
         for s in stale:
             when = datetime.fromtimestamp(s.started).strftime("%m-%d %H:%M") if s.started else "?"
-            what = f"{escape(s.searcher)} on {escape(s.task)}" if s.searcher != "?" else "(no run.json: not a run's folder)"
-            hint = (f"resume: promptsearch run --resume {escape(s.run_id)}" + (f" --db {escape(store.where)}" if db else "")
-                    if s.resumable else "cannot be resumed (started with a loaded task); its answers are in the cache")
+            what = (
+                f"{escape(s.searcher)} on {escape(s.task)}"
+                if s.searcher != "?"
+                else "(no run.json: not a run's folder)"
+            )
+            hint = (
+                f"resume: promptsearch run --resume {escape(s.run_id)}" + (f" --db {escape(store.where)}" if db else "")
+                if s.resumable
+                else "cannot be resumed (started with a loaded task); its answers are in the cache"
+            )
             con.print(f"  {escape(s.run_id)}  {when}  {what}  {s.bytes / 1e6:.1f} MB  {hint}")
         con.print("[dim]promptsearch runs --clean removes them[/dim]")
 
@@ -120,16 +145,21 @@ def show(
     con = console()
     print_run(con, doc)
     rec = doc["record"]
-    con.print(f"Task hash {doc['task']['hash']} · template {rec['task_template']!r} · seed {doc['seed']} · "
-              f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}")
+    con.print(
+        f"Task hash {doc['task']['hash']} · template {rec['task_template']!r} · seed {doc['seed']} · "
+        f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}"
+    )
 
 
 @app.command()
 def export(
     run_id: str = typer.Argument(..., metavar="RUN", help="Run id (or a unique prefix)."),
     output: Path = typer.Option(..., "--output", "-o", help="Directory to create (must not exist)."),
-    search_best: bool = typer.Option(False, "--search-best", help="Export the search's own best, not the run's "
-                                     "pick (they differ when a baseline beat the search on dev)."),
+    search_best: bool = typer.Option(
+        False,
+        "--search-best",
+        help="Export the search's own best, not the run's pick (they differ when a baseline beat the search on dev).",
+    ),
     db: Optional[str] = DbOpt,
 ):
     """Write a run's best prompt for use outside promptsearch: a soft prompt as a PEFT adapter
@@ -147,22 +177,37 @@ def export(
     if cand.get("soft_prompt"):
         saved = doc["record"].get("searcher_notes", {}).get("saved")
         if not saved or not (Path(saved) / "adapter_config.json").exists():
-            raise PromptSearchError(f"Run {doc['run_id']}: its soft prompt was not saved or is gone ({saved}); "
-                                    "run the search again to export it.")
+            raise PromptSearchError(
+                f"Run {doc['run_id']}: its soft prompt was not saved or is gone ({saved}); "
+                "run the search again to export it."
+            )
         shutil.copytree(saved, output)
-        console().print(f"Wrote the PEFT adapter to {output} (load with PeftModel.from_pretrained(base_model, '{output}'))")
+        console().print(
+            f"Wrote the PEFT adapter to {output} (load with PeftModel.from_pretrained(base_model, '{output}'))"
+        )
         return
     if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger") or cand.get("knn")):
-        raise PromptSearchError(f"Run {doc['run_id']}: the best prompt is the empty prompt; there is nothing to export.")
+        raise PromptSearchError(
+            f"Run {doc['run_id']}: the best prompt is the empty prompt; there is nothing to export."
+        )
     rec = doc["record"]
-    out = {"run_id": doc["run_id"], "task": doc["task"]["name"], "model": doc["model"]["model"],
-           "template": cand.get("template") or rec["task_template"], "instruction": cand.get("instruction", ""),
-           "trigger_ids": cand.get("trigger"), "trigger_text": cand.get("trigger_text"),
-           "labels": cand.get("labels") or rec.get("labels"), "demo_ids": cand.get("demos", []),
-           **_export_demos(doc, cand), "harness": doc.get("harness", "zero-shot"),
-           "dev": chosen["dev"], "test": chosen["test"],
-           "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
-                  "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next."}
+    out = {
+        "run_id": doc["run_id"],
+        "task": doc["task"]["name"],
+        "model": doc["model"]["model"],
+        "template": cand.get("template") or rec["task_template"],
+        "instruction": cand.get("instruction", ""),
+        "trigger_ids": cand.get("trigger"),
+        "trigger_text": cand.get("trigger_text"),
+        "labels": cand.get("labels") or rec.get("labels"),
+        "demo_ids": cand.get("demos", []),
+        **_export_demos(doc, cand),
+        "harness": doc.get("harness", "zero-shot"),
+        "dev": chosen["dev"],
+        "test": chosen["test"],
+        "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
+        "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next.",
+    }
     output.mkdir(parents=True)
     write_file(output / "prompt.json", dumps(out, indent=2) + "\n")
     console().print(f"Wrote {output / 'prompt.json'}")
@@ -176,11 +221,18 @@ def _export_demos(doc: dict, cand: dict) -> dict:
 
     out: dict = {}
     if cand.get("knn"):
-        out["demo_select"] = {"knn": cand["knn"], "pool": "train", "embedding": "target model, last hidden states "
-                              "mean-pooled over the input's tokens, cosine", "order": "nearest last"}
+        out["demo_select"] = {
+            "knn": cand["knn"],
+            "pool": "train",
+            "embedding": "target model, last hidden states mean-pooled over the input's tokens, cosine",
+            "order": "nearest last",
+        }
     task = stored_task(doc) if cand.get("demos") else None
     if task is not None:
         by_id = {e.id: e for e in task.train}
-        out["demos"] = [{"id": i, "input": by_id[i].input, "answer": answer_text(task, by_id[i])}
-                        for i in cand["demos"] if i in by_id]
+        out["demos"] = [
+            {"id": i, "input": by_id[i].input, "answer": answer_text(task, by_id[i])}
+            for i in cand["demos"]
+            if i in by_id
+        ]
     return out

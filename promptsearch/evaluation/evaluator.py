@@ -10,15 +10,15 @@ from typing import Callable, Sequence
 from promptsearch.backends.base import GenRequest, GenResult, LoglikRequest, Prompt
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
+from promptsearch.cost import Usage
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation import calibration
 from promptsearch.evaluation.harness import ANSWER_PROMPT, Harness, extract, parse_harness, vote
 from promptsearch.evaluation.render import continuation, render, task_for
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import mean_se
-from promptsearch.cost import Usage
-from promptsearch.text import shorten
 from promptsearch.tasks.base import Example, Task, label_words
+from promptsearch.text import shorten
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
@@ -62,14 +62,19 @@ class Evaluator:
         if self.harness.fewshot_k > len(self.task.train) - (1 if self.harness.per_example else 0):
             raise PromptSearchError(
                 f"Harness '{self.harness.spec}' asks for {self.harness.fewshot_k} demos, but task '{self.task.name}' "
-                f"has {len(self.task.train)} train examples; use a smaller k.")
+                f"has {len(self.task.train)} train examples; use a smaller k."
+            )
         if self.harness.calibrate and not self.task.labels:
-            raise PromptSearchError(f"Harness '{self.harness.spec}' calibrates label scores, but task '{self.task.name}' "
-                                    "has open answers and no labels; drop calibrate.")
+            raise PromptSearchError(
+                f"Harness '{self.harness.spec}' calibrates label scores, but task '{self.task.name}' "
+                "has open answers and no labels; drop calibrate."
+            )
         if self.harness.calibrate and not self.backend.can_loglikelihood:
-            raise PromptSearchError(f"Harness '{self.harness.spec}' calibrates label log-likelihoods, which "
-                                    f"'{self.backend.model_id}' does not return (it answers by generating); drop calibrate, "
-                                    "or use a server with prompt log-probabilities (api=completions).")
+            raise PromptSearchError(
+                f"Harness '{self.harness.spec}' calibrates label log-likelihoods, which "
+                f"'{self.backend.model_id}' does not return (it answers by generating); drop calibrate, "
+                "or use a server with prompt log-probabilities (api=completions)."
+            )
         self._by_id = {e.id: e for e in self.task.train}
         self._vectors: dict = {}  # input text -> unit embedding (kNN demos)
         # (candidate key, scored ids if transductive) -> (label bias, how many inputs it came from)
@@ -86,8 +91,16 @@ class Evaluator:
         """The same task, model, scorer and harness without a budget and with a history of its
         own: for what a searcher reports once its search has ended (a soft prompt's readout),
         scored the way the test split is."""
-        child = Evaluator(self.task, self.backend, self.scorer, progress=self.progress, chunk_size=self.chunk_size,
-                          max_new_tokens=self.max_new_tokens, harness=self.harness, phase=self.phase)
+        child = Evaluator(
+            self.task,
+            self.backend,
+            self.scorer,
+            progress=self.progress,
+            chunk_size=self.chunk_size,
+            max_new_tokens=self.max_new_tokens,
+            harness=self.harness,
+            phase=self.phase,
+        )
         child._parent = self  # its scorings' cost is taken out of this evaluator's (budgeted) cost
         return child
 
@@ -119,7 +132,9 @@ class Evaluator:
         try:
             return [self._by_id[i] for i in cand.demos]
         except KeyError as e:
-            raise PromptSearchError(f"Candidate '{cand.name}' uses demo id {e.args[0]!r}, which is not in the train split.") from None
+            raise PromptSearchError(
+                f"Candidate '{cand.name}' uses demo id {e.args[0]!r}, which is not in the train split."
+            ) from None
 
     def _unpriced(self) -> bool:
         return any(getattr(b, "priced", True) is False for b in (self.backend, *self._others))
@@ -127,11 +142,19 @@ class Evaluator:
     def check_prices(self) -> None:
         """A dollar budget needs every model's price: refused before the first call."""
         if self.budget.max_dollars is not None and self._unpriced():
-            raise PromptSearchError("A dollar budget needs every model's price, and a model in this search has "
-                                    "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars.")
+            raise PromptSearchError(
+                "A dollar budget needs every model's price, and a model in this search has "
+                "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars."
+            )
 
-    def check_budget(self, n_examples: int = 0, requests: Callable[[], Sequence] | None = None, backend=None,
-                     soft_prompt=None, cut: bool = False) -> None:
+    def check_budget(
+        self,
+        n_examples: int = 0,
+        requests: Callable[[], Sequence] | None = None,
+        backend=None,
+        soft_prompt=None,
+        cut: bool = False,
+    ) -> None:
         """Raise BudgetExhausted if a scoring of `n_examples` (or a slice of one, or a
         searcher's own model calls) may not start. Answers in the cache are free: the
         requests (`requests()` builds them) are looked up, and only those the model would
@@ -148,20 +171,25 @@ class Evaluator:
 
         def needed() -> int:  # how many of the requests the model would have to answer (looked up once)
             if not need:
-                need.append(len(_missing(backend or self.backend, requests(), soft_prompt)) if requests is not None else 1)
+                need.append(
+                    len(_missing(backend or self.backend, requests(), soft_prompt)) if requests is not None else 1
+                )
             return need[0]
 
         over_calls = b.max_calls is not None and (
-            cost.calls >= b.max_calls if cut or requests is None else cost.calls + needed() > b.max_calls)
+            cost.calls >= b.max_calls if cut or requests is None else cost.calls + needed() > b.max_calls
+        )
         reached = (
-            f"call budget of {b.max_calls} model calls reached ({cost.calls} used)" if over_calls
+            f"call budget of {b.max_calls} model calls reached ({cost.calls} used)"
+            if over_calls
             else f"time budget of {b.max_seconds:.0f} s reached"
             if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds
             else f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)"
             if b.max_tokens is not None and cost.tokens >= b.max_tokens
             else f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)"
             if b.max_dollars is not None and cost.dollars >= b.max_dollars
-            else "")
+            else ""
+        )
         if reached and (requests is None or needed() > 0):
             raise BudgetExhausted(reached)
 
@@ -185,7 +213,9 @@ class Evaluator:
         test scorings (the final report) count against nothing."""
         return self.score_many([cand], examples, split)[0]
 
-    def score_many(self, cands: Sequence[Candidate], examples: Sequence[Example], split: str = "dev") -> list[EvalResult]:
+    def score_many(
+        self, cands: Sequence[Candidate], examples: Sequence[Example], split: str = "dev"
+    ) -> list[EvalResult]:
         """Several candidates on the same examples. Classification requests of all of them go
         to the model together, so a local model runs what they share (each input, under
         many triggers) once; the scores and cache keys are those of scoring one at a time."""
@@ -209,10 +239,14 @@ class Evaluator:
         firsts: list[list[str]] = [[] for _ in cands]
         stats: dict[str, int] = {}
         self._embed(examples, cands)
-        label = f"{split} · {cands[0].name or shorten(cands[0].describe(), 30)}" + (f" +{len(cands) - 1}" if len(cands) > 1 else "")
+        label = f"{split} · {cands[0].name or shorten(cands[0].describe(), 30)}" + (
+            f" +{len(cands) - 1}" if len(cands) > 1 else ""
+        )
         listed = self.harness.lists_options(self.task, self.backend.can_loglikelihood)
-        prompts = [[render(t, c, ex, self._demos_for(self.shown(c, ex), ex), options=listed) for ex in examples]
-                   for c, t in zip(cands, tasks)]
+        prompts = [
+            [render(t, c, ex, self._demos_for(self.shown(c, ex), ex), options=listed) for ex in examples]
+            for c, t in zip(cands, tasks)
+        ]
         soft = cands[0].soft_prompt
         cal = self.harness.calibration
         if searching:  # the whole scoring against the evaluation budget; each slice below against the others
@@ -226,18 +260,24 @@ class Evaluator:
             chunk = examples[s : s + step]
             part = [ps[s : s + step] for ps in prompts]
             if searching:  # a slice that would pass a call budget does not start
-                self.check_budget(soft_prompt=soft, requests=lambda: (
-                    self._gen_requests(tasks[0], part[0]) if generates else self._classify_requests(tasks, part)[0]))
+                self.check_budget(
+                    soft_prompt=soft,
+                    requests=lambda part=part: (
+                        self._gen_requests(tasks[0], part[0]) if generates else self._classify_requests(tasks, part)[0]
+                    ),
+                )
             if generates:
-                p, f = self._generate(tasks[0], cands[0], chunk, self._gen_requests(tasks[0], part[0]), stats, searching)
+                p, f = self._generate(
+                    tasks[0], cands[0], chunk, self._gen_requests(tasks[0], part[0]), stats, searching
+                )
                 preds[0] += p
                 firsts[0] += f
             else:
                 reqs, spans = self._classify_requests(tasks, part)
                 res = self.backend.loglikelihood(reqs, **({"soft_prompt": soft} if soft is not None else {}))
-                for k, (p, l) in enumerate(self._classify_read(tasks, spans, res)):
+                for k, (p, lp) in enumerate(self._classify_read(tasks, spans, res)):
                     preds[k] += p
-                    lps[k] += l
+                    lps[k] += lp
             if self.progress:
                 self.progress(label, len(preds[0]), len(examples))
         if searching:
@@ -246,12 +286,20 @@ class Evaluator:
         if cal is not None:
             for k, (cand, task) in enumerate(zip(cands, tasks)):
                 # none stored: transductive batch calibration, from the scored inputs themselves
-                bias, n = self._bias.get(self._bias_key(cand, examples)) or (calibration.estimate(lps[k], "batch"),
-                                                                              len(examples))
+                bias, n = self._bias.get(self._bias_key(cand, examples)) or (
+                    calibration.estimate(lps[k], "batch"),
+                    len(examples),
+                )
                 lps[k] = [calibration.apply(lp, bias) for lp in lps[k]]
                 preds[k] = [max(task.labels, key=lp.__getitem__) for lp in lps[k]]
-                calibrated.append({"mode": cal.mode, "inputs": n, "transductive": cal.transductive,
-                                   "bias": {lab: round(math.exp(v), 4) for lab, v in calibration.normalised(bias).items()}})
+                calibrated.append(
+                    {
+                        "mode": cal.mode,
+                        "inputs": n,
+                        "transductive": cal.transductive,
+                        "bias": {lab: round(math.exp(v), 4) for lab, v in calibration.normalised(bias).items()},
+                    }
+                )
         out = []
         spent = self._usage() - before
         if self._parent is not None:
@@ -271,8 +319,9 @@ class Evaluator:
             cost = spent if len(cands) == 1 else _share(spent, len(cands))
             if self._parent is not None:  # a search's after-the-fact scoring (a readout): tables keep it apart
                 extras = {**extras, "outside_search": True}
-            result = EvalResult(cand, split, mean, se, scores, preds[k], [e.id for e in examples], cost,
-                                lps[k] or None, extras=extras)
+            result = EvalResult(
+                cand, split, mean, se, scores, preds[k], [e.id for e in examples], cost, lps[k] or None, extras=extras
+            )
             if split == "dev":
                 result.step = len(self.history)
                 self.history.append(result)
@@ -303,7 +352,7 @@ class Evaluator:
         for s in range(0, len(examples), step):
             chunk = examples[s : s + step]
             soft = cands[0].soft_prompt
-            self.check_budget(requests=lambda: requests(chunk), soft_prompt=soft)
+            self.check_budget(requests=lambda chunk=chunk: requests(chunk), soft_prompt=soft)
             res = self.backend.loglikelihood(requests(chunk), **({"soft_prompt": soft} if soft is not None else {}))
             for k in range(len(cands)):
                 out[k] += [r.logprob for r in res[k * len(chunk) : (k + 1) * len(chunk)]]
@@ -345,9 +394,10 @@ class Evaluator:
             return
         res = []
         for s in range(0, len(reqs), self.chunk_size * 2):
-            res += self.backend.loglikelihood(reqs[s : s + self.chunk_size * 2],
-                                              **({"soft_prompt": soft} if soft is not None else {}))
-        for (i, key), (_, rows) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
+            res += self.backend.loglikelihood(
+                reqs[s : s + self.chunk_size * 2], **({"soft_prompt": soft} if soft is not None else {})
+            )
+        for (_i, key), (_, rows) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
             self._bias[key] = (calibration.estimate(rows, self.harness.calibrate), len(rows))
 
     # --- demos ---------------------------------------------------------------------------
@@ -426,11 +476,21 @@ class Evaluator:
         lead = task.template.split("{input}")[0].strip()
         stop = (("\n" + lead,) if lead else ()) if h.cot else ("\n",)
         temp, top_p = (h.temperature, h.top_p) if h.sampling else (0.0, 1.0)
-        return [GenRequest(p, max_new, temp, top_p, stop, sample_index=i, seed=h.demo_seed)
-                for p in prompts for i in range(h.sc_n)]
+        return [
+            GenRequest(p, max_new, temp, top_p, stop, sample_index=i, seed=h.demo_seed)
+            for p in prompts
+            for i in range(h.sc_n)
+        ]
 
-    def _generate(self, task: Task, cand: Candidate, chunk: list[Example], reqs: list[GenRequest], stats: dict[str, int],
-                  searching: bool = False):
+    def _generate(
+        self,
+        task: Task,
+        cand: Candidate,
+        chunk: list[Example],
+        reqs: list[GenRequest],
+        stats: dict[str, int],
+        searching: bool = False,
+    ):
         """Generate (with the CoT trigger, n samples), extract an answer from each sample,
         optionally ask "Therefore, the answer is" where extraction failed, and vote."""
         h = self.harness
@@ -439,8 +499,10 @@ class Evaluator:
         found = [extract(t, task, h.cot) for t in texts]
         if h.answer_call:
             redo = [i for i, (_, how) in enumerate(found) if how != "strict"]
-            for i, ans in zip(redo, self._answer_call(task, [_append(reqs[i].prompt, texts[i] + ANSWER_PROMPT) for i in redo],
-                                                       searching)):
+            for i, ans in zip(
+                redo,
+                self._answer_call(task, [_append(reqs[i].prompt, texts[i] + ANSWER_PROMPT) for i in redo], searching),
+            ):
                 found[i] = (ans, "answer_call") if ans is not None else (None, "unparsed")
         for _, how in found:
             stats[how] = stats.get(how, 0) + 1
@@ -474,7 +536,9 @@ class Evaluator:
         try:
             value = float(self._scorer(pred, ex))
         except Exception as e:  # a user's scorer: report, don't crash with a traceback
-            raise PromptSearchError(f"Scorer '{self.metric_name}' failed on example {ex.id}: {type(e).__name__}: {e}") from None
+            raise PromptSearchError(
+                f"Scorer '{self.metric_name}' failed on example {ex.id}: {type(e).__name__}: {e}"
+            ) from None
         if math.isnan(value):
             raise PromptSearchError(f"Scorer '{self.metric_name}' returned NaN on example {ex.id}.")
         return value
@@ -498,8 +562,14 @@ def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:
 
 
 def _share(cost: Usage, n: int) -> Usage:
-    return Usage(cost.calls // n, cost.cache_hits // n, cost.tokens // n, cost.seconds / n, cost.dollars / n,
-                 cost.unpriced_calls // n)
+    return Usage(
+        cost.calls // n,
+        cost.cache_hits // n,
+        cost.tokens // n,
+        cost.seconds / n,
+        cost.dollars / n,
+        cost.unpriced_calls // n,
+    )
 
 
 def _append(prompt: Prompt, text: str) -> Prompt:

@@ -123,12 +123,19 @@ def _draw(pool: list[Example], k: int, rng: random.Random, balanced: bool, task:
 # --- parsing -----------------------------------------------------------------------------
 
 _FIELDS = {
-    "fewshot": {"k": ("fewshot_k", int), "balanced": ("balanced", bool), "per_example": ("per_example", bool),
-                "seed": ("demo_seed", int)},
+    "fewshot": {
+        "k": ("fewshot_k", int),
+        "balanced": ("balanced", bool),
+        "per_example": ("per_example", bool),
+        "seed": ("demo_seed", int),
+    },
     "cot": {"trigger": ("trigger", str), "answer_call": ("answer_call", bool), "max_tokens": ("cot_tokens", int)},
     "sc": {"n": ("sc_n", int), "temperature": ("temperature", float), "top_p": ("top_p", float)},
-    "calibrate": {"mode": ("calibrate", str), "n": ("calibrate_n", int),
-                  "transductive": ("calibrate_transductive", bool)},
+    "calibrate": {
+        "mode": ("calibrate", str),
+        "n": ("calibrate_n", int),
+        "transductive": ("calibrate_transductive", bool),
+    },
     "options": {"show": ("show_options", bool)},
 }
 
@@ -143,8 +150,10 @@ def parse_harness(spec: str | None) -> Harness:
     for part in spec.split("+"):
         name, _, opts = part.strip().partition(":")
         if name in seen:
-            raise PromptSearchError(f"Harness '{spec}' names '{name}' twice; give each part once, with all its "
-                                    f"options after one colon ({name}:a=1,b=2).")
+            raise PromptSearchError(
+                f"Harness '{spec}' names '{name}' twice; give each part once, with all its "
+                f"options after one colon ({name}:a=1,b=2)."
+            )
         seen.add(name)
         if name in ("zero-shot", "zeroshot"):
             raise PromptSearchError(f"Harness '{spec}': zero-shot stands alone (it means no other part); drop it.")
@@ -153,8 +162,10 @@ def parse_harness(spec: str | None) -> Harness:
 
             close = difflib.get_close_matches(name, list(_FIELDS) + ["zero-shot"], n=1)
             hint = f" Did you mean: {close[0]}?" if close else ""
-            raise PromptSearchError(f"Unknown harness '{name}' in '{spec}'.{hint} Use zero-shot, fewshot, cot, sc, "
-                                    "calibrate, options, joined by '+'.")
+            raise PromptSearchError(
+                f"Unknown harness '{name}' in '{spec}'.{hint} Use zero-shot, fewshot, cot, sc, "
+                "calibrate, options, joined by '+'."
+            )
         if name == "fewshot":
             values.setdefault("fewshot_k", 4)
         if name == "cot":
@@ -166,8 +177,10 @@ def parse_harness(spec: str | None) -> Harness:
         for item in filter(None, (o.strip() for o in opts.split(","))):
             key, eq, raw = item.partition("=")
             if not eq or key not in _FIELDS[name]:
-                raise PromptSearchError(f"Harness option '{item}' of '{name}' is not one of: "
-                                        f"{', '.join(f'{k}=...' for k in _FIELDS[name])}.")
+                raise PromptSearchError(
+                    f"Harness option '{item}' of '{name}' is not one of: "
+                    f"{', '.join(f'{k}=...' for k in _FIELDS[name])}."
+                )
             attr, typ = _FIELDS[name][key]
             values[attr] = _convert(raw, typ, f"{name}:{key}")
     if "trigger" in values:
@@ -178,12 +191,16 @@ def parse_harness(spec: str | None) -> Harness:
     if h.sampling and h.temperature <= 0:
         raise PromptSearchError(f"Harness '{spec}': self-consistency needs temperature > 0.")
     if h.calibrate and h.calibrate not in MODES:
-        raise PromptSearchError(f"Harness '{spec}': calibrate:mode must be one of {', '.join(MODES)}, got {h.calibrate!r}.")
+        raise PromptSearchError(
+            f"Harness '{spec}': calibrate:mode must be one of {', '.join(MODES)}, got {h.calibrate!r}."
+        )
     if h.calibrate_n < 0:
         raise PromptSearchError(f"Harness '{spec}': calibrate:n must be at least 1 (or 0 for the mode's default).")
     if h.calibrate and (h.cot or h.sampling):
-        raise PromptSearchError(f"Harness '{spec}': calibration corrects label log-likelihoods, and "
-                                f"{'cot' if h.cot else 'sc'} answers by generating text; drop one of them.")
+        raise PromptSearchError(
+            f"Harness '{spec}': calibration corrects label log-likelihoods, and "
+            f"{'cot' if h.cot else 'sc'} answers by generating text; drop one of them."
+        )
     return h
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from promptsearch.backends.base import Prompt, Segment, TokenIds
-from promptsearch.candidates import Candidate
 from dataclasses import replace
 
+from promptsearch.backends.base import Prompt, Segment, TokenIds
+from promptsearch.candidates import Candidate
 from promptsearch.tasks.base import Example, Task, label_words
 
 

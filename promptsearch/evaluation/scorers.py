@@ -55,6 +55,7 @@ def f1(prediction: str, example: Example) -> float:
 
 def exact_set(prediction: str, example: Example) -> float:
     """The set of answer words equals the gold set (order and commas ignored)."""
+
     def words(t: str) -> set[str]:
         return set(normalize(re.sub(r"[,;]", " ", t)).split())
 

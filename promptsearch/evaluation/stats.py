@@ -27,7 +27,9 @@ class PairedDiff:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-def paired_bootstrap(a: list[float], b: list[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PairedDiff:
+def paired_bootstrap(
+    a: list[float], b: list[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> PairedDiff:
     """Resample examples (pairs stay together) to get an interval for mean(a) - mean(b)."""
     import numpy as np
 

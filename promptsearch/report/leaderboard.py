@@ -49,25 +49,43 @@ def build(docs: list[dict], task: str | None = None) -> dict[str, Any]:
         cells.setdefault(row, {})[t] = {
             "run_id": doc["run_id"],
             "test": doc["best"]["test"],
-            "baseline": None if base is None else {
-                "name": base["name"], "test": base["test"], "best_minus_baseline": base["best_minus_baseline"],
+            "baseline": None
+            if base is None
+            else {
+                "name": base["name"],
+                "test": base["test"],
+                "best_minus_baseline": base["best_minus_baseline"],
             },
             "best_prompt": doc["best"]["prompt"],
             "best_prompt_short": shorten(doc["best"]["prompt"]),
             # the search's own best lost to a baseline on dev, and the run returned that baseline
             "returned_baseline": doc["best"]["name"] if doc["best"].get("picked") == "baseline" else None,
-            "cost": {"calls": cost["calls"], "cache_hits": cost["cache_hits"], "tokens": cost["tokens"],
-                     "seconds": cost["seconds"], "dollars": cost.get("dollars", 0.0),
-                     "unpriced_calls": cost.get("unpriced_calls", 0)},
+            "cost": {
+                "calls": cost["calls"],
+                "cache_hits": cost["cache_hits"],
+                "tokens": cost["tokens"],
+                "seconds": cost["seconds"],
+                "dollars": cost.get("dollars", 0.0),
+                "unpriced_calls": cost.get("unpriced_calls", 0),
+            },
         }
     tasks = sorted({t for row in cells.values() for t in row})
     rows = []
     for (searcher, model, harness), by_task in cells.items():
         for t, cell in by_task.items():
             cell["runs"] = counts[(searcher, model, harness, t)]
-        rows.append({"searcher": searcher, "model": model, "harness": harness, "cells": by_task,
-                     "mean_win_rate": _mean_win_rate((searcher, model, harness), cells, tasks)})
-    rows.sort(key=lambda r: (-(r["mean_win_rate"] if r["mean_win_rate"] is not None else -1), r["searcher"], r["model"]))
+        rows.append(
+            {
+                "searcher": searcher,
+                "model": model,
+                "harness": harness,
+                "cells": by_task,
+                "mean_win_rate": _mean_win_rate((searcher, model, harness), cells, tasks),
+            }
+        )
+    rows.sort(
+        key=lambda r: (-(r["mean_win_rate"] if r["mean_win_rate"] is not None else -1), r["searcher"], r["model"])
+    )
     return {"schema": SCHEMA, "tasks": tasks, "rows": rows}
 
 
@@ -86,6 +104,7 @@ def _mean_win_rate(row, cells, tasks) -> float | None:
 
 
 # --- formats --------------------------------------------------------------------------
+
 
 def format_score(s: dict | None, with_n: bool = True) -> str:
     """{mean, stderr, n} as "0.767 ± 0.039 (n=116)"; "–" when there is no score."""
@@ -127,9 +146,31 @@ def to_csv(board: dict) -> str:
     """One line per (row, task): long format, so any tool can pivot it."""
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["searcher", "model", "harness", "task", "test_mean", "test_stderr", "n", "baseline",
-                "diff_vs_baseline", "ci_low", "ci_high", "best_prompt", "calls", "cache_hits", "tokens", "seconds",
-                "dollars", "mean_win_rate", "run_id", "runs", "returned_baseline"])
+    w.writerow(
+        [
+            "searcher",
+            "model",
+            "harness",
+            "task",
+            "test_mean",
+            "test_stderr",
+            "n",
+            "baseline",
+            "diff_vs_baseline",
+            "ci_low",
+            "ci_high",
+            "best_prompt",
+            "calls",
+            "cache_hits",
+            "tokens",
+            "seconds",
+            "dollars",
+            "mean_win_rate",
+            "run_id",
+            "runs",
+            "returned_baseline",
+        ]
+    )
     for row in board["rows"]:
         for t in board["tasks"]:
             cell = row["cells"].get(t)
@@ -138,10 +179,31 @@ def to_csv(board: dict) -> str:
             b = cell["baseline"] or {}
             d = b.get("best_minus_baseline", {})
             c = cell["cost"]
-            w.writerow([row["searcher"], row["model"], row["harness"], t, cell["test"]["mean"], cell["test"]["stderr"],
-                        cell["test"]["n"], b.get("name", ""), d.get("diff", ""), d.get("ci_low", ""), d.get("ci_high", ""),
-                        cell["best_prompt"], c["calls"], c["cache_hits"], c["tokens"], c["seconds"], c["dollars"], row["mean_win_rate"],
-                        cell["run_id"], cell["runs"], cell.get("returned_baseline") or ""])
+            w.writerow(
+                [
+                    row["searcher"],
+                    row["model"],
+                    row["harness"],
+                    t,
+                    cell["test"]["mean"],
+                    cell["test"]["stderr"],
+                    cell["test"]["n"],
+                    b.get("name", ""),
+                    d.get("diff", ""),
+                    d.get("ci_low", ""),
+                    d.get("ci_high", ""),
+                    cell["best_prompt"],
+                    c["calls"],
+                    c["cache_hits"],
+                    c["tokens"],
+                    c["seconds"],
+                    c["dollars"],
+                    row["mean_win_rate"],
+                    cell["run_id"],
+                    cell["runs"],
+                    cell.get("returned_baseline") or "",
+                ]
+            )
     return out.getvalue()
 
 
@@ -149,7 +211,13 @@ def _md(text: str) -> str:
     """Prompt text is untrusted: keep it from breaking the table or becoming markup."""
     import html
 
-    return html.escape(" ".join(text.split())).replace("|", "\\|").replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
+    return (
+        html.escape(" ".join(text.split()))
+        .replace("|", "\\|")
+        .replace("`", "\\`")
+        .replace("*", "\\*")
+        .replace("_", "\\_")
+    )
 
 
 def to_markdown(board: dict) -> str:
@@ -160,8 +228,14 @@ def to_markdown(board: dict) -> str:
         for t in board["tasks"]:
             cell = row["cells"].get(t)
             score, diff = _cell_text(cell)
-            cells.append(score if cell is None else f"{score}<br>{diff}<br>“{_md(cell['best_prompt_short'])}”<br>{_cost_text(cell)}")
-        lines.append("| " + " | ".join([_md(row["searcher"]), _md(row["model"]), _md(row["harness"]), *cells, _wr(row)]) + " |")
+            cells.append(
+                score
+                if cell is None
+                else f"{score}<br>{diff}<br>“{_md(cell['best_prompt_short'])}”<br>{_cost_text(cell)}"
+            )
+        lines.append(
+            "| " + " | ".join([_md(row["searcher"]), _md(row["model"]), _md(row["harness"]), *cells, _wr(row)]) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -184,8 +258,10 @@ def to_html(board: dict, title: str = "promptsearch leaderboard") -> str:
                 f"<div class='meta'>run {escape(cell['run_id'])} · {cell['runs']} run(s)</div></details>"
                 f"<div class='cost'>{escape(_cost_text(cell))}</div></td>"
             )
-        body.append(f"<tr><th class='row'>{escape(row['searcher'])}<br><small>{escape(row['model'])} · "
-                    f"{escape(row['harness'])}</small></th>{''.join(tds)}<td class='wr'>{_wr(row)}</td></tr>")
+        body.append(
+            f"<tr><th class='row'>{escape(row['searcher'])}<br><small>{escape(row['model'])} · "
+            f"{escape(row['harness'])}</small></th>{''.join(tds)}<td class='wr'>{_wr(row)}</td></tr>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>{CSS}</style></head><body>
@@ -195,7 +271,7 @@ search's own best lost to baseline X on dev), its difference to the task's basel
 with a 95% paired bootstrap interval, the best prompt (click for the full text) and the cost.
 Rows are ordered by mean win rate across tasks.</p>
 <table id="leaderboard"><thead><tr><th>searcher · model · harness</th>{head}<th>mean win rate</th></tr></thead>
-<tbody>{''.join(body)}</tbody></table>
+<tbody>{"".join(body)}</tbody></table>
 </body></html>
 """
 
@@ -232,6 +308,8 @@ def to_table(board: dict):
         for t in board["tasks"]:
             cell = row["cells"].get(t)
             score, diff = _cell_text(cell)
-            cells.append(score if cell is None else escape(f"{score}\n{diff}\n“{cell['best_prompt_short']}”\n{_cost_text(cell)}"))
+            cells.append(
+                score if cell is None else escape(f"{score}\n{diff}\n“{cell['best_prompt_short']}”\n{_cost_text(cell)}")
+            )
         table.add_row(escape(f"{row['searcher']}\n{row['model']}\n{row['harness']}"), *cells, _wr(row))
     return table

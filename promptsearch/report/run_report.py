@@ -10,9 +10,9 @@ import json
 from html import escape
 from typing import Any
 
+from promptsearch.records import rank_candidates
 from promptsearch.report.leaderboard import CSS, reference_baseline
 from promptsearch.report.leaderboard import format_score as _score
-from promptsearch.records import rank_candidates
 
 
 def _png(fig) -> str:
@@ -167,7 +167,11 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
             f"<td class='num'>{mine[i].score - theirs[i].score:+g}</td></tr>"
             for i in differing[:200]
         )
-        plot = f"<img id='diff-plot' alt='per-example differences' src='{diff_plot(pairs, base['name'])}'>" if pairs else ""
+        plot = (
+            f"<img id='diff-plot' alt='per-example differences' src='{diff_plot(pairs, base['name'])}'>"
+            if pairs
+            else ""
+        )
         diff_section = (
             f"<p>Best prompt vs <b>{escape(base['name'])}</b> on the same {len(ids)} test examples; "
             f"{len(differing)} differ{' (first 200 shown)' if len(differing) > 200 else ''}.</p>{plot}"
@@ -177,31 +181,45 @@ def render(doc: dict[str, Any], tests: list[Any]) -> str:
     sb = doc.get("search_best")
     picked = ""
     if best.get("picked") == "baseline" and sb:
-        picked = (f"<p id='picked-baseline'><b>The search did not beat the baseline on dev</b>: its best, "
-                  f"{escape(sb['name'])} (dev {_score(sb['dev'])}, test {_score(sb['test'])}), is below "
-                  f"{escape(best['name'])} on dev, so the run returns that baseline.</p>")
+        picked = (
+            f"<p id='picked-baseline'><b>The search did not beat the baseline on dev</b>: its best, "
+            f"{escape(sb['name'])} (dev {_score(sb['dev'])}, test {_score(sb['test'])}), is below "
+            f"{escape(best['name'])} on dev, so the run returns that baseline.</p>"
+        )
     ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
     readout = ""
     if ro:
         dev = f", dev {ro['dev']:.3f} as a discrete prompt" if "dev" in ro else ""
-        readout = (f"<p id='readout'>Readout: <code>{escape(repr(ro['text']))}</code> (ids "
-                   f"{' '.join(map(str, ro['ids']))}{dev}): the nearest vocabulary token to each learned vector. "
-                   "The learned vectors are not text; this is what they are closest to.</p>")
+        readout = (
+            f"<p id='readout'>Readout: <code>{escape(repr(ro['text']))}</code> (ids "
+            f"{' '.join(map(str, ro['ids']))}{dev}): the nearest vocabulary token to each learned vector. "
+            "The learned vectors are not text; this is what they are closest to.</p>"
+        )
     curve = training_plot(doc)
-    training_section = (f"<h2>Learning curve</h2>\n<img id='training-plot' alt='training signal and dev "
-                        f"score per step' src='{curve}'>\n") if curve else ""
-    record = json.dumps({k: doc[k] for k in ("run_id", "created", "task", "model", "searcher", "harness", "seed", "cost")}
-                        | {"record": doc["record"]}, indent=2, ensure_ascii=False)
+    training_section = (
+        (
+            f"<h2>Learning curve</h2>\n<img id='training-plot' alt='training signal and dev "
+            f"score per step' src='{curve}'>\n"
+        )
+        if curve
+        else ""
+    )
+    record = json.dumps(
+        {k: doc[k] for k in ("run_id", "created", "task", "model", "searcher", "harness", "seed", "cost")}
+        | {"record": doc["record"]},
+        indent=2,
+        ensure_ascii=False,
+    )
     title = f"promptsearch run {doc['run_id']}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{CSS}</style></head><body>
 <h1>{escape(title)}</h1>
-<p>Task <b>{escape(task['name'])}</b> ({task['sizes']['train']}/{task['sizes']['dev']}/{task['sizes']['test']} train/dev/test,
-{escape(task['metric'])}) · model <b>{escape(doc['model']['model'])}</b> · searcher <b>{escape(doc['searcher']['name'])}</b>
-· harness {escape(doc.get('harness', ''))} · seed {doc['seed']}</p>
+<p>Task <b>{escape(task["name"])}</b> ({task["sizes"]["train"]}/{task["sizes"]["dev"]}/{task["sizes"]["test"]} train/dev/test,
+{escape(task["metric"])}) · model <b>{escape(doc["model"]["model"])}</b> · searcher <b>{escape(doc["searcher"]["name"])}</b>
+· harness {escape(doc.get("harness", ""))} · seed {doc["seed"]}</p>
 <h2>Best prompt</h2>
-<pre id="best-prompt">{escape(best['prompt'])}</pre>
-<p>dev {_score(best['dev'])} · test <b>{_score(best['test'])}</b></p>{picked}{readout}
+<pre id="best-prompt">{escape(best["prompt"])}</pre>
+<p>dev {_score(best["dev"])} · test <b>{_score(best["test"])}</b></p>{picked}{readout}
 {training_section}<h2>Score against budget</h2>
 <img id="budget-plot" alt="dev score of each candidate against budget spent" src="{budget_plot(doc)}">
 <h2>Top candidates (dev)</h2>

@@ -1,3 +1,3 @@
-from promptsearch.searchers.base import SearchResult, Searcher, build_config
+from promptsearch.searchers.base import Searcher, SearchResult, build_config
 
 __all__ = ["SearchResult", "Searcher", "build_config"]

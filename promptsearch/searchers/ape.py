@@ -24,7 +24,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.searchers.proposing import chat_formatter, clean_instruction, dedup_key, resolve_proposer
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
@@ -64,11 +64,17 @@ class APESearcher(Searcher):
         self._race = Race(cfg.race_start, cfg.eta)
         self._cut = ""
         stopped = ""
-        notes = {"templates": [INDUCE.record(), RESAMPLE.record()], "proposer": proposer.identity(),
-                 "chat_form": self._chat is not None, "rounds": []}
+        notes = {
+            "templates": [INDUCE.record(), RESAMPLE.record()],
+            "proposer": proposer.identity(),
+            "chat_form": self._chat is not None,
+            "rounds": [],
+        }
         try:
-            evaluator.say(f"APE: inducing {cfg.subsamples * cfg.samples_per_subsample} instructions "
-                          f"from {cfg.subsamples} demo sets ({proposer.model_id})")
+            evaluator.say(
+                f"APE: inducing {cfg.subsamples * cfg.samples_per_subsample} instructions "
+                f"from {cfg.subsamples} demo sets ({proposer.model_id})"
+            )
             texts = self._induce(task, proposer, rng, seed, evaluator)
             if not texts and self._cut:
                 raise BudgetExhausted(self._cut)
@@ -116,8 +122,10 @@ class APESearcher(Searcher):
             self._shown.update(d.input.strip().lower() for d in demos)
             block = "\n\n".join(DEMO.format(input=d.input, output=answer_text(task, d)) for d in demos)
             prompt = self._fill(INDUCE, demos=block)
-            reqs += [GenRequest(prompt, cfg.max_tokens, cfg.temperature, 1.0, ("\n",), sample_index=j, seed=seed)
-                     for j in range(cfg.samples_per_subsample)]
+            reqs += [
+                GenRequest(prompt, cfg.max_tokens, cfg.temperature, 1.0, ("\n",), sample_index=j, seed=seed)
+                for j in range(cfg.samples_per_subsample)
+            ]
         return self._ask(evaluator, proposer, reqs)
 
     def _ask(self, evaluator: Evaluator, proposer, reqs: list[GenRequest]) -> list[str]:
@@ -130,9 +138,19 @@ class APESearcher(Searcher):
 
     def _resample(self, parents: list[Candidate], proposer, seed: int, round_: int, evaluator: Evaluator) -> list[str]:
         cfg = self.config
-        reqs = [GenRequest(self._fill(RESAMPLE, instruction=p.instruction), cfg.max_tokens, cfg.temperature, 1.0,
-                           ("\n",), sample_index=j, seed=seed * 1000 + round_)
-                for p in parents for j in range(cfg.variations)]
+        reqs = [
+            GenRequest(
+                self._fill(RESAMPLE, instruction=p.instruction),
+                cfg.max_tokens,
+                cfg.temperature,
+                1.0,
+                ("\n",),
+                sample_index=j,
+                seed=seed * 1000 + round_,
+            )
+            for p in parents
+            for j in range(cfg.variations)
+        ]
         return self._ask(evaluator, proposer, reqs)
 
     def _clean(self, texts: list[str], task: Task, origin: str) -> list[Candidate]:
@@ -145,9 +163,15 @@ class APESearcher(Searcher):
         for raw in texts:
             text = clean_instruction(raw, induced=origin == "induce" and self._chat is None)
             low = text.lower()
-            reason = ("empty" if not text or len(text.split()) < 2 else "too_long" if len(text) > self.config.max_chars
-                      else "copies_a_demo" if any(d in low for d in copied) or re.search(r"\b(input|output)\s*:", low)
-                      else "")
+            reason = (
+                "empty"
+                if not text or len(text.split()) < 2
+                else "too_long"
+                if len(text) > self.config.max_chars
+                else "copies_a_demo"
+                if any(d in low for d in copied) or re.search(r"\b(input|output)\s*:", low)
+                else ""
+            )
             key = dedup_key(text)
             if not reason and key in self._seen:
                 reason = "duplicate"
@@ -157,4 +181,3 @@ class APESearcher(Searcher):
             self._seen.add(key)
             out.append(Candidate(instruction=text, name=f"{origin}-{len(out) + 1:02d}", origin=f"ape:{origin}"))
         return out
-

@@ -27,7 +27,7 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
 from promptsearch.evaluation.render import render, task_for
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import SearchResult, Searcher, local_model, option
+from promptsearch.searchers.base import Searcher, SearchResult, local_model, option
 from promptsearch.tasks.base import Example, Task, label_words
 
 LABEL_POOL = 1000  # label-word search: the tokens the model finds most likely at the answer position
@@ -44,9 +44,12 @@ class AutoPromptSearcher(Searcher):
     @dataclass
     class Config:
         length: int = option(5, "trigger tokens", min=1, max=64)
-        position: str = option("auto", "where the trigger goes: the template's {trigger} slot if it has one (auto), "
-                               "else after the input (auto, after_input) or before it",
-                               choices=("auto", "after_input", "before_input"))
+        position: str = option(
+            "auto",
+            "where the trigger goes: the template's {trigger} slot if it has one (auto), "
+            "else after the input (auto, after_input) or before it",
+            choices=("auto", "after_input", "before_input"),
+        )
         init: str = option(" the", "text the trigger starts from (repeated/cut to `length` tokens)")
         iterations: int = option(12, "gradient steps at most", min=1)
         batch_size: int = option(16, "train examples per minibatch", min=1)
@@ -57,8 +60,9 @@ class AutoPromptSearcher(Searcher):
         candidates: int = option(24, "AutoPrompt: tokens tried at the chosen position", min=1)
         eval_every: int = option(4, "score the current trigger on dev every this many iterations", min=1)
         patience: int = option(6, "stop after this many iterations without a better trigger", min=1)
-        labels: str = option("", "label words to search the trigger for, LABEL:WORD,... (one vocabulary token "
-                             "each; default: the task's)")
+        labels: str = option(
+            "", "label words to search the trigger for, LABEL:WORD,... (one vocabulary token each; default: the task's)"
+        )
         search_labels: bool = option(False, "first pick label words from the vocabulary (labelled tasks)")
         label_candidates: int = option(4, "label-word search: words kept per class", min=1, max=32)
 
@@ -69,10 +73,14 @@ class AutoPromptSearcher(Searcher):
         # every check on the user's input before the first model call
         template = _trigger_template(task, cfg.position)
         if (cfg.labels or cfg.search_labels) and not task.labels:
-            raise PromptSearchError(f"Task '{task.name}' has no labels, so AutoPrompt's label words "
-                                    "(-o labels=, -o search_labels=true) do not apply; drop them.")
+            raise PromptSearchError(
+                f"Task '{task.name}' has no labels, so AutoPrompt's label words "
+                "(-o labels=, -o search_labels=true) do not apply; drop them."
+            )
         if cfg.labels and cfg.search_labels:
-            raise PromptSearchError("Give label words (-o labels=...) or search for them (-o search_labels=true), not both.")
+            raise PromptSearchError(
+                "Give label words (-o labels=...) or search for them (-o search_labels=true), not both."
+            )
         import torch
 
         proto = Candidate(template=template, labels=_given_labels(tok, task, cfg.labels) if cfg.labels else None)
@@ -88,8 +96,10 @@ class AutoPromptSearcher(Searcher):
                 evaluator.say(f"AutoPrompt: searching label words ({cfg.label_candidates} per class)")
                 proto, best_dev, label_log = _search_labels(backend, evaluator, task, proto, trigger, cfg)
             allowed = _allowed_tokens(tok, task_for(task, proto))
-            evaluator.say(f"AutoPrompt: {cfg.iterations} iterations, trigger of {cfg.length} tokens, "
-                          f"{cfg.sampler} sampler, minibatches of {cfg.batch_size} train examples")
+            evaluator.say(
+                f"AutoPrompt: {cfg.iterations} iterations, trigger of {cfg.length} tokens, "
+                f"{cfg.sampler} sampler, minibatches of {cfg.batch_size} train examples"
+            )
             for it in range(1, cfg.iterations + 1):
                 batch = rng.sample(task.train, min(cfg.batch_size, len(task.train)))
                 grad = _trigger_grad(backend, task, _cand(proto, trigger, tok, it), batch)  # [n, V]
@@ -102,10 +112,19 @@ class AutoPromptSearcher(Searcher):
                     trigger, stale = pool[k], 0
                 else:
                     stale += 1
-                log.append({"iteration": it, "loss": round(min(losses), 4), "trigger": list(trigger),
-                            "text": tok.decode(list(trigger)), "candidates": len(pool) - 1})
-                evaluator.say(f"AutoPrompt {it}/{cfg.iterations}: train loss {min(losses):.3f}, "
-                              f"trigger {tok.decode(list(trigger))!r}")
+                log.append(
+                    {
+                        "iteration": it,
+                        "loss": round(min(losses), 4),
+                        "trigger": list(trigger),
+                        "text": tok.decode(list(trigger)),
+                        "candidates": len(pool) - 1,
+                    }
+                )
+                evaluator.say(
+                    f"AutoPrompt {it}/{cfg.iterations}: train loss {min(losses):.3f}, "
+                    f"trigger {tok.decode(list(trigger))!r}"
+                )
                 if it % cfg.eval_every == 0 or it == cfg.iterations or stale >= cfg.patience:
                     res = evaluator.score(_cand(proto, trigger, tok, it), task.dev)
                     if best_dev is None or res.mean > best_dev.mean:
@@ -118,9 +137,14 @@ class AutoPromptSearcher(Searcher):
         if best_dev is None:
             raise BudgetExhausted(stopped or "no trigger was scored on dev")
         best = best_dev.candidate
-        notes = {"trigger_ids": list(best.trigger or ()), "trigger_text": best.trigger_text, "template": template,
-                 "label_words": {lab: list(ws) for lab, ws in best.labels} if best.labels else None,
-                 "label_search": label_log, "iterations": log}
+        notes = {
+            "trigger_ids": list(best.trigger or ()),
+            "trigger_text": best.trigger_text,
+            "template": template,
+            "label_words": {lab: list(ws) for lab, ws in best.labels} if best.labels else None,
+            "label_search": label_log,
+            "iterations": log,
+        }
         return SearchResult(best, best_dev.mean, list(evaluator.history), evaluator.cost, stopped, notes)
 
 
@@ -128,12 +152,16 @@ def _trigger_template(task: Task, position: str) -> str:
     template = task.template
     if "{trigger}" in template:
         if position != "auto":
-            raise PromptSearchError(f"Task '{task.name}' places the trigger itself ({{trigger}} in its template "
-                                    f"{template!r}); drop -o position={position}.")
+            raise PromptSearchError(
+                f"Task '{task.name}' places the trigger itself ({{trigger}} in its template "
+                f"{template!r}); drop -o position={position}."
+            )
         return template
     if "{input}" not in template:
-        raise PromptSearchError(f"Task '{task.name}': its template {template!r} has neither a {{trigger}} nor an "
-                                "{input} slot, so there is no place for a trigger; add {trigger} to the template.")
+        raise PromptSearchError(
+            f"Task '{task.name}': its template {template!r} has neither a {{trigger}} nor an "
+            "{input} slot, so there is no place for a trigger; add {trigger} to the template."
+        )
     if position == "before_input":  # "Review: {input}" -> "Review:{trigger} {input}": the trigger brings its own spaces
         head, _, tail = template.partition("{input}")
         return head.rstrip(" ") + "{trigger}" + (" " if head.strip() else "") + "{input}" + tail
@@ -142,8 +170,9 @@ def _trigger_template(task: Task, position: str) -> str:
 
 def _cand(proto: Candidate, trigger: tuple[int, ...], tok, it: int) -> Candidate:
     text = tok.decode(list(trigger))
-    return replace(proto, trigger=tuple(trigger), trigger_text=text, name=f"trigger {text!r}"[:60],
-                   origin=f"autoprompt:it{it}")
+    return replace(
+        proto, trigger=tuple(trigger), trigger_text=text, name=f"trigger {text!r}"[:60], origin=f"autoprompt:it{it}"
+    )
 
 
 def _given_labels(tok, task: Task, spec: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -154,16 +183,21 @@ def _given_labels(tok, task: Task, spec: str) -> tuple[tuple[str, tuple[str, ...
         lab, sep, word = part.replace("=", ":", 1).partition(":")
         lab, word = lab.strip(), word.strip()
         if not sep or not lab or not word:
-            raise PromptSearchError(f"-o labels: '{part}' is not LABEL:WORD; write e.g. "
-                                    f"labels={','.join(f'{x}:WORD' for x in task.labels)}.")
+            raise PromptSearchError(
+                f"-o labels: '{part}' is not LABEL:WORD; write e.g. "
+                f"labels={','.join(f'{x}:WORD' for x in task.labels)}."
+            )
         if lab not in task.labels:
-            raise PromptSearchError(f"-o labels: '{lab}' is not a label of task '{task.name}' "
-                                    f"(its labels: {', '.join(task.labels)}).")
+            raise PromptSearchError(
+                f"-o labels: '{lab}' is not a label of task '{task.name}' (its labels: {', '.join(task.labels)})."
+            )
         ids = tok(" " + word, add_special_tokens=False).input_ids
         if len(ids) != 1:
             pieces = ", ".join(repr(tok.decode([i])) for i in ids)
-            raise PromptSearchError(f"-o labels: the label word '{word}' is {len(ids)} tokens for this model "
-                                    f"({pieces}), not one vocabulary token; pick a word that is one token.")
+            raise PromptSearchError(
+                f"-o labels: the label word '{word}' is {len(ids)} tokens for this model "
+                f"({pieces}), not one vocabulary token; pick a word that is one token."
+            )
         out[lab] = (word,)
     if not out:
         raise PromptSearchError("-o labels is empty; write LABEL:WORD pairs separated by commas.")
@@ -230,8 +264,10 @@ def _losses(evaluator: Evaluator, task: Task, cands: list[Candidate], batch: lis
         if not res.label_logprobs:  # a harness that classifies by generation: 1 - accuracy
             out.append(1.0 - res.mean)
             continue
-        out.append(-sum(label_set_logprobs(row)[gold[ex_id]] for row, ex_id in zip(res.label_logprobs, res.example_ids))
-                   / len(res.label_logprobs))
+        out.append(
+            -sum(label_set_logprobs(row)[gold[ex_id]] for row, ex_id in zip(res.label_logprobs, res.example_ids))
+            / len(res.label_logprobs)
+        )
     return out
 
 
@@ -255,8 +291,13 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
     words: dict[int, str] = {}
     for i in pool.tolist():
         s = tok.decode([i])
-        if s[:1] == " " and s[1:].isascii() and s[1:].isalpha() and len(s) > 3 \
-                and tok(s, add_special_tokens=False).input_ids == [i]:
+        if (
+            s[:1] == " "
+            and s[1:].isascii()
+            and s[1:].isalpha()
+            and len(s) > 3
+            and tok(s, add_special_tokens=False).input_ids == [i]
+        ):
             words[i] = s[1:]
     ids = torch.tensor(list(words))
     x = lp[:, ids]  # [N, W]
@@ -265,8 +306,10 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
     for c in range(len(names)):
         inn, out = x[y == c], x[y != c]
         if len(inn) < 2 or len(out) < 2:
-            raise PromptSearchError(f"Label-word search needs at least 2 train examples of every label and of the "
-                                    f"rest; '{names[c]}' has {len(inn)} of {len(x)}.")
+            raise PromptSearchError(
+                f"Label-word search needs at least 2 train examples of every label and of the "
+                f"rest; '{names[c]}' has {len(inn)} of {len(x)}."
+            )
         score = (inn.mean(0) - out.mean(0)) / (inn.var(0) / len(inn) + out.var(0) / len(out) + 1e-6).sqrt()
         best = [j for j in score.argsort(descending=True).tolist() if j not in taken][: cfg.label_candidates]
         taken.update(best)
@@ -279,12 +322,26 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
     # the words the search starts from (the task's, or -o labels) race too, first: a found set
     # replaces them only if it scores better on dev
     word_sets = [tuple(tuple(label_words(t.labels[lab])) for lab in names)] + [tuple((w,) for w in ws) for ws in sets]
-    label_cands = [replace(cand, labels=tuple(zip(names, ws)), trigger_text=tok.decode(list(trigger)),
-                           name="labels " + "/".join(w[0] for w in ws), origin="autoprompt:labels") for ws in word_sets]
+    label_cands = [
+        replace(
+            cand,
+            labels=tuple(zip(names, ws)),
+            trigger_text=tok.decode(list(trigger)),
+            name="labels " + "/".join(w[0] for w in ws),
+            origin="autoprompt:labels",
+        )
+        for ws in word_sets
+    ]
     results = evaluator.score_many(label_cands, task.dev)
     k = max(range(len(results)), key=lambda i: (results[i].mean, -i))
-    log = [{"words": {lab: w[0] for lab, w in zip(names, ws)}, "dev": round(r.mean, 4), **({"given": True} if i == 0 else {})}
-           for i, (ws, r) in enumerate(zip(word_sets, results))]
+    log = [
+        {
+            "words": {lab: w[0] for lab, w in zip(names, ws)},
+            "dev": round(r.mean, 4),
+            **({"given": True} if i == 0 else {}),
+        }
+        for i, (ws, r) in enumerate(zip(word_sets, results))
+    ]
     evaluator.say(f"AutoPrompt: label words {log[k]['words']} (dev {results[k].mean:.3f} with the initial trigger)")
     return replace(proto, labels=label_cands[k].labels), results[k], log
 
@@ -309,7 +366,7 @@ def _trigger_grad(backend, task: Task, cand: Candidate, batch: list[Example]):
     for _, r in sorted({r.row: r for r in reads}.items()):  # the trigger's embeddings at its place in each row
         segs = prompt_segments(r.prompt)
         start = len(backend.encode_prompt(segs[: next(i for i, s in enumerate(segs) if isinstance(s, TokenIds))]))
-        parts.append(torch.cat([x[r.row, :start], trig_emb, x[r.row, start + n:]], dim=0))
+        parts.append(torch.cat([x[r.row, :start], trig_emb, x[r.row, start + n :]], dim=0))
     hidden = getattr(model, model.base_model_prefix)(inputs_embeds=torch.stack(parts)).last_hidden_state  # [B, L, H]
     objective.loss(objective.read_logprobs(hidden, backend.head, reads), reads, batch).backward()
     return one_hot.grad.detach()

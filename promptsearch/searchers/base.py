@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
+from promptsearch.cost import Usage
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
-from promptsearch.cost import Usage
 from promptsearch.tasks.base import Task
 
 
@@ -23,8 +23,15 @@ class SearchResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-           choices: tuple[str, ...] | None = None, above: float | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    above: float | None = None,
+) -> Any:
     """A searcher config field: its default, one line of help, and the values it accepts
     (`min`/`max` inclusive, `above` exclusive, or `choices`). The CLI shows them, and every
     config is checked against them before a search starts."""
@@ -53,9 +60,14 @@ def validate_config(searcher_cls: type["Searcher"], config: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             continue
         bad = (m.get("choices") and value not in m["choices"]) or (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                (m.get("min") is not None and value < m["min"]) or (m.get("max") is not None and value > m["max"])
-                or (m.get("above") is not None and value <= m["above"])))
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (
+                (m.get("min") is not None and value < m["min"])
+                or (m.get("max") is not None and value > m["max"])
+                or (m.get("above") is not None and value <= m["above"])
+            )
+        )
         if bad:
             raise PromptSearchError(
                 f"Option '{f.name}' of searcher '{searcher_cls.name}' must be {accepted(f)}, got {value!r}."
@@ -71,7 +83,8 @@ def local_model(backend, subject: str):
     except AttributeError:
         raise PromptSearchError(
             f"{subject} gradients from a local transformers model (embedded or hf:...); '{backend.model_id}' gives "
-            "none. Searchers that work with it: baseline, ape, and rl with -o policy=PATH.") from None
+            "none. Searchers that work with it: baseline, ape, and rl with -o policy=PATH."
+        ) from None
 
 
 class Searcher:
@@ -127,7 +140,8 @@ def build_config(searcher_cls: type[Searcher], overrides: dict[str, str]) -> Any
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean: {close[0]}?" if close else ""
             raise PromptSearchError(
-                f"Unknown option '{key}' for searcher '{searcher_cls.name}'.{hint} Options: {', '.join(known) or 'none'}."
+                f"Unknown option '{key}' for searcher '{searcher_cls.name}'.{hint} "
+                f"Options: {', '.join(known) or 'none'}."
             )
         kwargs[key] = _convert(raw, known[key], searcher_cls.name)
     return validate_config(searcher_cls, searcher_cls.Config(**kwargs))

@@ -11,7 +11,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.harness import _draw
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.tasks.base import Task
 
 
@@ -22,7 +22,9 @@ def pick_demos(task: Task, k: int, seed: int, balanced: bool = True) -> tuple[st
     return tuple(e.id for e in _draw(task.train, k, random.Random(seed), balanced, task))
 
 
-def baseline_candidates(task: Task, shots: int = 4, seed: int = 0, balanced: bool = True, max_manual: int = 5) -> list[Candidate]:
+def baseline_candidates(
+    task: Task, shots: int = 4, seed: int = 0, balanced: bool = True, max_manual: int = 5
+) -> list[Candidate]:
     cands = [Candidate(name="empty", origin="baseline")]
     for i, text in enumerate(task.instructions[:max_manual], 1):
         cands.append(Candidate(instruction=text, name=f"manual-{i}", origin="baseline"))

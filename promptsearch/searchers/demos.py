@@ -23,7 +23,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.harness import _draw
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.searchers.baseline import pick_demos
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.stored import best_stored_prompt
@@ -41,11 +41,18 @@ class DemoSearcher(Searcher):
         shots: int = option(4, "demos shown per input", min=1)
         sets: int = option(16, "random demo sets raced besides the k-shot baseline set", min=0)
         balanced: bool = option(True, "draw random sets class-balanced")
-        select: str = option("random", "random sets, or knn: the nearest train inputs per input "
-                             "(target-model embeddings) raced against the random sets", choices=("random", "knn"))
-        instruction: str = option("task", "instruction above the demos: the task's, none, or best "
-                                  "(the best discrete prompt stored for this task and model)",
-                                  choices=("task", "none", "best"))
+        select: str = option(
+            "random",
+            "random sets, or knn: the nearest train inputs per input "
+            "(target-model embeddings) raced against the random sets",
+            choices=("random", "knn"),
+        )
+        instruction: str = option(
+            "task",
+            "instruction above the demos: the task's, none, or best "
+            "(the best discrete prompt stored for this task and model)",
+            choices=("task", "none", "best"),
+        )
         race_start: int = option(8, "dev examples in the first racing rung", min=1)
         eta: int = option(2, "keep the best 1/eta at each rung", min=2)
 
@@ -78,8 +85,14 @@ class DemoSearcher(Searcher):
         out: list[Candidate] = []
         if cfg.select == "knn":
             out.append(Candidate(instruction=text, knn=k, name=f"knn-{k}", origin="demos:knn"))
-        out.append(Candidate(instruction=text, demos=pick_demos(task, k, seed, cfg.balanced), name=f"{k}-shot",
-                             origin="demos:baseline"))
+        out.append(
+            Candidate(
+                instruction=text,
+                demos=pick_demos(task, k, seed, cfg.balanced),
+                name=f"{k}-shot",
+                origin="demos:baseline",
+            )
+        )
         seen = {c.key() for c in out}
         tries = 0
         while len(out) < cfg.sets + 1 + (cfg.select == "knn") and tries < 20 * (cfg.sets + 1):

@@ -25,11 +25,10 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.searchers.proposing import Proposer
 from promptsearch.searchers.templates import MetaPrompt
 from promptsearch.tasks.base import Example, Task
-
 
 IDLE_ITERATIONS = 25  # gepa iterations in a row without a reflection before the search ends
 
@@ -38,8 +37,9 @@ def need_gepa():
     try:
         import gepa
     except ImportError:
-        raise PromptSearchError("The gepa searcher needs the gepa package, which is not installed: "
-                                "pip install 'promptsearch[gepa]'") from None
+        raise PromptSearchError(
+            "The gepa searcher needs the gepa package, which is not installed: pip install 'promptsearch[gepa]'"
+        ) from None
     return gepa
 
 
@@ -78,13 +78,21 @@ class Adapter:
             raise
         traces = None
         if capture_traces:
-            traces = [{"input": ex.input, "answer": pred, "gold": answer_text(self.task, ex), "score": s}
-                      for ex, pred, s in zip(batch, res.predictions, res.scores)]
+            traces = [
+                {"input": ex.input, "answer": pred, "gold": answer_text(self.task, ex), "score": s}
+                for ex, pred, s in zip(batch, res.predictions, res.scores)
+            ]
         return EvaluationBatch(outputs=list(res.predictions), scores=list(res.scores), trajectories=traces)
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch, components_to_update: list[str]):
-        records = [{"Inputs": t["input"], "Generated Outputs": t["answer"] or "(no answer)",
-                    "Feedback": feedback(t["answer"], t["gold"], t["score"])} for t in eval_batch.trajectories or []]
+        records = [
+            {
+                "Inputs": t["input"],
+                "Generated Outputs": t["answer"] or "(no answer)",
+                "Feedback": feedback(t["answer"], t["gold"], t["score"]),
+            }
+            for t in eval_batch.trajectories or []
+        ]
         return {c: records for c in components_to_update}
 
 
@@ -99,8 +107,11 @@ class GEPASearcher(Searcher):
     @dataclass
     class Config:
         proposer: str = option("", "reflection model (default: the target)")
-        selection: str = option("pareto", "how gepa picks the parent to mutate",
-                                choices=("pareto", "current_best", "epsilon_greedy", "top_k_pareto"))
+        selection: str = option(
+            "pareto",
+            "how gepa picks the parent to mutate",
+            choices=("pareto", "current_best", "epsilon_greedy", "top_k_pareto"),
+        )
         merge: bool = option(False, "also merge candidates from the Pareto front (gepa's merge proposer)")
         minibatch: int = option(3, "train examples the reflection model sees per step", min=1)
         max_metric_calls: int = option(0, "gepa's own cap on example scorings (0: only our budget)", min=0)
@@ -117,8 +128,12 @@ class GEPASearcher(Searcher):
             raise PromptSearchError(f"GEPA reflects on train examples, and task '{task.name}' has none.")
         prop = Proposer(cfg.proposer, evaluator, cfg.chat)
         adapter = Adapter(task, evaluator)
-        template = MetaPrompt("gepa.reflection", 1, InstructionProposalSignature.default_prompt_template,
-                              InstructionProposalSignature.default_prompt_template)
+        template = MetaPrompt(
+            "gepa.reflection",
+            1,
+            InstructionProposalSignature.default_prompt_template,
+            InstructionProposalSignature.default_prompt_template,
+        )
         calls = [0]
 
         def reflect(prompt: Any) -> str:
@@ -149,8 +164,10 @@ class GEPASearcher(Searcher):
             idle["for"] = idle["for"] + 1 if work == idle["work"] else 0
             idle["work"] = work
             if idle["for"] >= IDLE_ITERATIONS:
-                adapter.stopped = f"{IDLE_ITERATIONS} iterations without a proposal: every train minibatch is already " \
-                                  "answered perfectly"
+                adapter.stopped = (
+                    f"{IDLE_ITERATIONS} iterations without a proposal: every train minibatch is already "
+                    "answered perfectly"
+                )
                 return True
             try:
                 evaluator.check_budget(0)
@@ -169,17 +186,30 @@ class GEPASearcher(Searcher):
             path.mkdir(parents=True, exist_ok=True)
             run_dir = str(path)
         seed_text = task.instructions[0] if task.instructions else ""
-        evaluator.say(f"GEPA: evolving from {seed_text[:50]!r} ({cfg.selection} selection"
-                      f"{', merge' if cfg.merge else ''}; reflection by {prop.backend.model_id})")
+        evaluator.say(
+            f"GEPA: evolving from {seed_text[:50]!r} ({cfg.selection} selection"
+            f"{', merge' if cfg.merge else ''}; reflection by {prop.backend.model_id})"
+        )
         progress = _Progress(evaluator, adapter)
         try:
             result = gepa.optimize(
-                seed_candidate={"instruction": seed_text}, trainset=list(task.train), valset=list(task.dev),
-                adapter=adapter, reflection_lm=reflect, candidate_selection_strategy=cfg.selection,
-                reflection_minibatch_size=cfg.minibatch, use_merge=cfg.merge,
-                max_metric_calls=cfg.max_metric_calls or None, stop_callbacks=[out_of_budget],
-                logger=_Quiet(), run_dir=run_dir, callbacks=[progress], seed=seed, raise_on_exception=False,
-                display_progress_bar=False)
+                seed_candidate={"instruction": seed_text},
+                trainset=list(task.train),
+                valset=list(task.dev),
+                adapter=adapter,
+                reflection_lm=reflect,
+                candidate_selection_strategy=cfg.selection,
+                reflection_minibatch_size=cfg.minibatch,
+                use_merge=cfg.merge,
+                max_metric_calls=cfg.max_metric_calls or None,
+                stop_callbacks=[out_of_budget],
+                logger=_Quiet(),
+                run_dir=run_dir,
+                callbacks=[progress],
+                seed=seed,
+                raise_on_exception=False,
+                display_progress_bar=False,
+            )
         except BudgetExhausted as e:  # the seed's own scoring on dev did not fit
             raise BudgetExhausted(adapter.stopped or str(e)) from None
         if adapter.error is not None:
@@ -187,15 +217,27 @@ class GEPASearcher(Searcher):
         best_i = max(range(len(result.candidates)), key=lambda i: result.val_aggregate_scores[i])
         best = adapter.candidate(result.candidates[best_i]["instruction"])
         front = sorted({i for s in result.per_val_instance_best_candidates.values() for i in s})
-        notes = {"templates": [template.record()], "proposer": prop.backend.identity(),
-                 "candidates": [{"index": i, "name": adapter.candidate(c["instruction"]).name,
-                                 "instruction": c["instruction"], "parents": list(result.parents[i]),
-                                 "dev": round(result.val_aggregate_scores[i], 4)}
-                                for i, c in enumerate(result.candidates)],
-                 "pareto_front": front, "best_index": best_i, "metric_calls": result.total_metric_calls,
-                 "reflections": calls[0]}
-        return SearchResult(best, result.val_aggregate_scores[best_i], list(evaluator.history), evaluator.cost,
-                            adapter.stopped, notes)
+        notes = {
+            "templates": [template.record()],
+            "proposer": prop.backend.identity(),
+            "candidates": [
+                {
+                    "index": i,
+                    "name": adapter.candidate(c["instruction"]).name,
+                    "instruction": c["instruction"],
+                    "parents": list(result.parents[i]),
+                    "dev": round(result.val_aggregate_scores[i], 4),
+                }
+                for i, c in enumerate(result.candidates)
+            ],
+            "pareto_front": front,
+            "best_index": best_i,
+            "metric_calls": result.total_metric_calls,
+            "reflections": calls[0],
+        }
+        return SearchResult(
+            best, result.val_aggregate_scores[best_i], list(evaluator.history), evaluator.cost, adapter.stopped, notes
+        )
 
 
 class _Quiet:
@@ -217,5 +259,7 @@ class _Progress:
     def on_iteration_end(self, event) -> None:
         state = event["state"]
         best = max(state.program_full_scores_val_set, default=0.0)
-        self.evaluator.say(f"GEPA iteration {event['iteration']}: {len(state.program_candidates)} candidates, best "
-                           f"{best:.3f} on dev ({self.evaluator.cost.calls} calls)")
+        self.evaluator.say(
+            f"GEPA iteration {event['iteration']}: {len(state.program_candidates)} candidates, best "
+            f"{best:.3f} on dev ({self.evaluator.cost.calls} calls)"
+        )

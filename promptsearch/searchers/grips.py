@@ -28,15 +28,46 @@ from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.searchers.proposing import Proposer
 from promptsearch.searchers.templates import PARAPHRASE
 from promptsearch.tasks.base import Task
 
 # a phrase starts before these (lower-case, whole words)
-_BOUNDARY = ("and", "or", "but", "that", "which", "who", "whether", "if", "because", "so", "then", "while", "when",
-             "where", "of", "for", "with", "in", "on", "to", "by", "as", "from", "about", "into", "than",
-             "the", "a", "an", "this", "each", "every")
+_BOUNDARY = (
+    "and",
+    "or",
+    "but",
+    "that",
+    "which",
+    "who",
+    "whether",
+    "if",
+    "because",
+    "so",
+    "then",
+    "while",
+    "when",
+    "where",
+    "of",
+    "for",
+    "with",
+    "in",
+    "on",
+    "to",
+    "by",
+    "as",
+    "from",
+    "about",
+    "into",
+    "than",
+    "the",
+    "a",
+    "an",
+    "this",
+    "each",
+    "every",
+)
 _SPLIT = re.compile(r"(?<=[,;:.!?])\s+|\s+(?=(?:" + "|".join(_BOUNDARY) + r")\b)", re.IGNORECASE)
 
 
@@ -52,7 +83,7 @@ def join(parts: list[str]) -> str:
 
 
 def delete(parts: list[str], i: int) -> tuple[list[str], str]:
-    return parts[:i] + parts[i + 1:], parts[i]
+    return parts[:i] + parts[i + 1 :], parts[i]
 
 
 def swap(parts: list[str], i: int, j: int) -> list[str]:
@@ -63,7 +94,7 @@ def swap(parts: list[str], i: int, j: int) -> list[str]:
 
 def add(parts: list[str], phrase: str, after: int) -> list[str]:
     """`phrase` inserted after phrase `after` (-1: first)."""
-    return parts[: after + 1] + [phrase] + parts[after + 1:]
+    return parts[: after + 1] + [phrase] + parts[after + 1 :]
 
 
 def paper_objective(result: EvalResult, task: Task) -> float:
@@ -94,10 +125,14 @@ class GrIPSSearcher(Searcher):
         iterations: int = option(10, "search iterations (n)", min=1)
         patience: int = option(2, "iterations without a better instruction before stopping (P)", min=1)
         ops: str = option("del,swap,add,par", "edit operations, comma-separated (par only runs with a proposer)")
-        objective: str = option("paper", "paper: balanced accuracy + entropy of the predicted labels (labelled "
-                                "tasks); metric: the task's metric", choices=("paper", "metric"))
-        proposer: str = option("", "model that rewords phrases for the par edit (default: none, par is skipped); "
-                               "'target' for the target")
+        objective: str = option(
+            "paper",
+            "paper: balanced accuracy + entropy of the predicted labels (labelled tasks); metric: the task's metric",
+            choices=("paper", "metric"),
+        )
+        proposer: str = option(
+            "", "model that rewords phrases for the par edit (default: none, par is skipped); 'target' for the target"
+        )
         start: str = option("", "the instruction to start from (default: the task's first)")
         chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
@@ -106,20 +141,27 @@ class GrIPSSearcher(Searcher):
         ops = [o.strip() for o in cfg.ops.split(",") if o.strip()]
         bad = [o for o in ops if o not in ("del", "swap", "add", "par")]
         if bad or not ops:
-            raise PromptSearchError(f"Option 'ops' of searcher 'grips' takes del, swap, add, par (comma-separated), "
-                                    f"got {cfg.ops!r}.")
+            raise PromptSearchError(
+                f"Option 'ops' of searcher 'grips' takes del, swap, add, par (comma-separated), got {cfg.ops!r}."
+            )
         start = cfg.start or (task.instructions[0] if task.instructions else "")
         if len(phrases(start)) < 2:
-            raise PromptSearchError(f"GrIPS edits an instruction's phrases, and {start!r} has fewer than two; give one "
-                                    "with -o start='...' or a task with a manual instruction.")
+            raise PromptSearchError(
+                f"GrIPS edits an instruction's phrases, and {start!r} has fewer than two; give one "
+                "with -o start='...' or a task with a manual instruction."
+            )
         prop = Proposer(cfg.proposer, evaluator, cfg.chat) if cfg.proposer and "par" in ops else None
         if prop is None:
             ops = [o for o in ops if o != "par"]
         rng = random.Random(f"grips:{seed}")
         use_paper = cfg.objective == "paper" and bool(task.labels)
         objective = (lambda r: paper_objective(r, task)) if use_paper else (lambda r: r.mean)
-        notes: dict = {"objective": "balanced accuracy + 0.1 entropy" if use_paper else "metric", "ops": ops,
-                       "templates": [PARAPHRASE.record()] if prop else [], "iterations": []}
+        notes: dict = {
+            "objective": "balanced accuracy + 0.1 entropy" if use_paper else "metric",
+            "ops": ops,
+            "templates": [PARAPHRASE.record()] if prop else [],
+            "iterations": [],
+        }
         seen: set[str] = set()
         stopped = ""
         best = Candidate(instruction=start, name="start", origin="grips:start")
@@ -137,22 +179,33 @@ class GrIPSSearcher(Searcher):
                     if not text or text in seen:
                         continue
                     seen.add(text)
-                    kids.append(Candidate(instruction=text, name=f"grips-i{it:02d}-{len(kids) + 1}", origin=f"grips:{'+'.join(log)}"))
+                    kids.append(
+                        Candidate(
+                            instruction=text, name=f"grips-i{it:02d}-{len(kids) + 1}", origin=f"grips:{'+'.join(log)}"
+                        )
+                    )
                     made.append(gone)
                 results = evaluator.score_many(kids, task.dev) if kids else []
                 scored = [(objective(r), r.mean, c, gone) for r, c, gone in zip(results, kids, made)]
                 top = max(scored, key=lambda s: s[0], default=None)
                 improved = top is not None and top[0] > best_obj
-                notes["iterations"].append({"iteration": it, "candidates": [c.instruction for c in kids],
-                                            "kept": top[2].instruction if improved else None})
+                notes["iterations"].append(
+                    {
+                        "iteration": it,
+                        "candidates": [c.instruction for c in kids],
+                        "kept": top[2].instruction if improved else None,
+                    }
+                )
                 if improved:
                     best_obj, best_dev, best = top[0], top[1], top[2]
                     deleted += top[3]
                     waited = 0
                 else:
                     waited += 1
-                evaluator.say(f"GrIPS iteration {it}/{cfg.iterations}: {'a better instruction' if improved else 'no better'}"
-                              f", best {best_dev:.3f} on dev ({evaluator.cost.calls} calls)")
+                evaluator.say(
+                    f"GrIPS iteration {it}/{cfg.iterations}: {'a better instruction' if improved else 'no better'}"
+                    f", best {best_dev:.3f} on dev ({evaluator.cost.calls} calls)"
+                )
                 if waited >= cfg.patience:
                     notes["stopped_early"] = f"no better instruction in {cfg.patience} iterations"
                     break
@@ -185,6 +238,6 @@ class GrIPSSearcher(Searcher):
                 new = said[0].strip().split("\n")[0].strip().strip("\"'“”").rstrip(".") if said else ""
                 if not new:
                     continue
-                parts = parts[:i] + [new] + parts[i + 1:]
+                parts = parts[:i] + [new] + parts[i + 1 :]
             log.append(op)
         return join(parts), log, gone

@@ -24,7 +24,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.searchers.demos import DemoSearcher
 from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
 from promptsearch.searchers.racing import Race, mean
@@ -37,8 +37,9 @@ def need_optuna():
     try:
         import optuna
     except ImportError:
-        raise PromptSearchError("The mipro searcher needs optuna, which is not installed: "
-                                "pip install 'promptsearch[mipro]'") from None
+        raise PromptSearchError(
+            "The mipro searcher needs optuna, which is not installed: pip install 'promptsearch[mipro]'"
+        ) from None
     return optuna
 
 
@@ -56,8 +57,9 @@ class MIPROSearcher(Searcher):
         shots: int = option(4, "demos per demo set", min=1)
         trials: int = option(30, "optuna trials", min=1)
         minibatch: int = option(8, "dev examples per trial", min=1)
-        full_every: int = option(5, "score the best combination so far on the whole dev split every this many trials",
-                                 min=1)
+        full_every: int = option(
+            5, "score the best combination so far on the whole dev split every this many trials", min=1
+        )
         startup: int = option(8, "random trials before TPE models the results", min=1)
         temperature: float = option(0.9, "proposer sampling temperature", min=0, max=5)
         max_tokens: int = option(40, "longest proposed instruction, in tokens", min=1)
@@ -76,14 +78,17 @@ class MIPROSearcher(Searcher):
             notes.update({"instructions": instructions, "demo_sets": [list(d) for d in demo_sets]})
             study = self._study(optuna, seed)
             done = len([t for t in study.trials if t.state.is_finished()])
-            evaluator.say(f"MIPRO: {len(instructions)} instructions x {len(demo_sets)} demo sets, {cfg.trials} trials"
-                          + (f" (resuming after trial {done})" if done else ""))
+            evaluator.say(
+                f"MIPRO: {len(instructions)} instructions x {len(demo_sets)} demo sets, {cfg.trials} trials"
+                + (f" (resuming after trial {done})" if done else "")
+            )
             for number in range(done, cfg.trials):
                 trial = study.ask()
                 i = trial.suggest_categorical("instruction", list(range(len(instructions))))
                 d = trial.suggest_categorical("demos", list(range(len(demo_sets))))
-                cand = Candidate(instruction=instructions[i], demos=demo_sets[d], name=f"mipro-i{i}-d{d}",
-                                 origin="mipro")
+                cand = Candidate(
+                    instruction=instructions[i], demos=demo_sets[d], name=f"mipro-i{i}-d{d}", origin="mipro"
+                )
                 batch = random.Random(f"mipro:{seed}:{number}").sample(task.dev, min(cfg.minibatch, len(task.dev)))
                 try:
                     race.cands.setdefault(cand.key(), cand)
@@ -95,9 +100,12 @@ class MIPROSearcher(Searcher):
                 if (number + 1) % cfg.full_every == 0 or number + 1 == cfg.trials:
                     self._check_best(race, full, task, evaluator)
                 best = max(full.values(), default=None)
-                evaluator.say(f"MIPRO trial {number + 1}/{cfg.trials}: {cand.name} {study.trials[-1].value:.3f} on "
-                              f"{len(batch)} dev" + (f", best {best:.3f} on full dev" if best is not None else "")
-                              + f" ({evaluator.cost.calls} calls)")
+                evaluator.say(
+                    f"MIPRO trial {number + 1}/{cfg.trials}: {cand.name} {study.trials[-1].value:.3f} on "
+                    f"{len(batch)} dev"
+                    + (f", best {best:.3f} on full dev" if best is not None else "")
+                    + f" ({evaluator.cost.calls} calls)"
+                )
         except BudgetExhausted as e:
             stopped = str(e)
         if not full and race.scores:  # stopped before any full-dev check: the best so far, if the budget allows
@@ -110,8 +118,9 @@ class MIPROSearcher(Searcher):
         key = max(full, key=full.__getitem__) if full else max(race.scores, key=lambda k: mean(race.scores[k]))
         best = race.cands[key]
         notes["full_dev"] = {race.cands[k].name: round(v, 4) for k, v in full.items()}
-        return SearchResult(best, full.get(key, mean(race.scores[key])), list(evaluator.history), evaluator.cost,
-                            stopped, notes)
+        return SearchResult(
+            best, full.get(key, mean(race.scores[key])), list(evaluator.history), evaluator.cost, stopped, notes
+        )
 
     def _check_best(self, race: Race, full: dict[str, float], task: Task, evaluator: Evaluator) -> None:
         """The combination with the best mean so far, not yet on full dev, scored there."""
@@ -132,8 +141,9 @@ class MIPROSearcher(Searcher):
             if not self.resuming and path.exists():
                 path.unlink()
             storage = f"sqlite:///{path}"
-        return optuna.create_study(study_name="mipro", storage=storage, sampler=sampler, direction="maximize",
-                                   load_if_exists=True)
+        return optuna.create_study(
+            study_name="mipro", storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
+        )
 
     def _instructions(self, task: Task, evaluator: Evaluator, seed: int, notes: dict) -> list[str]:
         cfg = self.config
@@ -154,8 +164,12 @@ class MIPROSearcher(Searcher):
             prompts = []
             for _ in range(cfg.proposals):
                 demos = rng.sample(task.train, min(5, len(task.train)))
-                prompts.append(prop.fill(INDUCE, demos="\n\n".join(
-                    DEMO.format(input=d.input, output=answer_text(task, d)) for d in demos)))
+                prompts.append(
+                    prop.fill(
+                        INDUCE,
+                        demos="\n\n".join(DEMO.format(input=d.input, output=answer_text(task, d)) for d in demos),
+                    )
+                )
             seen = {dedup_key(t) for t in out}
             kept = 0
             for raw in prop.write(prompts, 1, cfg.max_tokens, cfg.temperature, seed):

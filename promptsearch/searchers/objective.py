@@ -38,13 +38,16 @@ def answer_rows(backend, task: Task, cand: Candidate, batch: list[Example]) -> t
     reads: list[Read] = []
     for ex in batch:
         prompt = render(t, cand, ex, [])
-        answers = [(lab, w) for lab, word in t.labels.items() for w in label_words(word)] if t.labels \
+        answers = (
+            [(lab, w) for lab, word in t.labels.items() for w in label_words(word)]
+            if t.labels
             else [(None, ex.answers[0])]
+        )
         mine: list[int] = []  # this example's rows
         for lab, word in answers:
             ctx, cont = backend._split_context(LoglikRequest(prompt, continuation(prompt, word)))
             row = ctx + cont[:-1]
-            at = next((i for i in mine if rows[i][:len(row)] == row or row[:len(rows[i])] == rows[i]), None)
+            at = next((i for i in mine if rows[i][: len(row)] == row or row[: len(rows[i])] == rows[i]), None)
             if at is None:
                 at = len(rows)
                 mine.append(at)
@@ -75,7 +78,9 @@ def read_logprobs(hidden, head, reads: list[Read]):
     for r in reads:
         pos = torch.tensor(r.positions, device=hidden.device)
         lsm = torch.log_softmax(head(hidden[r.row, pos]).float(), dim=-1)
-        out.append(lsm[torch.arange(len(r.targets), device=hidden.device), torch.tensor(r.targets, device=hidden.device)].sum())
+        out.append(
+            lsm[torch.arange(len(r.targets), device=hidden.device), torch.tensor(r.targets, device=hidden.device)].sum()
+        )
     return out
 
 

@@ -19,7 +19,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
 from promptsearch.searchers.templates import OPRO_ENTRY, OPRO_EXEMPLAR, OPRO_META
 from promptsearch.tasks.base import Task
@@ -64,8 +64,12 @@ class OPROSearcher(Searcher):
         sample = rng.sample(task.dev, min(cfg.dev_sample, len(task.dev)))
         scored: list[tuple[Candidate, float]] = []
         seen: set[str] = set()
-        notes = {"templates": [OPRO_META.record()], "proposer": prop.backend.identity(), "steps": [],
-                 "dev_sample": len(sample)}
+        notes = {
+            "templates": [OPRO_META.record()],
+            "proposer": prop.backend.identity(),
+            "steps": [],
+            "dev_sample": len(sample),
+        }
         stopped = ""
 
         def score(cands: list[Candidate]) -> None:
@@ -73,34 +77,54 @@ class OPROSearcher(Searcher):
                 scored.append((c, r.mean))
 
         try:
-            starts = [Candidate(instruction=t, name=f"manual-{i}", origin="opro:start")
-                      for i, t in enumerate(task.instructions or [""], 1)]
+            starts = [
+                Candidate(instruction=t, name=f"manual-{i}", origin="opro:start")
+                for i, t in enumerate(task.instructions or [""], 1)
+            ]
             seen.update(dedup_key(c.instruction) for c in starts)
             score(starts)
             for step in range(1, cfg.steps + 1):
                 shown = trajectory(scored, cfg.keep)
-                meta = prop.fill(OPRO_META, trajectory="\n\n".join(
-                    OPRO_ENTRY.format(instruction=c.instruction, score=round(100 * s)) for c, s in shown),
-                    exemplars="\n\n".join(OPRO_EXEMPLAR.format(input=e.input, output=answer_text(task, e))
-                                          for e in rng.sample(task.train, min(cfg.exemplars, len(task.train)))))
-                texts = prop.write([meta], cfg.per_step, cfg.max_tokens, cfg.temperature, seed * 1000 + step,
-                                   stop=("</INS>", "\n"))
+                meta = prop.fill(
+                    OPRO_META,
+                    trajectory="\n\n".join(
+                        OPRO_ENTRY.format(instruction=c.instruction, score=round(100 * s)) for c, s in shown
+                    ),
+                    exemplars="\n\n".join(
+                        OPRO_EXEMPLAR.format(input=e.input, output=answer_text(task, e))
+                        for e in rng.sample(task.train, min(cfg.exemplars, len(task.train)))
+                    ),
+                )
+                texts = prop.write(
+                    [meta], cfg.per_step, cfg.max_tokens, cfg.temperature, seed * 1000 + step, stop=("</INS>", "\n")
+                )
                 kids, dropped = [], {"empty": 0, "too_long": 0, "duplicate": 0}
                 for raw in texts:
                     text = extract(raw)
-                    why = "empty" if len(text.split()) < 2 else "too_long" if len(text) > cfg.max_chars \
-                        else "duplicate" if dedup_key(text) in seen else ""
+                    why = (
+                        "empty"
+                        if len(text.split()) < 2
+                        else "too_long"
+                        if len(text) > cfg.max_chars
+                        else "duplicate"
+                        if dedup_key(text) in seen
+                        else ""
+                    )
                     if why:
                         dropped[why] += 1
                         continue
                     seen.add(dedup_key(text))
-                    kids.append(Candidate(instruction=text, name=f"opro-s{step:02d}-{len(kids) + 1}", origin=f"opro:step{step}"))
+                    kids.append(
+                        Candidate(instruction=text, name=f"opro-s{step:02d}-{len(kids) + 1}", origin=f"opro:step{step}")
+                    )
                 notes["steps"].append({"step": step, "shown": len(shown), "proposed": len(kids), "dropped": dropped})
                 if kids:
                     score(kids)
                 best = max(s for _, s in scored)
-                evaluator.say(f"OPRO step {step}/{cfg.steps}: {len(kids)} new, best {best:.3f} on {len(sample)} dev "
-                              f"so far, {evaluator.cost.calls} calls")
+                evaluator.say(
+                    f"OPRO step {step}/{cfg.steps}: {len(kids)} new, best {best:.3f} on {len(sample)} dev "
+                    f"so far, {evaluator.cost.calls} calls"
+                )
                 if prop.cut:
                     stopped = prop.cut
                     break

@@ -68,18 +68,30 @@ class Proposer:
     def fill(self, meta: MetaPrompt, **slots: str) -> str:
         return self.chat(meta.chat.format(**slots)) if self.chat is not None else meta.text.format(**slots)
 
-    def write(self, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int,
-              stop: tuple[str, ...] = ("\n",)) -> list[str]:
+    def write(
+        self,
+        prompts: list[str],
+        n: int,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        stop: tuple[str, ...] = ("\n",),
+    ) -> list[str]:
         """`n` samples of each prompt, in order. A call budget can return fewer."""
-        reqs = [GenRequest(p, max_tokens, temperature, 1.0, stop, sample_index=j, seed=seed) for p in prompts for j in range(n)]
+        reqs = [
+            GenRequest(p, max_tokens, temperature, 1.0, stop, sample_index=j, seed=seed)
+            for p in prompts
+            for j in range(n)
+        ]
         got = [r.text for r in self.evaluator.ask(self.backend, reqs)]
         if len(got) < len(reqs):
             self.cut = f"call budget of {self.evaluator.budget.max_calls} model calls reached while proposing"
         return got
 
 
-_PREFIX = re.compile(r"^(?:the\s+)?(?:new\s+|reworded\s+|rewritten\s+)?instruction(?:\s+was)?\s*(?:is|was)?\s*[:\-]?\s*",
-                     re.IGNORECASE)
+_PREFIX = re.compile(
+    r"^(?:the\s+)?(?:new\s+|reworded\s+|rewritten\s+)?instruction(?:\s+was)?\s*(?:is|was)?\s*[:\-]?\s*", re.IGNORECASE
+)
 
 
 def clean_instruction(text: str, induced: bool = False) -> str:

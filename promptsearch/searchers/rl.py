@@ -27,13 +27,15 @@ from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
-from promptsearch.searchers.base import SearchResult, Searcher, option
+from promptsearch.searchers.base import Searcher, SearchResult, option
 from promptsearch.tasks.base import Task
 from promptsearch.text import shorten
 
 CORRECT, WRONG = 1.8, 2.0  # RLPrompt's gap-reward weights (180 and 200, per percent)
-META = ("Here are examples of a task, each an input and its correct output.\n\n{demos}\n\n"
-        "Write one short instruction that tells someone how to do this task.")
+META = (
+    "Here are examples of a task, each an input and its correct output.\n\n{demos}\n\n"
+    "Write one short instruction that tells someone how to do this task."
+)
 
 
 class RLSearcher(Searcher):
@@ -46,14 +48,19 @@ class RLSearcher(Searcher):
 
     @dataclass
     class Config:
-        style: str = option("instruction", "what the policy writes: an instruction, or trigger tokens (RLPrompt)",
-                            choices=("instruction", "tokens"))
+        style: str = option(
+            "instruction",
+            "what the policy writes: an instruction, or trigger tokens (RLPrompt)",
+            choices=("instruction", "tokens"),
+        )
         trainer: str = option("grpo", "TRL trainer", choices=("grpo", "rloo"))
         policy: str = option("", "policy model (a local folder or hf:NAME; default: the target's model)")
         steps: int = option(12, "training steps", min=1)
         num_generations: int = option(4, "prompts written per step (one group)", min=2)
         prompt_length: int = option(16, "instruction style: tokens the policy writes at most", min=1, max=128)
-        trigger_length: int = option(5, "tokens style: trigger tokens the policy writes, exactly (RLPrompt: 5)", min=1, max=64)
+        trigger_length: int = option(
+            5, "tokens style: trigger tokens the policy writes, exactly (RLPrompt: 5)", min=1, max=64
+        )
         batch_size: int = option(8, "train examples each prompt is rewarded on per step", min=1)
         lr: float = option(1e-4, "learning rate", above=0)
         lora: bool = option(True, "train LoRA adapters on the policy (false: all weights)")
@@ -62,13 +69,23 @@ class RLSearcher(Searcher):
         demos: int = option(4, "instruction style: train demos in the meta-prompt", min=1)
         eval_every: int = option(4, "race the best prompts so far on dev every this many steps", min=1)
         race: int = option(4, "prompts raced on dev each time", min=1)
-        use_vllm: bool = option(False, "generate the policy's prompts with vLLM through TRL (a CUDA machine with vllm "
-                                "installed); generation dominates a GRPO step on a GPU")
-        vllm_mode: str = option("colocate", "colocate: vLLM in this process, sharing the GPU; server: a `trl vllm-serve` "
-                                "server at vllm_server_base_url", choices=("colocate", "server"))
-        vllm_server_base_url: str = option("", "vllm_mode=server: the server's URL (default TRL's, http://0.0.0.0:8000)")
-        vllm_gpu_memory_utilization: float = option(0.3, "vllm_mode=colocate: share of GPU memory vLLM may take",
-                                                    above=0, max=1)
+        use_vllm: bool = option(
+            False,
+            "generate the policy's prompts with vLLM through TRL (a CUDA machine with vllm "
+            "installed); generation dominates a GRPO step on a GPU",
+        )
+        vllm_mode: str = option(
+            "colocate",
+            "colocate: vLLM in this process, sharing the GPU; server: a `trl vllm-serve` "
+            "server at vllm_server_base_url",
+            choices=("colocate", "server"),
+        )
+        vllm_server_base_url: str = option(
+            "", "vllm_mode=server: the server's URL (default TRL's, http://0.0.0.0:8000)"
+        )
+        vllm_gpu_memory_utilization: float = option(
+            0.3, "vllm_mode=colocate: share of GPU memory vLLM may take", above=0, max=1
+        )
         checkpoint_every: int = option(4, "save a checkpoint every this many steps (runs started from the CLI)", min=1)
 
     def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
@@ -93,8 +110,13 @@ class RLSearcher(Searcher):
         def to_cand(text: str, ids: list[int], i: int) -> Candidate:
             if cfg.style == "tokens":
                 ids = list(ids)[: cfg.trigger_length]
-                return Candidate(trigger=tuple(ids), template=template, trigger_text=tok.decode(ids),
-                                 name=shorten(f"rl {tok.decode(ids)!r}", 60), origin=f"rl:step{state['step']}")
+                return Candidate(
+                    trigger=tuple(ids),
+                    template=template,
+                    trigger_text=tok.decode(ids),
+                    name=shorten(f"rl {tok.decode(ids)!r}", 60),
+                    origin=f"rl:step{state['step']}",
+                )
             # step and place in the group: every prompt of a run has its own name
             return Candidate(instruction=text, name=f"rl-s{state['step']}.{i + 1}", origin=f"rl:step{state['step']}")
 
@@ -113,14 +135,21 @@ class RLSearcher(Searcher):
                     entry = pool.setdefault(cands[i].key(), {"cand": cands[i], "rewards": [], "steps": []})
                     entry["rewards"].append(rewards[i])
                     entry["steps"].append(state["step"])
-            curve.append({"step": state["step"], "mean_reward": round(sum(rewards) / len(rewards), 4),
-                          "max_reward": round(max(rewards), 4),
-                          "zero_spread": len(set(round(x, 6) for x in rewards)) == 1})
+            curve.append(
+                {
+                    "step": state["step"],
+                    "mean_reward": round(sum(rewards) / len(rewards), 4),
+                    "max_reward": round(max(rewards), 4),
+                    "zero_spread": len(set(round(x, 6) for x in rewards)) == 1,
+                }
+            )
             step_seconds.append(round(seconds + time.perf_counter() - now, 2))  # wall time, not in the curve
             best = max(pool.values(), key=_mean, default=None)
-            evaluator.say(f"RL step {state['step']}/{cfg.steps}: mean reward {curve[-1]['mean_reward']:+.3f}, "
-                          f"max {curve[-1]['max_reward']:+.3f}; best so far: "
-                          f"{best['cand'].describe()[:50] if best else '-'}")
+            evaluator.say(
+                f"RL step {state['step']}/{cfg.steps}: mean reward {curve[-1]['mean_reward']:+.3f}, "
+                f"max {curve[-1]['max_reward']:+.3f}; best so far: "
+                f"{best['cand'].describe()[:50] if best else '-'}"
+            )
             if evaluator.progress:
                 evaluator.progress("rl · steps", state["step"], cfg.steps)
             return rewards
@@ -128,8 +157,9 @@ class RLSearcher(Searcher):
         dataset = _dataset(task, cfg, rng, tok)
         out_dir = self.workdir / "trainer" if self.workdir else None
         with quiet_library_deprecations():
-            trainer = _trainer(cfg, policy_path, tok, reward, dataset, banned if cfg.style == "tokens" else None,
-                               seed, out_dir)
+            trainer = _trainer(
+                cfg, policy_path, tok, reward, dataset, banned if cfg.style == "tokens" else None, seed, out_dir
+            )
         race_results: list[EvalResult] = []
         stopped = ""
         raced: set[str] = set()
@@ -144,7 +174,9 @@ class RLSearcher(Searcher):
                     c = Candidate.from_dict(e["cand"])
                     pool[c.key()] = {"cand": c, "rewards": e["rewards"], "steps": e["steps"]}
                 if saved["raced"]:
-                    race_results.extend(evaluator.score_many([Candidate.from_dict(d) for d in saved["raced"]], task.dev))
+                    race_results.extend(
+                        evaluator.score_many([Candidate.from_dict(d) for d in saved["raced"]], task.dev)
+                    )
                     raced.update(r.candidate.key() for r in race_results)
                 evaluator.say(f"RL: resuming at step {saved['step']} from {resume_from.name}")
 
@@ -156,10 +188,20 @@ class RLSearcher(Searcher):
             for e in pool.values():
                 keep = [(r, s_) for r, s_ in zip(e["rewards"], e["steps"]) if s_ <= step]
                 if keep:
-                    entries.append({"cand": e["cand"].to_dict(), "rewards": [r for r, _ in keep], "steps": [s_ for _, s_ in keep]})
-            (self.workdir / f"rl_state-{step}.json").write_text(json.dumps({
-                "step": step, "rng": _lists(rng.getstate()), "curve": [c for c in curve if c["step"] <= step],
-                "pool": entries, "raced": [r.candidate.to_dict() for r in race_results]}))
+                    entries.append(
+                        {"cand": e["cand"].to_dict(), "rewards": [r for r, _ in keep], "steps": [s_ for _, s_ in keep]}
+                    )
+            (self.workdir / f"rl_state-{step}.json").write_text(
+                json.dumps(
+                    {
+                        "step": step,
+                        "rng": _lists(rng.getstate()),
+                        "curve": [c for c in curve if c["step"] <= step],
+                        "pool": entries,
+                        "raced": [r.candidate.to_dict() for r in race_results],
+                    }
+                )
+            )
 
         def race() -> None:
             fresh = [e["cand"] for e in _ranked(pool)[: cfg.race] if e["cand"].key() not in raced]
@@ -203,10 +245,18 @@ class RLSearcher(Searcher):
             raise BudgetExhausted(stopped or "no written prompt was scored on dev")
         best = max(race_results, key=lambda r: r.mean)
         zero = sum(c["zero_spread"] for c in curve)
-        notes = {"style": cfg.style, "trainer": cfg.trainer, "policy": policy_path, "curve": curve,
-                 "step_seconds": step_seconds,
-                 "prompts_written": len(pool), "zero_spread_steps": zero,
-                 "top_train": [{"prompt": e["cand"].describe(), "mean_reward": round(_mean(e), 4)} for e in _ranked(pool)[:10]]}
+        notes = {
+            "style": cfg.style,
+            "trainer": cfg.trainer,
+            "policy": policy_path,
+            "curve": curve,
+            "step_seconds": step_seconds,
+            "prompts_written": len(pool),
+            "zero_spread_steps": zero,
+            "top_train": [
+                {"prompt": e["cand"].describe(), "mean_reward": round(_mean(e), 4)} for e in _ranked(pool)[:10]
+            ],
+        }
         return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
 
 
@@ -231,8 +281,11 @@ def _last_checkpoint(workdir):
     """The trainer's newest checkpoint that has our state beside it."""
     import json
 
-    steps = sorted((int(p.name.split("-")[1]), p) for p in (workdir / "trainer").glob("checkpoint-*")
-                   if p.name.split("-")[1].isdigit() and (workdir / f"rl_state-{p.name.split('-')[1]}.json").exists())
+    steps = sorted(
+        (int(p.name.split("-")[1]), p)
+        for p in (workdir / "trainer").glob("checkpoint-*")
+        if p.name.split("-")[1].isdigit() and (workdir / f"rl_state-{p.name.split('-')[1]}.json").exists()
+    )
     if not steps:
         return None, None
     step, path = steps[-1]
@@ -244,8 +297,10 @@ def _policy_path(spec: str, backend) -> str:
         return spec[3:] if spec.startswith("hf:") else spec
     path = getattr(backend, "name_or_path", None)
     if path is None or not hasattr(backend, "tokenizer"):
-        raise PromptSearchError(f"The RL searcher trains a local policy model; the target '{backend.model_id}' is not "
-                                "one, so give one with -o policy=PATH (a local transformers model folder or hf:NAME).")
+        raise PromptSearchError(
+            f"The RL searcher trains a local policy model; the target '{backend.model_id}' is not "
+            "one, so give one with -o policy=PATH (a local transformers model folder or hf:NAME)."
+        )
     return path
 
 
@@ -291,8 +346,11 @@ def _dataset(task: Task, cfg, rng: random.Random, tok):
             text = "Prompt:"
         else:
             demos = rng.sample(task.train, min(cfg.demos, len(task.train)))
-            text = META.format(demos="\n\n".join(f"Input: {d.input}\nOutput: {d.answers[0] if not task.labels else d.label}"
-                                                 for d in demos))
+            text = META.format(
+                demos="\n\n".join(
+                    f"Input: {d.input}\nOutput: {d.answers[0] if not task.labels else d.label}" for d in demos
+                )
+            )
         chat = cfg.style == "instruction" and getattr(tok, "chat_template", None)
         rows.append({"prompt": [{"role": "user", "content": text}] if chat else text})
     return Dataset.from_list(rows)
@@ -310,15 +368,30 @@ def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | No
     # argument and warns on the old name where the new one exists
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    saving = dict(save_strategy="steps", save_steps=cfg.checkpoint_every, save_total_limit=2) if out_dir else \
-        dict(save_strategy="no")
+    saving = (
+        dict(save_strategy="steps", save_steps=cfg.checkpoint_every, save_total_limit=2)
+        if out_dir
+        else dict(save_strategy="no")
+    )
     length = cfg.trigger_length if banned is not None else cfg.prompt_length
-    common = dict(output_dir=str(out_dir or tempfile.mkdtemp(prefix="promptsearch-rl-")), **saving,
-                  per_device_train_batch_size=cfg.num_generations,
-                  num_generations=cfg.num_generations, max_completion_length=length, max_steps=cfg.steps,
-                  learning_rate=cfg.lr, temperature=cfg.temperature, logging_steps=1, report_to="none",
-                  bf16=False, use_cpu=not torch.cuda.is_available(), seed=seed, disable_tqdm=True,
-                  shuffle_dataset=False, **{ckpt: False})
+    common = dict(
+        output_dir=str(out_dir or tempfile.mkdtemp(prefix="promptsearch-rl-")),
+        **saving,
+        per_device_train_batch_size=cfg.num_generations,
+        num_generations=cfg.num_generations,
+        max_completion_length=length,
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        temperature=cfg.temperature,
+        logging_steps=1,
+        report_to="none",
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        seed=seed,
+        disable_tqdm=True,
+        shuffle_dataset=False,
+        **{ckpt: False},
+    )
     gen: dict = {}
     if banned is not None:  # exactly trigger_length printable tokens
         gen = {"suppress_tokens": banned, "min_new_tokens": cfg.trigger_length}
@@ -329,18 +402,32 @@ def _trainer(cfg, policy_path: str, tok, reward, dataset, banned: list[int] | No
     if cfg.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     if cfg.trainer == "grpo":
         from trl import GRPOConfig, GRPOTrainer
 
         args = GRPOConfig(**common, scale_rewards="group", beta=0.0)
-        return GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=dataset,
-                           processing_class=tok, peft_config=peft_config)
+        return GRPOTrainer(
+            model=policy,
+            reward_funcs=reward,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=peft_config,
+        )
     from trl import RLOOConfig, RLOOTrainer
 
     args = RLOOConfig(**common, beta=0.0)
-    return RLOOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=dataset,
-                       processing_class=tok, peft_config=peft_config)
+    return RLOOTrainer(
+        model=policy,
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft_config,
+    )
 
 
 def vllm_settings(cfg, tokens_style: bool) -> dict:
@@ -352,11 +439,15 @@ def vllm_settings(cfg, tokens_style: bool) -> dict:
     from promptsearch.errors import PromptSearchError
 
     if importlib.util.find_spec("vllm") is None:
-        raise PromptSearchError("-o use_vllm=true needs vLLM, which is not installed: pip install vllm (on a CUDA "
-                                "machine), or leave use_vllm off.")
+        raise PromptSearchError(
+            "-o use_vllm=true needs vLLM, which is not installed: pip install vllm (on a CUDA "
+            "machine), or leave use_vllm off."
+        )
     if tokens_style:
-        raise PromptSearchError("-o use_vllm=true works with style=instruction: the tokens style bans tokens during "
-                                "generation, which TRL does not pass to vLLM.")
+        raise PromptSearchError(
+            "-o use_vllm=true works with style=instruction: the tokens style bans tokens during "
+            "generation, which TRL does not pass to vLLM."
+        )
     out = {"use_vllm": True, "vllm_mode": cfg.vllm_mode}
     if cfg.vllm_mode == "server" and cfg.vllm_server_base_url:
         out["vllm_server_base_url"] = cfg.vllm_server_base_url

@@ -27,7 +27,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import SearchResult, Searcher, local_model, option
+from promptsearch.searchers.base import Searcher, SearchResult, local_model, option
 from promptsearch.searchers.stored import best_stored_prompt
 from promptsearch.tasks.base import Task
 
@@ -43,12 +43,18 @@ class SoftPromptSearcher(Searcher):
 
     @dataclass
     class Config:
-        method: str = option("prompt", "prompt (Lester et al.), ptuning (prompt encoder) or prefix (per-layer KV)",
-                             choices=("prompt", "ptuning", "prefix"))
+        method: str = option(
+            "prompt",
+            "prompt (Lester et al.), ptuning (prompt encoder) or prefix (per-layer KV)",
+            choices=("prompt", "ptuning", "prefix"),
+        )
         num_virtual_tokens: int = option(8, "virtual tokens", min=1, max=256)
-        init: str = option("text", "prompt tuning's start: text, vocab (sampled token embeddings), random, or best "
-                           "(the best discrete prompt stored for this task and model)",
-                           choices=("text", "vocab", "random", "best"))
+        init: str = option(
+            "text",
+            "prompt tuning's start: text, vocab (sampled token embeddings), random, or best "
+            "(the best discrete prompt stored for this task and model)",
+            choices=("text", "vocab", "random", "best"),
+        )
         init_text: str = option("", "text for init=text (default: the task's first manual instruction)")
         truncate: bool = option(True, "cut an init text longer than the virtual tokens (false: refuse it)")
         encoder: str = option("mlp", "P-tuning's prompt encoder", choices=("mlp", "lstm"))
@@ -67,8 +73,10 @@ class SoftPromptSearcher(Searcher):
         if init_text is not None and not cfg.truncate:
             n = len(tok(init_text, add_special_tokens=False).input_ids)
             if n > cfg.num_virtual_tokens:
-                raise PromptSearchError(f"init_text is {n} tokens, more than num_virtual_tokens={cfg.num_virtual_tokens}, "
-                                        "and truncate=false; raise num_virtual_tokens or shorten the text.")
+                raise PromptSearchError(
+                    f"init_text is {n} tokens, more than num_virtual_tokens={cfg.num_virtual_tokens}, "
+                    "and truncate=false; raise num_virtual_tokens or shorten the text."
+                )
         import torch
 
         torch.manual_seed(seed)
@@ -79,8 +87,10 @@ class SoftPromptSearcher(Searcher):
         best: EvalResult | None = None
         best_state = None  # the dev-best PEFT weights
         stale, stopped, log = 0, "", []
-        evaluator.say(f"Soft prompt ({cfg.method}, {cfg.num_virtual_tokens} virtual tokens, init {cfg.init}): "
-                      f"{cfg.steps} steps of {cfg.batch_size} train examples")
+        evaluator.say(
+            f"Soft prompt ({cfg.method}, {cfg.num_virtual_tokens} virtual tokens, init {cfg.init}): "
+            f"{cfg.steps} steps of {cfg.batch_size} train examples"
+        )
         try:
             for step in range(1, cfg.steps + 1):
                 evaluator.check_budget(0)  # time and call budgets stop training too
@@ -95,8 +105,12 @@ class SoftPromptSearcher(Searcher):
                     evaluator.progress(f"train · loss {loss:.3f}", step, cfg.steps)
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     sp = _learned(peft_model, cfg.method, f"{cfg.method}-{cfg.num_virtual_tokens}-s{step}")
-                    res = evaluator.score(Candidate(soft_prompt=sp, name=f"{cfg.method} step {step}",
-                                                    origin=f"soft:{cfg.method}:step{step}"), task.dev)
+                    res = evaluator.score(
+                        Candidate(
+                            soft_prompt=sp, name=f"{cfg.method} step {step}", origin=f"soft:{cfg.method}:step{step}"
+                        ),
+                        task.dev,
+                    )
                     log[-1]["dev"] = round(res.mean, 4)
                     evaluator.say(f"Soft prompt step {step}/{cfg.steps}: train loss {loss:.3f}, dev {res.mean:.3f}")
                     if best is None or res.mean > best.mean:
@@ -120,18 +134,34 @@ class SoftPromptSearcher(Searcher):
         finally:
             _unwrap(peft_model)
         # prefix tuning's keys and values have no text to start from: PEFT starts them at random
-        init = "random (prefix tuning has no text init)" if cfg.method == "prefix" and cfg.init != "random" else cfg.init
-        notes: dict = {"method": cfg.method, "num_virtual_tokens": cfg.num_virtual_tokens, "init": init,
-                       "init_text": init_text, "init_from": init_from, "steps": log, "fingerprint": sp.fingerprint(), "saved": str(saved)}
+        init = (
+            "random (prefix tuning has no text init)" if cfg.method == "prefix" and cfg.init != "random" else cfg.init
+        )
+        notes: dict = {
+            "method": cfg.method,
+            "num_virtual_tokens": cfg.num_virtual_tokens,
+            "init": init,
+            "init_text": init_text,
+            "init_from": init_from,
+            "steps": log,
+            "fingerprint": sp.fingerprint(),
+            "saved": str(saved),
+        }
         readout = _readout(sp, model, tok)
         if readout is not None:
             ids, cos = readout
-            notes["readout"] = {"ids": ids, "text": tok.decode(ids), "cosine": cos,
-                                "note": "nearest vocabulary token to each learned vector; the vectors are not text"}
+            notes["readout"] = {
+                "ids": ids,
+                "text": tok.decode(ids),
+                "cosine": cos,
+                "note": "nearest vocabulary token to each learned vector; the vectors are not text",
+            }
             # scored outside the search budget, like test scoring: a search the budget stopped
             # still shows what discretising its prompt loses
-            r = evaluator.outside_budget().score(Candidate(trigger=tuple(ids), trigger_text=tok.decode(ids),
-                                                           name="readout", origin="soft:readout"), task.dev)
+            r = evaluator.outside_budget().score(
+                Candidate(trigger=tuple(ids), trigger_text=tok.decode(ids), name="readout", origin="soft:readout"),
+                task.dev,
+            )
             evaluator.history.append(r)
             notes["readout"]["dev"] = round(r.mean, 4)
         return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
@@ -150,20 +180,39 @@ def _init_text(task: Task, cfg, evaluator: Evaluator, backend) -> tuple[str | No
 
 
 def _peft_model(model, backend, cfg, init_text: str | None):
-    from peft import (PrefixTuningConfig, PromptEncoderConfig, PromptEncoderReparameterizationType,
-                      PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model)
+    from peft import (
+        PrefixTuningConfig,
+        PromptEncoderConfig,
+        PromptEncoderReparameterizationType,
+        PromptTuningConfig,
+        PromptTuningInit,
+        TaskType,
+        get_peft_model,
+    )
 
     n = cfg.num_virtual_tokens
     if cfg.method == "prompt":
-        init = {"text": PromptTuningInit.TEXT, "best": PromptTuningInit.TEXT, "vocab": PromptTuningInit.SAMPLE_VOCAB,
-                "random": PromptTuningInit.RANDOM}[cfg.init]
-        conf = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n, prompt_tuning_init=init,
-                                  prompt_tuning_init_text=init_text if init == PromptTuningInit.TEXT else None,
-                                  tokenizer_name_or_path=backend.name_or_path if init == PromptTuningInit.TEXT else None)
+        init = {
+            "text": PromptTuningInit.TEXT,
+            "best": PromptTuningInit.TEXT,
+            "vocab": PromptTuningInit.SAMPLE_VOCAB,
+            "random": PromptTuningInit.RANDOM,
+        }[cfg.init]
+        conf = PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=n,
+            prompt_tuning_init=init,
+            prompt_tuning_init_text=init_text if init == PromptTuningInit.TEXT else None,
+            tokenizer_name_or_path=backend.name_or_path if init == PromptTuningInit.TEXT else None,
+        )
     elif cfg.method == "ptuning":
         enc = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
-        conf = PromptEncoderConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n,
-                                   encoder_reparameterization_type=enc[cfg.encoder], encoder_hidden_size=cfg.encoder_hidden)
+        conf = PromptEncoderConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=n,
+            encoder_reparameterization_type=enc[cfg.encoder],
+            encoder_hidden_size=cfg.encoder_hidden,
+        )
     else:
         conf = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
     with quiet_library_deprecations():
@@ -208,8 +257,9 @@ def _learned(pm, method: str, name: str) -> SoftPrompt:
     with torch.no_grad():
         p = _prompt(pm, method)
         if method == "prefix":
-            return SoftPrompt(kv=tuple((k.detach().float().cpu().clone(), v.detach().float().cpu().clone()) for k, v in p),
-                              name=name)
+            return SoftPrompt(
+                kv=tuple((k.detach().float().cpu().clone(), v.detach().float().cpu().clone()) for k, v in p), name=name
+            )
         return SoftPrompt(vectors=p.detach().float().cpu().clone(), name=name)
 
 

@@ -9,8 +9,9 @@ from promptsearch.errors import PromptSearchError
 from promptsearch.tasks.base import Task
 
 
-def best_stored_prompt(task: Task, evaluator, model_id: str, option: str, skip: tuple[str, ...] = (),
-                       triggers: bool = True) -> tuple[str, dict]:
+def best_stored_prompt(
+    task: Task, evaluator, model_id: str, option: str, skip: tuple[str, ...] = (), triggers: bool = True
+) -> tuple[str, dict]:
     """(text, source) of the stored run with the best dev score for this task and model, runs
     on these very splits first; `skip` leaves out searchers, `triggers` lets a trigger's text
     count. One line naming `option` when there is none."""
@@ -28,12 +29,24 @@ def best_stored_prompt(task: Task, evaluator, model_id: str, option: str, skip: 
                 continue
             text = cand.get("instruction") or (cand.get("trigger_text") if triggers else "") or ""
             dev, test = entry["dev"]["mean"], (entry.get("test") or {}).get("mean")
-            rank = (r.task_hash == task.hash(), dev, text,
-                    {"run_id": r.id, "searcher": r.searcher, "same_task_data": r.task_hash == task.hash(),
-                     "dev": dev, "test": test, "text": text})
+            rank = (
+                r.task_hash == task.hash(),
+                dev,
+                text,
+                {
+                    "run_id": r.id,
+                    "searcher": r.searcher,
+                    "same_task_data": r.task_hash == task.hash(),
+                    "dev": dev,
+                    "test": test,
+                    "text": text,
+                },
+            )
             if text and (best is None or rank[:2] > best[:2]):
                 best = rank
     if best is None:
-        raise PromptSearchError(f"{option}: no discrete prompt is stored for task '{task.name}' and model "
-                                f"'{model_id}'; run a discrete searcher first (e.g. --searcher ape).")
+        raise PromptSearchError(
+            f"{option}: no discrete prompt is stored for task '{task.name}' and model "
+            f"'{model_id}'; run a discrete searcher first (e.g. --searcher ape)."
+        )
     return best[2], best[3]

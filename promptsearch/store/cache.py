@@ -9,7 +9,14 @@ from dataclasses import asdict
 from typing import Sequence
 
 from promptsearch.backends.base import (
-    EmbedResult, GenRequest, GenResult, LoglikRequest, LoglikResult, SoftPrompt, no_embeddings, prompt_key,
+    EmbedResult,
+    GenRequest,
+    GenResult,
+    LoglikRequest,
+    LoglikResult,
+    SoftPrompt,
+    no_embeddings,
+    prompt_key,
 )
 from promptsearch.cost import Usage
 from promptsearch.pricing import FREE
@@ -59,8 +66,16 @@ class CachedBackend:
                 else:
                     self._can_ll = bool(probe())
                     if self.write:  # written with the first answers, so a run that stores nothing leaves no file
-                        self._unwritten.append(dict(key=key, backend=self.model_id, kind="probe", request="{}",
-                                                    response=json.dumps({"value": self._can_ll}), n_tokens=0))
+                        self._unwritten.append(
+                            dict(
+                                key=key,
+                                backend=self.model_id,
+                                kind="probe",
+                                request="{}",
+                                response=json.dumps({"value": self._can_ll}),
+                                n_tokens=0,
+                            )
+                        )
         return self._can_ll
 
     def identity(self) -> dict:
@@ -117,9 +132,16 @@ class CachedBackend:
             for i in idxs:
                 results[i] = ans
             self._account(ans)
-            rows.append(dict(key=key, backend=self.model_id, kind=kind,
-                             request=json.dumps(payloads[idxs[0]], ensure_ascii=False),
-                             response=json.dumps(asdict(ans)), n_tokens=ans.n_tokens))
+            rows.append(
+                dict(
+                    key=key,
+                    backend=self.model_id,
+                    kind=kind,
+                    request=json.dumps(payloads[idxs[0]], ensure_ascii=False),
+                    response=json.dumps(asdict(ans)),
+                    n_tokens=ans.n_tokens,
+                )
+            )
             if len(rows) >= self.FLUSH_EVERY or time.perf_counter() - last[0] >= self.FLUSH_SECONDS:
                 flush()
 
@@ -139,15 +161,25 @@ class CachedBackend:
     @staticmethod
     def _ll_payloads(requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None) -> list[dict]:
         soft = soft_prompt.fingerprint() if soft_prompt is not None else None
-        return [{"context": prompt_key(r.context), "continuation": r.continuation, "soft_prompt": soft} for r in requests]
+        return [
+            {"context": prompt_key(r.context), "continuation": r.continuation, "soft_prompt": soft} for r in requests
+        ]
 
     @staticmethod
     def _gen_payloads(requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[dict]:
-        out = [{"prompt": prompt_key(r.prompt), "max_new_tokens": r.max_new_tokens, "temperature": r.temperature,
-                "top_p": r.top_p, "stop": list(r.stop),
+        out = [
+            {
+                "prompt": prompt_key(r.prompt),
+                "max_new_tokens": r.max_new_tokens,
+                "temperature": r.temperature,
+                "top_p": r.top_p,
+                "stop": list(r.stop),
                 # greedy decoding ignores seed and sample index: one entry serves them all
                 "sample_index": r.sample_index if r.temperature > 0 else 0,
-                "seed": r.seed if r.temperature > 0 else 0} for r in requests]
+                "seed": r.seed if r.temperature > 0 else 0,
+            }
+            for r in requests
+        ]
         if soft_prompt is not None:  # only then, so plain generations keep the keys they always had
             for d in out:
                 d["soft_prompt"] = soft_prompt.fingerprint()
@@ -176,14 +208,18 @@ class CachedBackend:
         """Whether this model's calls have a known price (local models: free)."""
         return getattr(self.inner, "price", FREE) is not None
 
-    def loglikelihood(self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None) -> list[LoglikResult]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None
+    ) -> list[LoglikResult]:
         def call(rs, on_result):
             kwargs = {"soft_prompt": soft_prompt} if soft_prompt is not None else {}
             if on_result is not None:
                 kwargs["on_result"] = on_result
             return self.inner.loglikelihood(rs, **kwargs)
 
-        return self._run("loglik", requests, self._ll_payloads(requests, soft_prompt), call, lambda d: LoglikResult(**d))
+        return self._run(
+            "loglik", requests, self._ll_payloads(requests, soft_prompt), call, lambda d: LoglikResult(**d)
+        )
 
     def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[GenResult]:
         def call(rs, on_result):
@@ -198,6 +234,7 @@ class CachedBackend:
         """Text embeddings (local transformers models), cached like any request."""
         if not hasattr(self.inner, "embed"):
             raise no_embeddings(self.model_id)
+
         def call(rs, on_result):
             out = self.inner.embed(rs)
             for i, ans in enumerate(out if on_result is not None else ()):  # a streaming backend's contract

@@ -34,8 +34,11 @@ def _guarded(doing: str):
                 first = raw.splitlines()[0] if raw else type(e).__name__
                 raise PromptSearchError(
                     f"The database {self.where} failed while {doing}: {engines.shown(first)}. Answers stored before "
-                    "it are kept and nothing was stored half-way; run the same command again once it works.") from None
+                    "it are kept and nothing was stored half-way; run the same command again once it works."
+                ) from None
+
         return inner
+
     return wrap
 
 
@@ -68,14 +71,18 @@ class Store:
         self.path = Path(path).expanduser()
         self.where = str(self.path)
         if self.path.is_dir():
-            raise PromptSearchError(f"Database path '{self.path}' is a folder; give a file path (e.g. {self.path / 'promptsearch.db'}).")
+            raise PromptSearchError(
+                f"Database path '{self.path}' is a folder; give a file path (e.g. {self.path / 'promptsearch.db'})."
+            )
         if self.path.exists():
-            self.engine  # an existing file is checked now: not a database, no permission
+            _ = self.engine  # an existing file is checked now: not a database, no permission
         else:
             ancestor = next(p for p in self.path.parents if p.exists())
             if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK) or not _can_create_in(ancestor):
-                raise PromptSearchError(f"Cannot create database '{self.path}': '{ancestor}' is not a writable folder; "
-                                        "set PROMPTSEARCH_DB or use --db.")
+                raise PromptSearchError(
+                    f"Cannot create database '{self.path}': '{ancestor}' is not a writable folder; "
+                    "set PROMPTSEARCH_DB or use --db."
+                )
 
     @property
     def engine(self):
@@ -87,7 +94,9 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise PromptSearchError(f"Cannot create the folder for database '{self.path}': {e.strerror}; set PROMPTSEARCH_DB or --db.") from None
+            raise PromptSearchError(
+                f"Cannot create the folder for database '{self.path}': {e.strerror}; set PROMPTSEARCH_DB or --db."
+            ) from None
         engine = engines.sqlite_engine(self.path)
         engines.create_sqlite_schema(engine, self.where)
         return engine
@@ -119,7 +128,9 @@ class Store:
         with Session(self.engine) as s:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
-                for key, resp in s.exec(select(CacheEntry.key, CacheEntry.response).where(col(CacheEntry.key).in_(chunk))):
+                for key, resp in s.exec(
+                    select(CacheEntry.key, CacheEntry.response).where(col(CacheEntry.key).in_(chunk))
+                ):
                     found[key] = json.loads(resp)
         return found
 
@@ -193,8 +204,10 @@ class Store:
         from sqlmodel import Session, col, select
 
         if not self._readable():
-            raise PromptSearchError(f"Run '{run_id}': no such run in {self.where} (no database there yet); "
-                                    "list runs with `promptsearch runs`.")
+            raise PromptSearchError(
+                f"Run '{run_id}': no such run in {self.where} (no database there yet); "
+                "list runs with `promptsearch runs`."
+            )
         with Session(self.engine) as s:
             run = s.get(Run, run_id)
             if run is None:

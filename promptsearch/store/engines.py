@@ -78,8 +78,9 @@ def create_sqlite_schema(engine, where: str) -> None:
             attempt += 1
             # Another process created a table between our check and our CREATE: look again.
             if "already exists" not in msg or attempt >= 10:
-                raise PromptSearchError(f"Cannot use database '{where}': {msg}; check the path and its "
-                                        "permissions, or use --db.") from None
+                raise PromptSearchError(
+                    f"Cannot use database '{where}': {msg}; check the path and its permissions, or use --db."
+                ) from None
             time.sleep(0.05 * attempt)
 
 
@@ -96,31 +97,44 @@ def postgres_engine(url: str):
         u = make_url(url)
         u.port  # noqa: B018 - a port that is not a number fails here, not at connect
     except (ArgumentError, ValueError):
-        raise PromptSearchError(f"Database URL '{where}' does not parse; write it as "
-                                "postgresql+psycopg://USER@HOST:5432/DBNAME.") from None
+        raise PromptSearchError(
+            f"Database URL '{where}' does not parse; write it as postgresql+psycopg://USER@HOST:5432/DBNAME."
+        ) from None
     if u.drivername.split("+")[0] == "postgres":  # the short scheme psql and Heroku use
-        u = u.set(drivername="postgresql" + u.drivername[len("postgres"):])
+        u = u.set(drivername="postgresql" + u.drivername[len("postgres") :])
     if u.get_backend_name() != "postgresql":
-        raise PromptSearchError(f"Database URL '{where}': only PostgreSQL URLs (postgresql+psycopg://...) or an "
-                                "SQLite file path are supported.")
+        raise PromptSearchError(
+            f"Database URL '{where}': only PostgreSQL URLs (postgresql+psycopg://...) or an "
+            "SQLite file path are supported."
+        )
     if u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg")  # psycopg 3, not the older psycopg2
     elif u.drivername != "postgresql+psycopg":
-        raise PromptSearchError(f"Database URL '{where}': driver '{u.drivername.partition('+')[2]}' is not one "
-                                "promptsearch uses; write postgresql+psycopg://... (psycopg 3).")
+        raise PromptSearchError(
+            f"Database URL '{where}': driver '{u.drivername.partition('+')[2]}' is not one "
+            "promptsearch uses; write postgresql+psycopg://... (psycopg 3)."
+        )
     try:
         engine = create_engine(u, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     except (ModuleNotFoundError, NoSuchModuleError):
-        raise PromptSearchError("A PostgreSQL database needs the psycopg driver, which is not installed: "
-                                "pip install 'promptsearch[postgres]'") from None
+        raise PromptSearchError(
+            "A PostgreSQL database needs the psycopg driver, which is not installed: "
+            "pip install 'promptsearch[postgres]'"
+        ) from None
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
             SQLModel.metadata.create_all(conn)
     except DBAPIError as e:
-        first = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else type(e).__name__
-        raise PromptSearchError(f"Cannot use database '{where}': {shown(first)}; check that the server is running "
-                                "and the URL (user, host, port, database name).") from None
+        first = (
+            str(getattr(e, "orig", e)).strip().splitlines()[0]
+            if str(getattr(e, "orig", e)).strip()
+            else type(e).__name__
+        )
+        raise PromptSearchError(
+            f"Cannot use database '{where}': {shown(first)}; check that the server is running "
+            "and the URL (user, host, port, database name)."
+        ) from None
     return engine
 
 

@@ -42,8 +42,13 @@ class LocalExecutor:
         while queue or running:
             while queue and len(running) < self.workers:
                 trial, attempt = queue.popleft()
-                proc = subprocess.Popen([sys.executable, "-m", "promptsearch.sweep.worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "promptsearch.sweep.worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
                 proc.stdin.write(json.dumps({"config": trial.config(), "db": db, "trial": trial.key()}) + "\n")
                 proc.stdin.flush()
                 state = {"result": None, "error": None}
@@ -62,8 +67,11 @@ class LocalExecutor:
                     on_event(trial, "retry", f"worker ended by signal {-proc.returncode}")
                     queue.appendleft((trial, attempt + 1))
                 else:
-                    why = state["error"] or (f"worker ended by signal {-proc.returncode}" if proc.returncode < 0
-                                             else f"worker exited with status {proc.returncode}")
+                    why = state["error"] or (
+                        f"worker ended by signal {-proc.returncode}"
+                        if proc.returncode < 0
+                        else f"worker exited with status {proc.returncode}"
+                    )
                     on_event(trial, "failed", why)
             time.sleep(0.05)
 
@@ -125,8 +133,10 @@ class RayExecutor:
             import importlib.util
 
             if importlib.util.find_spec("grpc") is None:
-                raise PromptSearchError(f"Ray address '{self.address}' goes through Ray Client, which needs grpcio: "
-                                        "pip install 'promptsearch[ray]' (it brings ray[client]).")
+                raise PromptSearchError(
+                    f"Ray address '{self.address}' goes through Ray Client, which needs grpcio: "
+                    "pip install 'promptsearch[ray]' (it brings ray[client])."
+                )
         _reachable(self.address)
         try:
             ray.init(address=self.address, logging_level="ERROR", log_to_driver=False)
@@ -182,12 +192,15 @@ def _reachable(address: str, timeout: float = 3.0) -> None:
     try:
         port_n = int(port)
     except ValueError:
-        raise PromptSearchError(f"Ray address '{address}': '{port}' is not a port; write HOST:PORT or "
-                                "ray://HOST:10001.") from None
+        raise PromptSearchError(
+            f"Ray address '{address}': '{port}' is not a port; write HOST:PORT or ray://HOST:10001."
+        ) from None
     try:
         with socket.create_connection((host.strip("[]"), port_n), timeout=timeout):
             pass
     except OSError as e:
         why = "nothing listens there" if isinstance(e, ConnectionRefusedError) else (e.strerror or type(e).__name__)
-        raise PromptSearchError(f"Cannot reach the Ray cluster at '{address}' ({why}); start one there with "
-                                "`ray start --head`, or leave out --ray-address for a local Ray.") from None
+        raise PromptSearchError(
+            f"Cannot reach the Ray cluster at '{address}' ({why}); start one there with "
+            "`ray start --head`, or leave out --ray-address for a local Ray."
+        ) from None

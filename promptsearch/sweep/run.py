@@ -14,6 +14,7 @@ from promptsearch.sweep.spec import Spec, Trial
 @dataclass
 class Progress:
     """What the sweep's live line shows: counts, and each running trial's phase."""
+
     total: int
     done: int = 0
     failed: int = 0
@@ -22,13 +23,14 @@ class Progress:
 
     def line(self) -> str:
         pending = self.total - self.done - self.failed - len(self.running)
-        return f"{self.done} done · {len(self.running)} running · {self.failed} failed · {pending} pending" + \
-            (f" ({self.skipped} finished earlier)" if self.skipped else "")
+        return f"{self.done} done · {len(self.running)} running · {self.failed} failed · {pending} pending" + (
+            f" ({self.skipped} finished earlier)" if self.skipped else ""
+        )
 
 
-def run_sweep(spec: Spec, store, executor, db: str | None,
-              on_change: Callable[[Progress, Trial, str, object], None] | None = None
-              ) -> tuple[dict[str, SweepTrial], Progress]:
+def run_sweep(
+    spec: Spec, store, executor, db: str | None, on_change: Callable[[Progress, Trial, str, object], None] | None = None
+) -> tuple[dict[str, SweepTrial], Progress]:
     """Every trial of `spec` finished (or failed): their rows by key, and the counts."""
     keys = {t.key(): t for t in spec.trials}
     rows = store.trials(list(keys))

@@ -63,7 +63,8 @@ class Trial:
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
-        return f"{task_name(self.task)} · {self.searcher}{f' ({opts})' if opts else ''} · {self.harness} · seed {self.seed}"
+        searcher = f"{self.searcher} ({opts})" if opts else self.searcher
+        return f"{task_name(self.task)} · {searcher} · {self.harness} · seed {self.seed}"
 
 
 @dataclass
@@ -82,8 +83,11 @@ def _known_keys(entry: dict, keys: set[str], where: str) -> None:
         import difflib
 
         close = difflib.get_close_matches(unknown[0], keys, n=1)
-        raise PromptSearchError(f"{where}: unknown key '{unknown[0]}'." + (f" Did you mean: {close[0]}?" if close else "")
-                                + f" Keys: {', '.join(sorted(keys))}.")
+        raise PromptSearchError(
+            f"{where}: unknown key '{unknown[0]}'."
+            + (f" Did you mean: {close[0]}?" if close else "")
+            + f" Keys: {', '.join(sorted(keys))}."
+        )
 
 
 def _list(doc: dict, key: str, where: str, default: list | None = None) -> list:
@@ -107,7 +111,9 @@ def load_spec(path: str | Path) -> Spec:
     except OSError as e:
         raise PromptSearchError(f"{where}: cannot read it ({e.strerror}).") from None
     except UnicodeDecodeError as e:
-        raise PromptSearchError(f"{where}: not UTF-8 text (byte {e.start} cannot be read); save it as UTF-8 YAML.") from None
+        raise PromptSearchError(
+            f"{where}: not UTF-8 text (byte {e.start} cannot be read); save it as UTF-8 YAML."
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -129,8 +135,9 @@ def load_spec(path: str | Path) -> Spec:
         trials = _grid(doc, where)
     else:
         if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
-            raise PromptSearchError(f"{where}: 'grids' must be a list of mappings, each changing some of "
-                                    f"{', '.join(sorted(GRID_KEYS))}.")
+            raise PromptSearchError(
+                f"{where}: 'grids' must be a list of mappings, each changing some of {', '.join(sorted(GRID_KEYS))}."
+            )
         trials = []
         for i, g in enumerate(grids, 1):
             _known_keys(g, GRID_KEYS, f"{where}, grid {i}")
@@ -150,7 +157,13 @@ def _grid(doc: dict, where: str) -> list[Trial]:
     for i, s in enumerate(_list(doc, "searchers", where), 1):
         if isinstance(s, dict):
             _known_keys(s, SEARCHER_KEYS, f"{where}, searcher {i}")
-        name, opts = (s, {}) if isinstance(s, str) else (s.get("name"), s.get("options") or {}) if isinstance(s, dict) else (None, {})
+        name, opts = (
+            (s, {})
+            if isinstance(s, str)
+            else (s.get("name"), s.get("options") or {})
+            if isinstance(s, dict)
+            else (None, {})
+        )
         if not isinstance(name, str) or not isinstance(opts, dict):
             raise PromptSearchError(f"{where}: searcher {i} must be a name or {{name: ..., options: {{...}}}}.")
         try:
@@ -182,8 +195,10 @@ def _grid(doc: dict, where: str) -> list[Trial]:
         raise PromptSearchError(f"{where}: 'baseline_shots' must be a whole number >= 0.")
     tasks = [_task(t, i, where) for i, t in enumerate(_list(doc, "tasks", where), 1)]
     models = [str(m) for m in _list(doc, "models", where, ["embedded"])]
-    return [Trial(t, m, s, o, h, seed, tuple(sorted((k, float(v)) for k, v in budget.items())), shots)
-            for t, m, (s, o), h, seed in itertools.product(tasks, models, searchers, harnesses, seeds)]
+    return [
+        Trial(t, m, s, o, h, seed, tuple(sorted((k, float(v)) for k, v in budget.items())), shots)
+        for t, m, (s, o), h, seed in itertools.product(tasks, models, searchers, harnesses, seeds)
+    ]
 
 
 def _task(entry: Any, i: int, where: str) -> str:
@@ -191,11 +206,14 @@ def _task(entry: Any, i: int, where: str) -> str:
     if isinstance(entry, str):
         return entry
     if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
-        raise PromptSearchError(f"{where}: task {i} must be a task spec or a mapping with 'task: SPEC' "
-                                f"and changes ({', '.join(sorted(TASK_KEYS - {'task'}))}).")
+        raise PromptSearchError(
+            f"{where}: task {i} must be a task spec or a mapping with 'task: SPEC' "
+            f"and changes ({', '.join(sorted(TASK_KEYS - {'task'}))})."
+        )
     _known_keys(entry, TASK_KEYS, f"{where}, task {i}")
-    if "instructions" in entry and not (isinstance(entry["instructions"], list)
-                                        and all(isinstance(x, str) for x in entry["instructions"])):
+    if "instructions" in entry and not (
+        isinstance(entry["instructions"], list) and all(isinstance(x, str) for x in entry["instructions"])
+    ):
         raise PromptSearchError(f"{where}: task {i}: 'instructions' must be a list of strings.")
     if "labels" in entry and not (isinstance(entry["labels"], dict) and entry["labels"]):
         raise PromptSearchError(f"{where}: task {i}: 'labels' must map each label to its verbalizer.")

@@ -30,8 +30,9 @@ def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
         mine = {t.example_id: t.score for t in tests if t.candidate == best["name"]}
         bar = {t.example_id: t.score for t in tests if t.candidate == "manual-1"}
         label = searcher_label(doc) + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
-        cell = cells.setdefault((label, task_name(config["task"])), {"tests": [], "scores": [], "bar": [], "own": [],
-                                                                       "returned": []})
+        cell = cells.setdefault(
+            (label, task_name(config["task"])), {"tests": [], "scores": [], "bar": [], "own": [], "returned": []}
+        )
         ids = sorted(mine)
         cell["tests"].append(best["test"]["mean"])
         cell["own"].append(own["test"]["mean"])
@@ -64,14 +65,18 @@ def markdown(cells: dict[tuple[str, str], dict], failed: list[SweepTrial] | None
                 text += f" ({mark}{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]{mark})"
             returned = [r for r in c.get("returned", []) if r]
             if returned:  # the search's own best lost to a baseline on dev: say which, and what the search had
-                text += (f" · returned {', '.join(sorted(set(returned)))} in {len(returned)}/{len(c['tests'])} "
-                         f"(search's own best {statistics.mean(c['own']):.3f})")
+                text += (
+                    f" · returned {', '.join(sorted(set(returned)))} in {len(returned)}/{len(c['tests'])} "
+                    f"(search's own best {statistics.mean(c['own']):.3f})"
+                )
             row.append(text + (f" · {len(c['tests'])} seeds" if len(c["tests"]) > 1 else ""))
         out.append(f"| {label} | " + " | ".join(row) + " |")
-    text = "\n".join(out) + ("\n\nTest accuracy of what each run returned (mean over seeds) and, in brackets, the "
-                            "difference from the manual prompt with its paired bootstrap 95% CI (bold: above zero). "
-                            "Where a run returned a baseline (its search's best lost to it on dev), the cell names "
-                            "it and gives the search's own best beside it.")
+    text = "\n".join(out) + (
+        "\n\nTest accuracy of what each run returned (mean over seeds) and, in brackets, the "
+        "difference from the manual prompt with its paired bootstrap 95% CI (bold: above zero). "
+        "Where a run returned a baseline (its search's best lost to it on dev), the cell names "
+        "it and gives the search's own best beside it."
+    )
     from promptsearch.sweep.spec import task_name
 
     for t in failed or []:

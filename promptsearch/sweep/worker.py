@@ -24,8 +24,14 @@ def _resumable(config: dict, db: str | None) -> str | None:
     from promptsearch.runner import interrupted_runs
     from promptsearch.settings import get_settings
 
-    want = {"task": config["task"], "model": config["model"], "searcher": config["searcher"],
-            "options": config["options"], "seed": config["seed"], "harness": config["harness"]}
+    want = {
+        "task": config["task"],
+        "model": config["model"],
+        "searcher": config["searcher"],
+        "options": config["options"],
+        "seed": config["seed"],
+        "harness": config["harness"],
+    }
     for run in interrupted_runs(db or get_settings().db_path):
         try:
             args = json.loads((run.path / "run.json").read_text())
@@ -47,15 +53,29 @@ def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None 
     if resume:
         doc = run_search(config["task"], resume=resume, db=db, phase=phase)
     else:  # a task with changes goes in loaded (such runs keep no resume arguments; the cache still replays them)
-        doc = run_search(resolve_task(config["task"]), model=config["model"], searcher=config["searcher"],
-                         options=config["options"], budget=Budget(**config["budget"]), seed=config["seed"], db=db,
-                         phase=phase, harness=None if config["harness"] == "zero-shot" else config["harness"],
-                         baseline_shots=config.get("baseline_shots"))
+        doc = run_search(
+            resolve_task(config["task"]),
+            model=config["model"],
+            searcher=config["searcher"],
+            options=config["options"],
+            budget=Budget(**config["budget"]),
+            seed=config["seed"],
+            db=db,
+            phase=phase,
+            harness=None if config["harness"] == "zero-shot" else config["harness"],
+            baseline_shots=config.get("baseline_shots"),
+        )
     best = doc["best"]
     own = doc.get("search_best", best)
-    return {"run_id": doc["run_id"], "dev": best["dev"]["mean"], "test": best["test"]["mean"],
-            "returned": best["name"] if best.get("picked") == "baseline" else "", "search_test": own["test"]["mean"],
-            "calls": doc["cost"]["search"]["calls"], "cache_hits": doc["cost"]["search"]["cache_hits"]}
+    return {
+        "run_id": doc["run_id"],
+        "dev": best["dev"]["mean"],
+        "test": best["test"]["mean"],
+        "returned": best["name"] if best.get("picked") == "baseline" else "",
+        "search_test": own["test"]["mean"],
+        "calls": doc["cost"]["search"]["calls"],
+        "cache_hits": doc["cost"]["search"]["cache_hits"],
+    }
 
 
 ORPHANED = "the sweep that started this worker ended (killed?); run the sweep again to finish it"

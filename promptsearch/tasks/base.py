@@ -11,6 +11,7 @@ from promptsearch.errors import PromptSearchError
 
 SPLITS = ("train", "dev", "test")
 
+
 def label_words(word) -> tuple[str, ...]:
     """A label's verbalizer as a tuple: one word, or several (scored as "any of them")."""
     return (word,) if isinstance(word, str) else tuple(word)

@@ -13,9 +13,7 @@ def _splits(name: str) -> dict[str, list[Example]]:
     splits: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        splits[row["split"]].append(
-            Example(row["id"], row["text"], row["label"], {"phenomenon": row["phenomenon"]})
-        )
+        splits[row["split"]].append(Example(row["id"], row["text"], row["label"], {"phenomenon": row["phenomenon"]}))
     return splits
 
 

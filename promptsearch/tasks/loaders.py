@@ -23,8 +23,18 @@ from promptsearch.tasks.splitting import DEFAULT_FRACTIONS, split_by_fraction, v
 INPUT_FIELDS = ("input", "text", "sentence", "question", "prompt")
 TARGET_FIELDS = ("label", "output", "answer", "answers", "target")
 SPEC_KEYS = {
-    "name", "template", "labels", "metric", "input", "target", "id", "split_field",
-    "splits", "seed", "instructions", "description",
+    "name",
+    "template",
+    "labels",
+    "metric",
+    "input",
+    "target",
+    "id",
+    "split_field",
+    "splits",
+    "seed",
+    "instructions",
+    "description",
 }
 
 
@@ -42,8 +52,10 @@ def load_task(spec: str) -> Task:
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
             # a shape no specific check foresaw: still one line that names the file
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise PromptSearchError(f"{path}: not a task this loader can read ({type(e).__name__}"
-                                    f"{': ' + detail if detail else ''}); see `promptsearch tasks` for the formats.") from None
+            raise PromptSearchError(
+                f"{path}: not a task this loader can read ({type(e).__name__}"
+                f"{': ' + detail if detail else ''}); see `promptsearch tasks` for the formats."
+            ) from None
     if spec in registry.tasks or not any(c in spec for c in "/\\."):
         task = registry.tasks.get(spec)()
         return task.validate()
@@ -80,6 +92,7 @@ def load_path(path: Path) -> Task:
 
 # --- files ---------------------------------------------------------------------------
 
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -115,9 +128,11 @@ def _read_csv(path: Path) -> list[tuple[int, dict]]:
             rows = []
             for row in reader:
                 if None in row:  # DictReader puts fields past the header under None
-                    raise PromptSearchError(f"{path}:{reader.line_num}: {len(reader.fieldnames or []) + len(row[None])} "
-                                            f"fields, but the header has {len(reader.fieldnames or [])}; quote fields "
-                                            "that contain commas.")
+                    raise PromptSearchError(
+                        f"{path}:{reader.line_num}: {len(reader.fieldnames or []) + len(row[None])} "
+                        f"fields, but the header has {len(reader.fieldnames or [])}; quote fields "
+                        "that contain commas."
+                    )
                 rows.append((reader.line_num, row))
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -143,7 +158,8 @@ def read_spec(data_path: Path) -> dict[str, Any]:
             unknown = set(map(str, spec)) - SPEC_KEYS
             if unknown:
                 raise PromptSearchError(
-                    f"{cand}: unknown spec key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(SPEC_KEYS))}."
+                    f"{cand}: unknown spec key(s) {', '.join(sorted(unknown))}; "
+                    f"allowed: {', '.join(sorted(SPEC_KEYS))}."
                 )
             return _check_spec(spec, cand)
     return {}
@@ -159,8 +175,10 @@ def _check_spec(spec: dict, where: Path) -> dict:
     if "splits" in spec:
         fr = spec["splits"]
         if not valid_fractions(fr):
-            raise PromptSearchError(f"{where}: 'splits' must map train/dev/test to fractions of at least 0, "
-                                    f"e.g. {{train: 0.2, dev: 0.3, test: 0.5}}; got {fr!r}.")
+            raise PromptSearchError(
+                f"{where}: 'splits' must map train/dev/test to fractions of at least 0, "
+                f"e.g. {{train: 0.2, dev: 0.3, test: 0.5}}; got {fr!r}."
+            )
     if "instructions" in spec:
         ins = spec["instructions"]
         if not (isinstance(ins, str) or (isinstance(ins, list) and all(isinstance(i, str) for i in ins))):
@@ -184,7 +202,9 @@ def _spec_loader():
         k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
         for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
     return Loader
 
 
@@ -193,8 +213,10 @@ def _labels_from_spec(value: Any, where: str) -> dict[str, str | list[str]] | No
     (the label scores the probability of saying any of its words; demos show the first)."""
     if value is None:
         return None
-    bad = PromptSearchError(f"{where}: 'labels' must be a list of labels, or a mapping label -> word or "
-                            "label -> [words], e.g. {{positive: [positive, good], negative: [negative, bad]}}.")
+    bad = PromptSearchError(
+        f"{where}: 'labels' must be a list of labels, or a mapping label -> word or "
+        "label -> [words], e.g. {{positive: [positive, good], negative: [negative, bad]}}."
+    )
     scalar = (str, int, float)
     if isinstance(value, list):
         if not value or not all(isinstance(v, scalar) and str(v).strip() for v in value):
@@ -240,15 +262,20 @@ def load_table(path: Path, rows: list[tuple[int, dict]], spec: dict | None = Non
         target = row[tgt_field]
         if isinstance(target, list):
             if not target or not all(isinstance(t, (str, int, float)) for t in target):
-                raise PromptSearchError(f"{path}:{line}: field '{tgt_field}' must be a text or a non-empty list of "
-                                        f"texts, got {target!r}.")
+                raise PromptSearchError(
+                    f"{path}:{line}: field '{tgt_field}' must be a text or a non-empty list of texts, got {target!r}."
+                )
             target = tuple(str(t) for t in target)
         elif isinstance(target, (dict, bool)):
-            raise PromptSearchError(f"{path}:{line}: field '{tgt_field}' must be a text or a list of texts, got {target!r}.")
+            raise PromptSearchError(
+                f"{path}:{line}: field '{tgt_field}' must be a text or a list of texts, got {target!r}."
+            )
         else:
             target = str(target)
         if isinstance(row[in_field], (dict, list)):
-            raise PromptSearchError(f"{path}:{line}: field '{in_field}' must be text, got {type(row[in_field]).__name__}.")
+            raise PromptSearchError(
+                f"{path}:{line}: field '{in_field}' must be text, got {type(row[in_field]).__name__}."
+            )
         ex_id = str(row.get(spec.get("id", "id")) or f"L{line}")
         if labels and isinstance(target, str) and target not in labels:
             raise PromptSearchError(
@@ -324,7 +351,9 @@ def load_instruction_induction(path: Path, dev_size: int = 50, seed: int = 0) ->
     root = path.parent.parent
     induce_p, execute_p = root / "induce" / path.name, root / "execute" / path.name
     if not induce_p.exists() or not execute_p.exists():
-        raise PromptSearchError(f"{path}: Instruction Induction tasks need both induce/{path.name} and execute/{path.name}.")
+        raise PromptSearchError(
+            f"{path}: Instruction Induction tasks need both induce/{path.name} and execute/{path.name}."
+        )
     induce = _ii_examples(task, _read_json(induce_p)["examples"], "i")
     test = _ii_examples(task, _read_json(execute_p)["examples"], "e")
     rng = random.Random(seed)
@@ -359,8 +388,22 @@ RLPROMPT = {
     "agnews": (["World", "Sports", "Business", "Tech"], "Article: {input}\nTopic:"),
     "trec": (["Description", "Entity", "Expression", "Human", "Location", "Number"], "Question: {input}\nAnswer type:"),
     "dbpedia": (
-        ["Company", "Education", "Artist", "Sports", "Office", "Transportation", "Building",
-         "Natural", "Village", "Animal", "Plant", "Album", "Film", "Written"],
+        [
+            "Company",
+            "Education",
+            "Artist",
+            "Sports",
+            "Office",
+            "Transportation",
+            "Building",
+            "Natural",
+            "Village",
+            "Animal",
+            "Plant",
+            "Album",
+            "Film",
+            "Written",
+        ],
         "Text: {input}\nCategory:",
     ),
 }
@@ -410,6 +453,7 @@ def load_rlprompt(folder: Path, seed_dir: str = "16-100") -> Task:
 
 # --- Hugging Face datasets -----------------------------------------------------------
 
+
 def load_hf_task(name: str) -> Task:
     try:
         import datasets
@@ -433,7 +477,8 @@ def task_from_hf(dsd: Any, name: str, dev_size: int = 200, seed: int = 0) -> Tas
     cols = first.column_names
     lower = {c.lower(): c for c in cols}
     in_col = next((lower[c] for c in INPUT_FIELDS if c in lower), None) or next(
-        (c for c in cols if any(f in c.lower() for f in INPUT_FIELDS)), None)
+        (c for c in cols if any(f in c.lower() for f in INPUT_FIELDS)), None
+    )
     tgt_col = next((lower[c] for c in TARGET_FIELDS if c in lower), None)
     if not in_col or not tgt_col:
         raise PromptSearchError(f"hf:{name}: cannot find text/label columns among {cols}.")
@@ -449,7 +494,13 @@ def task_from_hf(dsd: Any, name: str, dev_size: int = 200, seed: int = 0) -> Tas
                 if target is None or target < 0 or all_names[target] not in names:
                     continue  # hidden test labels
                 target = all_names[target]
-            out.append(Example(f"{split}{i}", str(row[in_col]), tuple(map(str, target)) if isinstance(target, list) else str(target)))
+            out.append(
+                Example(
+                    f"{split}{i}",
+                    str(row[in_col]),
+                    tuple(map(str, target)) if isinstance(target, list) else str(target),
+                )
+            )
         return out
 
     parts = {s: convert(s) for s in split_names}

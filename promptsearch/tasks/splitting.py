@@ -14,8 +14,11 @@ DEFAULT_FRACTIONS = {"train": 0.2, "dev": 0.3, "test": 0.5}
 
 def valid_fractions(fr: Any) -> bool:
     """A mapping of train/dev/test to numbers of at least 0."""
-    return isinstance(fr, dict) and not set(map(str, fr)) - set(SPLITS) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fr.values())
+    return (
+        isinstance(fr, dict)
+        and not set(map(str, fr)) - set(SPLITS)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in fr.values())
+    )
 
 
 def split_by_fraction(items: list[Example], fractions: dict, seed: int, where: str) -> dict[str, list[Example]]:
@@ -34,6 +37,8 @@ def split_by_fraction(items: list[Example], fractions: dict, seed: int, where: s
     return out
 
 
-def split_examples(examples: list[Example], fractions: dict[str, float] | None = None, seed: int = 0) -> dict[str, list[Example]]:
+def split_examples(
+    examples: list[Example], fractions: dict[str, float] | None = None, seed: int = 0
+) -> dict[str, list[Example]]:
     """Shuffle with a seed and cut into train/dev/test (default 20/30/50)."""
     return split_by_fraction(list(examples), fractions or DEFAULT_FRACTIONS, seed, "examples")
