@@ -47,11 +47,11 @@ def main() -> None:
         return
 
     from promptsearch.backends import resolve_backend
-    from promptsearch.budget import Budget
     from promptsearch.candidates import Candidate
     from promptsearch.errors import PromptSearchError
     from promptsearch.evaluation import Evaluator
     from promptsearch.searchers.ape import APESearcher
+    from promptsearch.searchers.base import SearchContext
     from promptsearch.store import CachedBackend, Store
     from promptsearch.tasks import load_task
 
@@ -67,7 +67,7 @@ def main() -> None:
     def run_ape(task):
         ev = Evaluator(task, backend, phase=lambda m: print("   ", m, file=sys.stderr, flush=True))
         t0 = time.perf_counter()
-        res = APESearcher().search(task, ev, Budget(), args.seed)
+        res = APESearcher().search(task, ev, SearchContext(seed=args.seed))
         return res, ev, time.perf_counter() - t0
 
     names = (
@@ -119,10 +119,10 @@ def main() -> None:
             "n_human": len(human),
             "ape_beats_human_mean": ape_test.mean > human_mean,
             "search_seconds": round(secs, 1),
-            "search_calls": res.cost.calls,
-            "search_cache_hits": res.cost.cache_hits,
-            "search_tokens": res.cost.tokens,
-            "candidates_scored": len({r.candidate.key() for r in res.history}),
+            "search_calls": ev.cost.calls,
+            "search_cache_hits": ev.cost.cache_hits,
+            "search_tokens": ev.cost.tokens,
+            "candidates_scored": len({r.candidate.key() for r in ev.history}),
             "dropped_at_induction": res.notes["rounds"][0].get("dropped", {}),
         }
         save()
@@ -154,9 +154,9 @@ def main() -> None:
             "best_manual_test": round(manual[best_manual], 4),
             "ape_beats_best_manual": ape_test.mean > manual[best_manual],
             "search_seconds": round(secs, 1),
-            "search_calls": res.cost.calls,
-            "search_cache_hits": res.cost.cache_hits,
-            "candidates_scored": len({r.candidate.key() for r in res.history}),
+            "search_calls": ev.cost.calls,
+            "search_cache_hits": ev.cost.cache_hits,
+            "candidates_scored": len({r.candidate.key() for r in ev.history}),
         }
         save()
         print(f"  APE {ape_test.mean:.4f} vs best manual {manual[best_manual]:.4f} ({best_manual})", file=sys.stderr)

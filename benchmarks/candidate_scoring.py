@@ -86,7 +86,7 @@ def scoring(backend, task, repeats: int) -> dict:
         for ex in examples:
             p = render(t, c, ex, [])
             reqs += [LoglikRequest(p, continuation(p, w)) for w in t.labels.values()]
-    naive = sum(len(backend._split_context(r)[0]) for r in reqs[::2])  # both labels are one token: one row per prompt
+    naive = sum(len(backend.split_context(r)[0]) for r in reqs[::2])  # both labels are one token: one row per prompt
     modes = ("clusters", "per-cluster", "batch", "none")
     runs: dict[str, list] = {m: [] for m in modes}
     results = {}

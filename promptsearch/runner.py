@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from promptsearch import registry
+from promptsearch.backends.base import Backend
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.cost import Usage
@@ -26,7 +27,7 @@ from promptsearch.evaluation.harness import Harness, parse_harness
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import paired_bootstrap
 from promptsearch.records import clean, rank_candidates
-from promptsearch.searchers.base import Searcher, build_config
+from promptsearch.searchers.base import SearchContext, Searcher, build_config
 from promptsearch.searchers.baseline import baseline_candidates
 from promptsearch.settings import get_settings
 from promptsearch.store.cache import CachedBackend
@@ -68,6 +69,11 @@ def prepare(
     inner = (
         resolve_backend(model or settings.default_model, settings) if model is None or isinstance(model, str) else model
     )
+    if not isinstance(inner, Backend):
+        raise PromptSearchError(
+            f"The model {type(inner).__name__} is not a promptsearch backend: subclass "
+            "promptsearch.backends.Backend and declare its capabilities (docs/architecture.md)."
+        )
     if isinstance(inner, CachedBackend) and not dry_run:
         return Setup(task, inner, store, metric)  # the caller's cache wrapper, as given
     if isinstance(inner, CachedBackend):
@@ -175,8 +181,13 @@ def run_search(
     if isinstance(searcher, str):
         cls = registry.searchers.get(searcher)
         searcher_obj = cls(build_config(cls, options or {}))
-    else:
+    elif isinstance(searcher, Searcher):
         searcher_obj = searcher
+    else:
+        raise PromptSearchError(
+            f"The searcher {type(searcher).__name__} is not a promptsearch searcher: subclass "
+            "promptsearch.searchers.base.Searcher (docs/architecture.md)."
+        )
     task_spec, harness_spec = task, harness
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
@@ -189,10 +200,12 @@ def run_search(
     )
 
     evaluator.check_prices()
+    searcher_obj.check(setup.backend)  # a target it cannot work with, a missing package: one line, nothing written
     workdir = setup.store.checkpoints() / run_id
     resume_hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.where}" if db else "")
-    if getattr(searcher_obj, "checkpoints", False) and not dry_run:
-        searcher_obj.workdir, searcher_obj.resuming = workdir, resume is not None
+    context = SearchContext(seed=seed)
+    if searcher_obj.checkpoints and not dry_run:
+        context = SearchContext(seed=seed, workdir=workdir, resuming=resume is not None)
         if resume is None:
             # what `runs` lists and `--resume` reads; arguments given as objects (a loaded task,
             # a backend) cannot be written, so such a run is listed but cannot be resumed
@@ -226,7 +239,7 @@ def run_search(
             (workdir / "run.json").write_text(json.dumps({**args, "pid": os.getpid()}))
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     try:
-        result = searcher_obj.search(task, evaluator, budget, seed)
+        result = searcher_obj.search(task, evaluator, context)
     except KeyboardInterrupt:
         if _resumable_folder(workdir):  # the one hint that works: its checkpoints continue it
             raise RunInterrupted(f"Interrupted. Continue it with `{resume_hint}`.") from None
@@ -237,7 +250,8 @@ def run_search(
     except BaseException:
         _drop_if_empty(workdir)  # a run that failed before it checkpointed anything leaves nothing to resume
         raise
-    if not result.history or not math.isfinite(result.best_score):
+    history = list(evaluator.history)  # every dev scoring the search made, in order
+    if not history or not math.isfinite(result.best_score):
         # nothing to report: no test calls, nothing stored
         _drop_if_empty(workdir, nothing_scored=True)
         why = f" ({result.stopped_by})" if result.stopped_by else ""
@@ -336,10 +350,9 @@ def run_search(
         },
         "search_best": search_best,
         "baselines": baseline_docs,
-        "candidates": rank_candidates(_per_candidate(result.history)),
+        "candidates": rank_candidates(_per_candidate(history)),
         "dev_scorings": [
-            {"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n}
-            for r in result.history
+            {"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n} for r in history
         ],
         "stopped_by": result.stopped_by,
         "cost": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from promptsearch.backends.base import GenResult, LoglikResult, TokenIds, prompt_segments
+from promptsearch.backends.base import Backend, Capabilities, GenResult, LoglikResult, TokenIds, prompt_segments
 from promptsearch.tasks.builtin import sentiment
 
 GOLD = {ex.input: ex.label for split in ("train", "dev", "test") for ex in sentiment().split(split)}
@@ -19,15 +19,13 @@ def flat(prompt) -> str:
     return "".join(s if isinstance(s, str) else f"<ids:{','.join(map(str, s.ids))}>" for s in prompt_segments(prompt))
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Sentiment rule: prompts whose instruction mentions "opinion" are always right; the
     empty prompt always says "negative"; demos make it say the last demo's label.
     Generation: answers with `gen_rule(prompt)` (default: echo the last input line)."""
 
     kind = "fake"
     model_id = "fake:scripted"
-    can_loglikelihood = True
-    can_generate = True
 
     def __init__(
         self,
@@ -36,7 +34,7 @@ class FakeBackend:
         exc: BaseException | None = None,
         can_loglikelihood: bool = True,
     ):
-        self.can_loglikelihood = can_loglikelihood
+        self.capabilities = Capabilities(loglikelihood=can_loglikelihood, generate=True)
         self.requests: list = []
         self.batches = 0
         self.gen_rule = gen_rule
@@ -71,7 +69,7 @@ class FakeBackend:
             out.append(LoglikResult(lp, word == say, len(text.split()) + 1))
         return out
 
-    def generate(self, requests):
+    def generate(self, requests, soft_prompt=None, on_result=None):
         self._tick(len(requests))
         self.requests += list(requests)
         out = []

@@ -5,7 +5,7 @@ from fakes import FakeBackend, flat
 from promptsearch import Budget, search
 from promptsearch.evaluation import Evaluator
 from promptsearch.searchers.ape import APESearcher, clean_instruction
-from promptsearch.searchers.base import build_config
+from promptsearch.searchers.base import SearchContext, build_config
 from promptsearch.tasks import load_task
 
 # Instructions the proposer writes, in order; each one's quality is set by `QUALITY`.
@@ -73,7 +73,7 @@ def run_ape(seed=0, max_evals=None, **opts):
         },
     )
     ev = Evaluator(task, backend, budget=Budget(max_evals=max_evals))
-    result = APESearcher(cfg).search(task, ev, ev.budget, seed)
+    result = APESearcher(cfg).search(task, ev, SearchContext(seed=seed))
     return task, backend, ev, result
 
 
@@ -123,9 +123,9 @@ def test_budget_is_never_exceeded_and_best_so_far_is_kept():
 
 
 def test_same_seed_same_run_and_cli_options(tmp_path):
-    a = run_ape(seed=3, rounds=1)[3]
-    b = run_ape(seed=3, rounds=1)[3]
-    assert a.best == b.best and [r.candidate for r in a.history] == [r.candidate for r in b.history]
+    _, _, ev_a, a = run_ape(seed=3, rounds=1)
+    _, _, ev_b, b = run_ape(seed=3, rounds=1)
+    assert a.best == b.best and [r.candidate for r in ev_a.history] == [r.candidate for r in ev_b.history]
     doc = search("sentiment", model=Scripted(), searcher="ape", db=str(tmp_path / "a.db"), chat="off", rounds=1)
     assert doc["searcher"]["name"] == "ape" and doc["best"]["candidate"]["origin"].startswith("ape:")
     assert doc["record"]["searcher_notes"]["templates"][0]["hash"]
@@ -153,7 +153,7 @@ def test_word_tasks_keep_instructions_that_name_common_words_and_an_empty_pool_i
     )  # every train example is shown
     ev = Evaluator(task, backend)
     ape = APESearcher(cfg)
-    ape.search(task, ev, ev.budget, 0)
+    ape.search(task, ev, SearchContext(seed=0))
     kept = ape._clean(["Give the opposite of each word.", f"{base.train[0].input}", "Write the word."], task, "t")
     assert [c.instruction for c in kept] == ["Give the opposite of each word.", "Write the word."]
 
@@ -163,4 +163,4 @@ def test_word_tasks_keep_instructions_that_name_common_words_and_an_empty_pool_i
 
     ev = Evaluator(task, Mute())
     with pytest.raises(PromptSearchError, match=r"none of the 10 instructions .* usable \(10 empty\)"):
-        APESearcher(cfg).search(task, ev, ev.budget, 0)
+        APESearcher(cfg).search(task, ev, SearchContext(seed=0))

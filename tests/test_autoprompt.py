@@ -10,6 +10,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.searchers.autoprompt import AutoPromptSearcher, _allowed_tokens, _stable, _trigger_grad
+from promptsearch.searchers.base import SearchContext
 from promptsearch.tasks.base import Example, Task
 from promptsearch.tasks.builtin import sentiment
 
@@ -23,7 +24,7 @@ def run(tiny, seed=0, budget=None, **cfg):
     task = sentiment()
     ev = Evaluator(task, tiny, budget=budget or Budget())
     cfg = {"iterations": 3, "batch_size": 4, "search_width": 6, "eval_every": 3, **cfg}
-    return AutoPromptSearcher(AutoPromptSearcher.Config(**cfg)).search(task, ev, ev.budget, seed), ev
+    return AutoPromptSearcher(AutoPromptSearcher.Config(**cfg)).search(task, ev, SearchContext(seed=seed)), ev
 
 
 def test_a_gradient_step_swap_lowers_the_minibatch_loss(tiny):
@@ -71,8 +72,8 @@ def test_a_budget_spent_before_any_dev_scoring_is_an_error(tiny):
 def test_a_target_without_gradients_is_one_clear_line():
     task = sentiment()
     ev = Evaluator(task, FakeBackend())
-    with pytest.raises(PromptSearchError, match="needs gradients .* baseline, ape"):
-        AutoPromptSearcher().search(task, ev, ev.budget, 0)
+    with pytest.raises(PromptSearchError, match="needs gradients .* baseline, demos, ape"):
+        AutoPromptSearcher().search(task, ev, SearchContext(seed=0))
 
 
 def test_the_gradient_matches_a_finite_difference_along_the_embedding(tiny):
@@ -173,7 +174,7 @@ def test_open_answer_tasks_train_on_the_gold_answer(tiny):
     ).validate()
     ev = Evaluator(task, tiny)
     cfg = AutoPromptSearcher.Config(iterations=2, batch_size=4, search_width=4, eval_every=2)  # one minibatch
-    result = AutoPromptSearcher(cfg).search(task, ev, ev.budget, 0)
+    result = AutoPromptSearcher(cfg).search(task, ev, SearchContext(seed=0))
     losses = [it["loss"] for it in result.notes["iterations"]]
     assert all(x > 0 for x in losses) and losses[1] <= losses[0]  # negative log-likelihood of the answers
     assert result.best.trigger is not None and result.best.labels is None
@@ -197,7 +198,7 @@ def test_bad_options_are_one_clear_line_before_any_call(tiny, cfg, message):
         task = replace(task, template="Review: {input}{trigger}\nSentiment:")
     ev = Evaluator(task, tiny)
     with pytest.raises(PromptSearchError, match=message) as e:
-        AutoPromptSearcher(AutoPromptSearcher.Config(**cfg)).search(task, ev, ev.budget, 0)
+        AutoPromptSearcher(AutoPromptSearcher.Config(**cfg)).search(task, ev, SearchContext(seed=0))
     assert "\n" not in str(e.value) and ev.cost.calls == 0
 
 
@@ -206,7 +207,7 @@ def test_label_words_on_an_open_answer_task_are_refused(tiny):
     task = Task(name="open", train=exs[:2], dev=exs[2:4], test=exs[4:], template="{input}").validate()
     ev = Evaluator(task, tiny)
     with pytest.raises(PromptSearchError, match="has no labels"):
-        AutoPromptSearcher(AutoPromptSearcher.Config(search_labels=True)).search(task, ev, ev.budget, 0)
+        AutoPromptSearcher(AutoPromptSearcher.Config(search_labels=True)).search(task, ev, SearchContext(seed=0))
 
 
 def test_length_zero_is_refused():

@@ -3,6 +3,7 @@ instruction comes from."""
 
 import base64
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from promptsearch.backends.base import EmbedResult
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation import Evaluator
 from promptsearch.runner import run_search
+from promptsearch.searchers.base import SearchContext
 from promptsearch.searchers.demos import DemoSearcher
 from promptsearch.store import CachedBackend, Store
 from promptsearch.tasks import load_task
@@ -24,6 +26,7 @@ class ToyEmbedder(FakeBackend):
 
     def __init__(self, **kw):
         super().__init__(**kw)
+        self.capabilities = replace(self.capabilities, embed=True)
         self.embedded: list[str] = []
 
     def embed(self, texts):
@@ -87,13 +90,13 @@ def test_a_seed_reproduces_and_the_budget_is_never_passed():
     runs = []
     for seed in (3, 3, 4):
         ev = Evaluator(task, FakeBackend())
-        res = DemoSearcher(DemoSearcher.Config(sets=6)).search(task, ev, Budget(), seed)
-        runs.append(([r.candidate.demos for r in res.history], res.best.demos))
+        res = DemoSearcher(DemoSearcher.Config(sets=6)).search(task, ev, SearchContext(seed=seed))
+        runs.append(([r.candidate.demos for r in ev.history], res.best.demos))
     assert runs[0] == runs[1] and runs[0] != runs[2]
     assert len(set(runs[0][0])) == 7  # the k-shot set and 6 random sets
     limit = 30
     ev = Evaluator(task, FakeBackend(), budget=Budget(max_evals=limit))
-    res = DemoSearcher(DemoSearcher.Config(sets=6)).search(task, ev, Budget(max_evals=limit), 0)
+    res = DemoSearcher(DemoSearcher.Config(sets=6)).search(task, ev, SearchContext(seed=0))
     assert ev.dev_evals <= limit and "evaluation budget" in res.stopped_by
 
 

@@ -16,7 +16,7 @@ from promptsearch import search
 from promptsearch.candidates import Candidate
 from promptsearch.cli import app
 from promptsearch.records import rank_candidates
-from promptsearch.searchers.base import Searcher, SearchResult
+from promptsearch.searchers.base import Outcome, Searcher
 from promptsearch.store import Store
 from promptsearch.store.cache import CachedBackend
 from promptsearch.tasks.loaders import load_task
@@ -34,12 +34,12 @@ class Scripted(Searcher):
         super().__init__()
         self.plan = plan
 
-    def search(self, task, evaluator, budget, seed):
+    def search(self, task, evaluator, context):
         first = None
         for cand, n in self.plan:
             r = evaluator.score(cand, task.dev[:n])
             first = first or r
-        return SearchResult(first.candidate, first.mean, list(evaluator.history), evaluator.cost)
+        return Outcome(first.candidate, first.mean)
 
 
 def test_a_search_worse_than_a_baseline_on_dev_returns_the_baseline_and_says_so(tmp_path):

@@ -13,7 +13,7 @@ from fakes import GOLD, FakeBackend, flat, query_of
 from promptsearch import Budget, search
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation import Evaluator
-from promptsearch.searchers.base import build_config
+from promptsearch.searchers.base import SearchContext, build_config
 from promptsearch.searchers.gepa import Adapter, GEPASearcher
 from promptsearch.searchers.grips import GrIPSSearcher, add, delete, join, paper_objective, phrases, swap
 from promptsearch.searchers.mipro import MIPROSearcher
@@ -77,7 +77,7 @@ def test_opro_meta_prompt_shows_the_trajectory_ascending_and_cut_at_keep():
     )
     task, ev = evaluator(backend)
     cfg = build_config(OPROSearcher, {"steps": "4", "per_step": "2", "keep": "3", "chat": "off", "exemplars": "2"})
-    result = OPROSearcher(cfg).search(task, ev, ev.budget, 0)
+    result = OPROSearcher(cfg).search(task, ev, SearchContext(seed=0))
     metas = [p for p in backend.prompts if "<INS>" in p]
     assert len(metas) == 4 * 2  # per_step samples of one meta-prompt per step
     for meta in metas:
@@ -98,7 +98,7 @@ def test_opro_meta_prompt_shows_the_trajectory_ascending_and_cut_at_keep():
 def test_opro_stops_on_the_call_budget_with_its_best_so_far(tmp_path):
     task, ev = evaluator(Scripted(writes=["state the opinion.", "judge it."]), tmp_path, max_calls=300)
     cfg = build_config(OPROSearcher, {"steps": "50", "chat": "off"})
-    result = OPROSearcher(cfg).search(task, ev, ev.budget, 0)
+    result = OPROSearcher(cfg).search(task, ev, SearchContext(seed=0))
     assert "call budget" in result.stopped_by and result.best.instruction
     assert ev.cost.calls <= 300 + 2 * len(task.dev)  # one scoring may cross the limit, never more
 
@@ -126,7 +126,7 @@ def test_grips_keeps_only_improvements_and_uses_the_paper_objective():
     task, ev = evaluator(Scripted())
     start = "Carefully consider the movie review, then state the opinion in it."
     cfg = build_config(GrIPSSearcher, {"start": start, "iterations": "6", "patience": "6"})
-    result = GrIPSSearcher(cfg).search(task, ev, ev.budget, 1)
+    result = GrIPSSearcher(cfg).search(task, ev, SearchContext(seed=1))
     assert "opinion" in result.best.instruction  # an edit that lost "opinion" never beat it
     assert result.notes["objective"].startswith("balanced accuracy")
     objective = [paper_objective(r, task) for r in ev.history]
@@ -153,12 +153,12 @@ def test_grips_patience_and_bad_ops_are_clear():
     cfg = build_config(
         GrIPSSearcher, {"start": "State the opinion of the review.", "iterations": "10", "patience": "2"}
     )
-    result = GrIPSSearcher(cfg).search(task, ev, ev.budget, 0)
+    result = GrIPSSearcher(cfg).search(task, ev, SearchContext(seed=0))
     assert len(result.notes["iterations"]) == 2 and "no better" in result.notes["stopped_early"]  # 1.0 can't be beaten
     with pytest.raises(PromptSearchError, match="del, swap, add, par"):
-        GrIPSSearcher(build_config(GrIPSSearcher, {"ops": "del,shuffle"})).search(task, ev, ev.budget, 0)
+        GrIPSSearcher(build_config(GrIPSSearcher, {"ops": "del,shuffle"})).search(task, ev, SearchContext(seed=0))
     with pytest.raises(PromptSearchError, match="fewer than two"):
-        GrIPSSearcher(build_config(GrIPSSearcher, {"start": "Classify."})).search(task, ev, ev.budget, 0)
+        GrIPSSearcher(build_config(GrIPSSearcher, {"start": "Classify."})).search(task, ev, SearchContext(seed=0))
 
 
 # --- MIPRO ------------------------------------------------------------------------------
@@ -167,9 +167,7 @@ def run_mipro(seed, tmp_path=None, **opts):
     task, ev = evaluator(backend)
     cfg = build_config(MIPROSearcher, {"trials": "12", "chat": "off", **opts})
     s = MIPROSearcher(cfg)
-    if tmp_path is not None:
-        s.workdir = tmp_path
-    return ev, s.search(task, ev, ev.budget, seed)
+    return ev, s.search(task, ev, SearchContext(seed=seed, workdir=tmp_path))
 
 
 def test_mipro_one_seed_one_result_and_it_finds_the_best_combination():
@@ -188,9 +186,8 @@ def test_mipro_keeps_its_study_in_the_run_folder_and_resumes_it(tmp_path):
     study = optuna.load_study(study_name="mipro", storage=f"sqlite:///{tmp_path / 'mipro_study.db'}")
     assert len(study.trials) == 6
     s = MIPROSearcher(build_config(MIPROSearcher, {"trials": "9", "chat": "off"}))
-    s.workdir, s.resuming = tmp_path, True
     task, ev = evaluator(Scripted(writes=["state the opinion.", "look at it."]))
-    s.search(task, ev, ev.budget, 0)
+    s.search(task, ev, SearchContext(seed=0, workdir=tmp_path, resuming=True))
     assert len(optuna.load_study(study_name="mipro", storage=f"sqlite:///{tmp_path / 'mipro_study.db'}").trials) == 9
 
 
@@ -219,7 +216,7 @@ def test_gepa_evolves_towards_the_feedback():
     backend = Scripted(writes=GEPA_WRITES)
     task, ev = evaluator(backend, None, "Look at the review.")
     result = GEPASearcher(build_config(GEPASearcher, {"chat": "off", "max_metric_calls": "600"})).search(
-        task, ev, ev.budget, 0
+        task, ev, SearchContext(seed=0)
     )
     assert result.best_score == 1.0 and "opinion" in result.best.instruction
     cands = result.notes["candidates"]
@@ -230,7 +227,7 @@ def test_gepa_evolves_towards_the_feedback():
 
 def test_gepa_stops_on_our_call_budget(tmp_path):
     task, ev = evaluator(Scripted(writes=IMPERFECT), tmp_path, "Look at the review.", max_calls=700)
-    result = GEPASearcher(build_config(GEPASearcher, {"chat": "off"})).search(task, ev, ev.budget, 0)
+    result = GEPASearcher(build_config(GEPASearcher, {"chat": "off"})).search(task, ev, SearchContext(seed=0))
     assert "call budget" in result.stopped_by
     assert ev.cost.calls <= 700 + 2 * len(task.dev)  # one scoring may cross the limit, never more
     assert result.best.instruction == "Judge the sentiment."  # the best of what it was shown ("sentiment") kept
@@ -241,17 +238,15 @@ def test_gepa_resume_continues_instead_of_restarting(tmp_path):
     fresh = Scripted(writes=IMPERFECT)
     task, ev = evaluator(fresh, None, "Look at the review.")
     s = GEPASearcher(cfg)
-    s.workdir = tmp_path / "fresh"
-    full = s.search(task, ev, ev.budget, 0)
+    full = s.search(task, ev, SearchContext(seed=0, workdir=tmp_path / "fresh"))
     reflections = full.notes["reflections"]
     assert reflections >= 4
     # the same run, interrupted (Ctrl-C) after it has done about half its requests
     cut = Scripted(writes=IMPERFECT, fail_after=len(fresh.requests) // 2)
     task, ev = evaluator(cut, None, "Look at the review.")
     s = GEPASearcher(cfg)
-    s.workdir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        s.search(task, ev, ev.budget, 0)
+        s.search(task, ev, SearchContext(seed=0, workdir=tmp_path / "run"))
     from gepa.core.state import GEPAState
 
     saved = GEPAState.load(str(tmp_path / "run" / "gepa"))
@@ -259,8 +254,7 @@ def test_gepa_resume_continues_instead_of_restarting(tmp_path):
     again = Scripted(writes=IMPERFECT)
     task, ev = evaluator(again, None, "Look at the review.")
     s = GEPASearcher(cfg)
-    s.workdir, s.resuming = tmp_path / "run", True
-    resumed = s.search(task, ev, ev.budget, 0)
+    resumed = s.search(task, ev, SearchContext(seed=0, workdir=tmp_path / "run", resuming=True))
     # it went on from the saved state: what it had found comes first, and the work it had done is not redone
     assert [c["instruction"] for c in resumed.notes["candidates"][: len(saved.program_candidates)]] == [
         c["instruction"] for c in saved.program_candidates
@@ -295,12 +289,12 @@ def test_all_four_run_end_to_end_with_records(tmp_path):
         assert doc["record"]["searcher_notes"]
     with pytest.raises(BudgetExhausted):
         task, ev = evaluator(Scripted(), max_evals=10)
-        OPROSearcher(build_config(OPROSearcher, {"chat": "off"})).search(task, ev, ev.budget, 0)
+        OPROSearcher(build_config(OPROSearcher, {"chat": "off"})).search(task, ev, SearchContext(seed=0))
 
 
 def test_gepa_ends_when_every_minibatch_is_already_perfect(tmp_path):
     """gepa skips a perfect minibatch without a call: with a call budget only, a perfect
     prompt would loop forever; the search ends and says why."""
     task, ev = evaluator(Scripted(writes=GEPA_WRITES), tmp_path, "State the opinion.", max_calls=10_000)
-    result = GEPASearcher(build_config(GEPASearcher, {"chat": "off"})).search(task, ev, ev.budget, 0)
+    result = GEPASearcher(build_config(GEPASearcher, {"chat": "off"})).search(task, ev, SearchContext(seed=0))
     assert "answered perfectly" in result.stopped_by and result.best_score == 1.0

@@ -25,7 +25,7 @@ LABELS = [
 
 
 def reference(backend, req):
-    ctx, cont = backend._split_context(req)
+    ctx, cont = backend.split_context(req)
     model = backend.model
     ids = torch.tensor([ctx + cont], device=model.device)
     with torch.no_grad():
@@ -84,7 +84,7 @@ def test_many_candidates_on_one_input_run_the_input_once(backend):
 def backend_rows(backend, reqs):
     rows = []
     for i, r in enumerate(reqs):
-        ctx, cont = backend._split_context(r)
+        ctx, cont = backend.split_context(r)
         rows.append((ctx, [(i, len(ctx) - 1, cont[0])]))
     return rows
 

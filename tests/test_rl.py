@@ -8,6 +8,7 @@ from fakes import FakeBackend
 from promptsearch.backends.hf import HFBackend
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
+from promptsearch.searchers.base import SearchContext
 from promptsearch.searchers.rl import RLSearcher, _gap_reward
 from promptsearch.tasks.builtin import sentiment
 
@@ -30,7 +31,7 @@ def search(tiny, seed=0, **cfg):
         "race": 2,
         **cfg,
     }
-    return RLSearcher(RLSearcher.Config(**cfg)).search(task, ev, ev.budget, seed), ev
+    return RLSearcher(RLSearcher.Config(**cfg)).search(task, ev, SearchContext(seed=seed)), ev
 
 
 @pytest.mark.parametrize("style, trainer", [("instruction", "grpo"), ("tokens", "grpo"), ("tokens", "rloo")])
@@ -100,7 +101,7 @@ def test_bad_input_is_one_line():
     task = sentiment()
     ev = Evaluator(task, FakeBackend())
     with pytest.raises(PromptSearchError, match="-o policy=PATH"):
-        RLSearcher().search(task, ev, ev.budget, 0)
+        RLSearcher().search(task, ev, SearchContext(seed=0))
     with pytest.raises(PromptSearchError, match="num_generations"):
         RLSearcher(RLSearcher.Config(num_generations=1))
     with pytest.raises(PromptSearchError, match="prompt_length"):

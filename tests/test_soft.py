@@ -12,6 +12,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import continuation, render
+from promptsearch.searchers.base import SearchContext
 from promptsearch.searchers.soft import SoftPromptSearcher, _batch_loss, _learned, _peft_model, _unwrap
 from promptsearch.tasks.builtin import sentiment
 
@@ -33,7 +34,7 @@ def search(tiny, **cfg):
     task = sentiment()
     ev = Evaluator(task, tiny)
     cfg = {"steps": 4, "batch_size": 4, "eval_every": 2, "lr": 0.05, **cfg}
-    return SoftPromptSearcher(SoftPromptSearcher.Config(**cfg)).search(task, ev, ev.budget, 0), ev
+    return SoftPromptSearcher(SoftPromptSearcher.Config(**cfg)).search(task, ev, SearchContext(seed=0)), ev
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -180,7 +181,7 @@ def test_bad_input_is_one_line(tiny):
     task = sentiment()
     ev = Evaluator(task, FakeBackend())
     with pytest.raises(PromptSearchError, match="need gradients"):
-        SoftPromptSearcher().search(task, ev, ev.budget, 0)
+        SoftPromptSearcher().search(task, ev, SearchContext(seed=0))
     with pytest.raises(PromptSearchError, match="num_virtual_tokens"):
         SoftPromptSearcher(SoftPromptSearcher.Config(num_virtual_tokens=0))
     ev = Evaluator(task, tiny)
@@ -188,9 +189,9 @@ def test_bad_input_is_one_line(tiny):
         init_text=" ".join(random.Random(0).choice(["good", "film"]) for _ in range(20)), truncate=False
     )
     with pytest.raises(PromptSearchError, match="more than num_virtual_tokens"):
-        SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
+        SoftPromptSearcher(cfg).search(task, ev, SearchContext(seed=0))
     with pytest.raises(PromptSearchError, match="init=best: no discrete prompt"):
-        SoftPromptSearcher(SoftPromptSearcher.Config(init="best")).search(task, ev, ev.budget, 0)
+        SoftPromptSearcher(SoftPromptSearcher.Config(init="best")).search(task, ev, SearchContext(seed=0))
 
 
 def _prefix_tokens(tiny):
@@ -242,7 +243,7 @@ def test_soft_prompts_on_an_open_answer_task_generate(tiny, method):
     ).validate()
     ev = Evaluator(task, tiny)
     cfg = SoftPromptSearcher.Config(method=method, steps=2, batch_size=4, eval_every=2, init="random")
-    result = SoftPromptSearcher(cfg).search(task, ev, ev.budget, 0)
+    result = SoftPromptSearcher(cfg).search(task, ev, SearchContext(seed=0))
     dev = ev.history[0]
     assert dev.candidate.soft_prompt is not None and len(dev.predictions) == 2
     assert result.notes["steps"][0]["loss"] > 0

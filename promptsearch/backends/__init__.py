@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from promptsearch.backends.base import (
     Backend,
+    Capabilities,
     GenRequest,
     GenResult,
     LoglikRequest,
@@ -24,6 +25,7 @@ def resolve_backend(spec: str, settings=None):
 
 __all__ = [
     "Backend",
+    "Capabilities",
     "GenRequest",
     "GenResult",
     "LoglikRequest",

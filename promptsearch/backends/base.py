@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Sequence, Union
+
+from promptsearch.pricing import FREE, Price
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class EmbedResult:
 
     vector: str
     n_tokens: int
+    completion_tokens: int = 0  # nothing is generated: priced as input
 
 
 def no_embeddings(model_id: str):
@@ -121,18 +124,100 @@ class SoftPrompt:
         return hashlib.sha256(b"".join(parts)).hexdigest()[:16]
 
 
-@runtime_checkable
-class Backend(Protocol):
-    kind: str  # "hf", "embedded", "openai", ...
-    model_id: str
-    can_loglikelihood: bool
-    can_generate: bool
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared once and read by callers instead of probing for
+    attributes. A capability that only the server can tell (`loglikelihood=None`) is asked
+    once through `Backend.probe_loglikelihood`, and the cache wrapper keeps the answer."""
+
+    loglikelihood: bool | None = True  # scores log P(continuation | context); None: ask the server
+    generate: bool = True  # writes text
+    embed: bool = False  # text embeddings (kNN demo selection)
+    soft_prompts: bool = False  # takes a SoftPrompt before every request
+    token_ids: bool = False  # takes TokenIds segments in prompts (triggers with no stable text)
+    streaming: bool = False  # calls `on_result(i, answer)` as answers finish (the cache writes as they come)
+    chat: bool = False  # wraps a user text in its own chat template (a chat API)
+    local_model: bool = False  # exposes the LocalModel interface (backends/local.py): gradient and RL searchers
+
+
+class Backend:
+    """The contract every model backend keeps: batches of requests in, one result per
+    request out, in order; never a call per example.
+
+    - `loglikelihood` and `generate` take `soft_prompt` (where `capabilities.soft_prompts`)
+      and `on_result(i, answer)` (where `capabilities.streaming`): a backend that streams
+      calls it once per request as answers finish, and still returns the whole list.
+    - Results depend only on the request (and the identity), never on what else was in the
+      batch: that is what makes them cacheable by request.
+    - Errors are raised, never returned as results (errors are never cached).
+    - `identity()` names everything that changes outputs (kind, model id, revision): it is
+      part of every cache key.
+    - `price` is the model's price (None: unknown, which a dollar budget refuses); local
+      models are FREE.
+    - `usage` is what the backend's calls cost (zero here: the cache wrapper counts them)
+      and `missing(requests)` the requests it would have to compute (all of them here: the
+      cache wrapper answers with what it holds)."""
+
+    kind: str = ""
+    model_id: str = ""
+    capabilities: Capabilities = Capabilities()
+    price: Price | None = FREE  # dollars per million tokens; None: unknown
+
+    @property
+    def usage(self):
+        from promptsearch.cost import Usage
+
+        return Usage()
+
+    @property
+    def can_loglikelihood(self) -> bool:
+        """Whether log-likelihoods can be scored now (a server is asked once where it must be)."""
+        return bool(self.capabilities.loglikelihood)
+
+    @property
+    def can_generate(self) -> bool:
+        return self.capabilities.generate
 
     def identity(self) -> dict[str, str]:
         """What makes this model's outputs what they are: kind, model id, revision."""
+        raise NotImplementedError
+
+    def probe_loglikelihood(self) -> bool:
+        """Ask the server whether it scores log-likelihoods (for `loglikelihood=None`)."""
+        return bool(self.capabilities.loglikelihood)
+
+    def planned_loglikelihood(self) -> bool:
+        """What a dry run assumes `probe_loglikelihood` would answer, without asking."""
+        return bool(self.capabilities.loglikelihood)
 
     def loglikelihood(
-        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None
-    ) -> list[LoglikResult]: ...
+        self,
+        requests: Sequence[LoglikRequest],
+        soft_prompt: SoftPrompt | None = None,
+        on_result: Any = None,
+    ) -> list[LoglikResult]:
+        from promptsearch.errors import PromptSearchError
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]: ...
+        raise PromptSearchError(f"'{self.model_id}' does not score log-likelihoods; use a harness that generates.")
+
+    def generate(
+        self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None, on_result: Any = None
+    ) -> list[GenResult]:
+        from promptsearch.errors import PromptSearchError
+
+        raise PromptSearchError(f"'{self.model_id}' does not generate text.")
+
+    def embed(self, texts: Sequence[str]) -> list[EmbedResult]:
+        raise no_embeddings(self.model_id)
+
+    def missing(self, requests: Sequence, soft_prompt: SoftPrompt | None = None) -> list[int]:
+        return list(range(len(requests)))
+
+    def local_model(self):
+        """The LocalModel interface (backends/local.py) of a local transformers model."""
+        from promptsearch.errors import PromptSearchError
+
+        raise PromptSearchError(
+            f"'{self.model_id}' is not a local transformers model (embedded or hf:...), which gradient and RL "
+            "searchers need; searchers that work with it: baseline, demos, ape, opro, grips, mipro, gepa."
+        )

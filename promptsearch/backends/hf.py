@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptsearch.backends.base import (
+    Backend,
+    Capabilities,
     EmbedResult,
     GenRequest,
     GenResult,
@@ -28,10 +30,8 @@ from promptsearch.backends.base import (
 from promptsearch.errors import PromptSearchError
 
 MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
-GEN_SLOTS_CPU, GEN_SLOTS_GPU = (
-    128,
-    256,
-)  # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
+# rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
+GEN_SLOTS_CPU, GEN_SLOTS_GPU = 128, 256
 PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
 
 
@@ -44,11 +44,21 @@ def quiet_library_deprecations():
         yield
 
 
-class HFBackend:
+class HFBackend(Backend):
+    """A local transformers causal LM: scores, generates, embeds, takes soft prompts and
+    token-id segments, streams answers as they finish, and is a LocalModel for the gradient
+    and RL searchers."""
+
     kind = "hf"
-    can_loglikelihood = True
-    can_generate = True
-    streams_results = True  # loglikelihood/generate call on_result(i, answer) as answers finish
+    capabilities = Capabilities(
+        loglikelihood=True,
+        generate=True,
+        embed=True,
+        soft_prompts=True,
+        token_ids=True,
+        streaming=True,
+        local_model=True,
+    )
 
     def __init__(
         self,
@@ -83,6 +93,9 @@ class HFBackend:
     # --- loading (lazy: a fully cached run never loads the model) -----------------------
     def identity(self) -> dict[str, str]:
         return {"kind": self.kind, "model": self.model_id, "revision": self.revision}
+
+    def local_model(self) -> "HFBackend":
+        return self  # it implements backends/local.py's LocalModel
 
     @property
     def revision(self) -> str:
@@ -169,7 +182,7 @@ class HFBackend:
             ids.extend(self._encode(seg) if isinstance(seg, str) else seg.ids)
         return ids
 
-    def _split_context(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
+    def split_context(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
         """Token ids of context and continuation, tokenised the way lm-evaluation-harness does:
         trailing context whitespace moves into the continuation, and the continuation's ids
         are what the whole string adds beyond the context's."""
@@ -213,7 +226,7 @@ class HFBackend:
         ntok = [0] * len(requests)
         n_soft = 0 if soft_prompt is None else soft_prompt.length
         for i, req in enumerate(requests):
-            ctx, cont = self._split_context(req)
+            ctx, cont = self.split_context(req)
             by_ctx.setdefault(tuple(ctx), []).append((i, cont))
             ntok[i] = len(ctx) + len(cont) + n_soft
         rows: list[Row] = []
@@ -289,7 +302,7 @@ class HFBackend:
         [i, t] is the log-probability `loglikelihood` gives a one-token word t after prompt i."""
         import torch
 
-        ctxs = [self._split_context(LoglikRequest(p, " x"))[0] for p in prompts]
+        ctxs = [self.split_context(LoglikRequest(p, " x"))[0] for p in prompts]
         model = self.model
         base, head = getattr(model, model.base_model_prefix), self.head
         out = []

@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from promptsearch.backends.base import (
+    Backend,
+    Capabilities,
     GenRequest,
     GenResult,
     LoglikRequest,
@@ -57,10 +59,8 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     kind = "openai"
-    can_generate = True
-    streams_results = True  # generate/loglikelihood accept on_result(i, answer)
 
     def __init__(
         self,
@@ -129,12 +129,20 @@ class OpenAIBackend:
 
     # --- capabilities ---------------------------------------------------------------------
     @property
+    def capabilities(self) -> Capabilities:
+        """Chat completions cannot score a given continuation (`logprobs=off` neither);
+        completions with echo can, where the server returns prompt log-probabilities, which
+        `probe_loglikelihood` asks once (`logprobs=on` asserts it)."""
+        chat = self.api == "chat"
+        ll = False if chat or self.logprobs == "off" else True if self.logprobs == "on" else None
+        return Capabilities(loglikelihood=ll, generate=True, streaming=True, chat=chat)
+
+    @property
     def can_loglikelihood(self) -> bool:
         if self._can_ll is None:
             self._can_ll = self.probe_loglikelihood()
         return self._can_ll
 
-    @property
     def planned_loglikelihood(self) -> bool:
         """The guess a dry run makes without asking the server."""
         return self.api == "completions" and self.logprobs != "off"
@@ -373,7 +381,11 @@ class OpenAIBackend:
         prompt_tokens, completion_tokens = _usage(resp, context + cont)
         return LoglikResult(total, greedy, prompt_tokens + completion_tokens, completion_tokens)
 
-    def generate(self, requests: Sequence[GenRequest], on_result: OnResult | None = None) -> list[GenResult]:
+    def generate(
+        self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None, on_result: OnResult | None = None
+    ) -> list[GenResult]:
+        if soft_prompt is not None:
+            raise PromptSearchError(f"{self.model_id} cannot take soft prompts; they need a local model (hf:...).")
         items = [(self._text(r.prompt), r) for r in requests]
         return self._map(self._generate_one, items, on_result)
 

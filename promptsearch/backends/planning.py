@@ -11,9 +11,11 @@ the cache are looked up for real and cost nothing, exactly as in the real run.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Sequence
 
 from promptsearch.backends.base import (
+    Backend,
     EmbedResult,
     GenRequest,
     GenResult,
@@ -23,7 +25,6 @@ from promptsearch.backends.base import (
     no_embeddings,
     prompt_key,
 )
-from promptsearch.pricing import FREE
 
 CHARS_PER_TOKEN = 4
 
@@ -39,31 +40,33 @@ def _digest(*parts) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-class PlanningBackend:
-    streams_results = False
+class PlanningBackend(Backend):
+    """The real backend's identity, price and capabilities (never streaming), answering
+    with placeholders."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: Backend):
         self.inner = inner
         self.kind = inner.kind
         self.model_id = inner.model_id
-        self.can_generate = inner.can_generate
-        self.price = getattr(inner, "price", FREE)
-        self.api = getattr(inner, "api", None)
+        self.price = inner.price
+        self.capabilities = replace(inner.capabilities, streaming=False)
 
     def identity(self) -> dict:
         return self.inner.identity()  # same cache keys as the real model
 
     def probe_loglikelihood(self) -> bool:
         """What the model would answer, without asking a server (a cached answer wins)."""
-        planned = getattr(self.inner, "planned_loglikelihood", None)
-        return bool(planned if planned is not None else self.inner.can_loglikelihood)
+        return self.inner.planned_loglikelihood()
 
     @property
     def can_loglikelihood(self) -> bool:
         return self.probe_loglikelihood()
 
+    def local_model(self):
+        return self.inner.local_model()
+
     def loglikelihood(
-        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None
+        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None, on_result=None
     ) -> list[LoglikResult]:
         out = []
         for r in requests:
@@ -79,7 +82,7 @@ class PlanningBackend:
 
         import numpy as np
 
-        if not hasattr(self.inner, "embed"):
+        if not self.capabilities.embed:
             raise no_embeddings(self.model_id)
         out = []
         for t in texts:
@@ -88,7 +91,9 @@ class PlanningBackend:
             out.append(EmbedResult(base64.b64encode(vec.tobytes()).decode(), estimate_tokens(t)))
         return out
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+    def generate(
+        self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None, on_result=None
+    ) -> list[GenResult]:
         out = []
         for r in requests:
             tag = _digest(prompt_key(r.prompt), r.sample_index, r.seed, r.temperature)[:10]

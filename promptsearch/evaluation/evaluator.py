@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from promptsearch.backends.base import GenRequest, GenResult, LoglikRequest, Prompt
+from promptsearch.backends.base import Backend, GenRequest, GenResult, LoglikRequest, Prompt
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.cost import Usage
@@ -46,7 +46,7 @@ class EvalResult:
 @dataclass
 class Evaluator:
     task: Task
-    backend: object  # a Backend, normally a CachedBackend
+    backend: Backend  # normally a CachedBackend
     scorer: str | Scorer | None = None  # default: the task's metric
     budget: Budget = field(default_factory=Budget)
     progress: Progress | None = None
@@ -54,8 +54,16 @@ class Evaluator:
     max_new_tokens: int = 32
     harness: Harness | str | None = None  # a Harness or a spec such as "fewshot:k=4+cot+sc:n=5"
     phase: Callable[[str], None] | None = None  # searchers announce their phases through this
+    store: Any = None  # the run store (read-only for searchers: stored runs); default: the cache wrapper's
 
     def __post_init__(self):
+        from promptsearch.store.cache import CachedBackend
+
+        if self.store is None and isinstance(self.backend, CachedBackend):
+            self.store = self.backend.store
+        self._setup()
+
+    def _setup(self):
         self.metric_name, self._scorer = resolve_scorer(self.scorer or self.task.metric)
         if not isinstance(self.harness, Harness):
             self.harness = parse_harness(self.harness)
@@ -100,6 +108,7 @@ class Evaluator:
             max_new_tokens=self.max_new_tokens,
             harness=self.harness,
             phase=self.phase,
+            store=self.store,
         )
         child._parent = self  # its scorings' cost is taken out of this evaluator's (budgeted) cost
         return child
@@ -109,7 +118,7 @@ class Evaluator:
             self.phase(message)
 
     def _usage(self) -> Usage:
-        total = getattr(self.backend, "usage", Usage()).copy()
+        total = self.backend.usage.copy()
         for b in self._others:
             total = total + b.usage
         return total
@@ -117,7 +126,7 @@ class Evaluator:
     def attach(self, backend) -> None:
         """Count another backend's cost (calls, tokens, dollars) in this evaluator's cost and
         budget from now on: a searcher's proposer model, say."""
-        if backend is self.backend or any(b is backend for b in self._others) or not hasattr(backend, "usage"):
+        if backend is self.backend or any(b is backend for b in self._others):
             return
         self._start = self._start + backend.usage
         self._others.append(backend)
@@ -137,7 +146,7 @@ class Evaluator:
             ) from None
 
     def _unpriced(self) -> bool:
-        return any(getattr(b, "priced", True) is False for b in (self.backend, *self._others))
+        return any(b.price is None for b in (self.backend, *self._others))
 
     def check_prices(self) -> None:
         """A dollar budget needs every model's price: refused before the first call."""
@@ -425,7 +434,7 @@ class Evaluator:
         texts = list(dict.fromkeys(e.input for e in [*self.task.train, *examples] if e.input not in self._vectors))
         if not texts:
             return
-        if not hasattr(self.backend, "embed"):
+        if not self.backend.capabilities.embed:
             raise no_embeddings(self.backend.model_id)
         for t, r in zip(texts, self.backend.embed(texts)):
             v = embedding_vector(r)
@@ -557,8 +566,7 @@ def label_set_logprobs(logprobs: dict[str, float]) -> dict[str, float]:
 
 def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:
     """Indices of requests the model would have to answer (not in the cache)."""
-    find = getattr(backend, "missing", None)
-    return find(requests, soft_prompt) if find is not None else list(range(len(requests)))
+    return backend.missing(requests, soft_prompt)
 
 
 def _share(cost: Usage, n: int) -> Usage:

@@ -1,3 +1,3 @@
-from promptsearch.searchers.base import Searcher, SearchResult, build_config
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, build_config
 
-__all__ = ["SearchResult", "Searcher", "build_config"]
+__all__ = ["Outcome", "SearchContext", "Searcher", "build_config"]

@@ -19,12 +19,11 @@ import re
 from dataclasses import dataclass
 
 from promptsearch.backends.base import GenRequest
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.searchers.proposing import chat_formatter, clean_instruction, dedup_key, resolve_proposer
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
@@ -53,7 +52,8 @@ class APESearcher(Searcher):
         variations: int = option(2, "rewordings per resampled candidate", min=1)
         chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
         rng = random.Random(seed)
         proposer = resolve_proposer(cfg.proposer, evaluator)
@@ -106,7 +106,7 @@ class APESearcher(Searcher):
         found = self._race.best()
         if found is None:
             raise BudgetExhausted(stopped or "no candidate was scored")
-        return SearchResult(*found, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(*found, stopped, notes)
 
     # --- proposing -----------------------------------------------------------------------
     def _fill(self, meta: MetaPrompt, **slots: str) -> str:

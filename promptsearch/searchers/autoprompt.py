@@ -21,13 +21,12 @@ import random
 from dataclasses import dataclass, replace
 
 from promptsearch.backends.base import TokenIds, prompt_segments
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
 from promptsearch.evaluation.render import render, task_for
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import Searcher, SearchResult, local_model, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, local_model, option
 from promptsearch.tasks.base import Example, Task, label_words
 
 LABEL_POOL = 1000  # label-word search: the tokens the model finds most likely at the answer position
@@ -40,6 +39,7 @@ class AutoPromptSearcher(Searcher):
     name = "autoprompt"
     method_options = ("search_labels",)
     needs = "a local transformers target (embedded or hf:...)"
+    requires = ("local_model",)
 
     @dataclass
     class Config:
@@ -66,10 +66,11 @@ class AutoPromptSearcher(Searcher):
         search_labels: bool = option(False, "first pick label words from the vocabulary (labelled tasks)")
         label_candidates: int = option(4, "label-word search: words kept per class", min=1, max=32)
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
-        backend = evaluator.backend
-        _, tok = local_model(backend, "AutoPrompt needs")
+        backend = local_model(evaluator.backend, "AutoPrompt needs")  # gradients and next-token log-probs
+        tok = backend.tokenizer
         # every check on the user's input before the first model call
         template = _trigger_template(task, cfg.position)
         if (cfg.labels or cfg.search_labels) and not task.labels:
@@ -145,7 +146,7 @@ class AutoPromptSearcher(Searcher):
             "label_search": label_log,
             "iterations": log,
         }
-        return SearchResult(best, best_dev.mean, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(best, best_dev.mean, stopped, notes)
 
 
 def _trigger_template(task: Task, position: str) -> str:

@@ -1,26 +1,35 @@
-"""The searcher contract: `search(task, evaluator, budget, seed) -> SearchResult`."""
+"""The searcher contract: `search(task, evaluator, context) -> Outcome`."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
-from promptsearch.cost import Usage
 from promptsearch.errors import PromptSearchError
-from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.tasks.base import Task
 
 
 @dataclass
-class SearchResult:
+class SearchContext:
+    """What a search is given besides the task and the evaluator (which owns the budget,
+    the history of scorings and their cost)."""
+
+    seed: int = 0  # everything random in the search follows it
+    workdir: Path | None = None  # the run's folder, for searchers that checkpoint (None: keep nothing)
+    resuming: bool = False  # continue from the last checkpoint in `workdir`
+
+
+@dataclass
+class Outcome:
+    """What a search proposes; the runner decides what the run returns (baselines, test)."""
+
     best: Candidate
-    best_score: float  # dev score of `best`
-    history: list[EvalResult]  # every dev scoring, in order
-    cost: Usage
-    stopped_by: str = ""  # why the search ended early, if it did
-    notes: dict[str, Any] = field(default_factory=dict)
+    best_score: float  # dev score of `best` as the search measured it
+    stopped_by: str = ""  # why the search ended early (a budget, patience), if it did
+    notes: dict[str, Any] = field(default_factory=dict)  # searcher-specific record (README: searcher_notes)
 
 
 def option(
@@ -76,15 +85,15 @@ def validate_config(searcher_cls: type["Searcher"], config: Any) -> Any:
 
 
 def local_model(backend, subject: str):
-    """(model, tokenizer) of a local transformers target, which the gradient searchers need;
-    any other target gets one line (`subject`: "AutoPrompt needs", say)."""
-    try:
-        return backend.model, backend.tokenizer
-    except AttributeError:
+    """The LocalModel (backends/local.py) of a local transformers target, which the gradient
+    searchers need; any other target gets one line (`subject`: "AutoPrompt needs", say)."""
+    if not backend.capabilities.local_model:
         raise PromptSearchError(
             f"{subject} gradients from a local transformers model (embedded or hf:...); '{backend.model_id}' gives "
-            "none. Searchers that work with it: baseline, ape, and rl with -o policy=PATH."
-        ) from None
+            "none. Searchers that work with it: baseline, demos, ape, opro, grips, mipro, gepa, and rl with "
+            "-o policy=PATH."
+        )
+    return backend.local_model()
 
 
 class Searcher:
@@ -92,7 +101,10 @@ class Searcher:
     and implement `search`. A searcher never calls a model to score; it asks the evaluator."""
 
     name: ClassVar[str] = ""
-    needs: ClassVar[str] = "any backend"
+    needs: ClassVar[str] = "any backend"  # in words, for `promptsearch searchers`
+    # Capabilities (backends/base.py) the target must have; `check` refuses others before
+    # the search starts, with one line
+    requires: ClassVar[tuple[str, ...]] = ()
     checkpoints: ClassVar[bool] = False  # saves its state under `workdir` and can resume from it
     # options that make it a different method, not a different budget or schedule (soft's
     # `method`, say): leaderboard rows and `runs` are keyed and labelled by them
@@ -104,10 +116,21 @@ class Searcher:
 
     def __init__(self, config: Any = None):
         self.config = validate_config(type(self), config if config is not None else self.Config())
-        self.workdir = None  # set by the runner for searchers that checkpoint: the run's folder
-        self.resuming = False  # continue from the last checkpoint in `workdir`
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def check(self, backend) -> None:
+        """Refuse, in one line, a target this searcher cannot work with (and a missing
+        optional package), before the run writes anything. The runner calls it."""
+        missing = [name for name in self.requires if not getattr(backend.capabilities, name)]
+        if missing:
+            if "local_model" in missing:
+                local_model(backend, f"The {self.name} searcher needs")
+            raise PromptSearchError(
+                f"The {self.name} searcher needs a target that can {', '.join(missing)}; '{backend.model_id}' cannot."
+            )
+
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        """Propose candidates, score them through `evaluator` (never a model directly), and
+        return the best; at a budget (BudgetExhausted), stop with the best so far."""
         raise NotImplementedError
 
     def method(self) -> str:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.harness import _draw
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.tasks.base import Task
 
 
@@ -45,7 +44,8 @@ class BaselineSearcher(Searcher):
         balanced: bool = option(True, "draw k-shot demos class-balanced")
         max_manual: int = option(5, "how many of the task's manual instructions to try", min=0)
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cands = baseline_candidates(task, self.config.shots, seed, self.config.balanced, self.config.max_manual)
         stopped = ""
         for cand in cands:
@@ -58,4 +58,4 @@ class BaselineSearcher(Searcher):
         if not scored:
             raise BudgetExhausted(stopped or "no candidate could be scored within the budget")
         best = max(scored, key=lambda r: r.mean)  # first wins ties: the simplest prompt
-        return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped)
+        return Outcome(best.candidate, best.mean, stopped)

@@ -18,12 +18,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.harness import _draw
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.searchers.baseline import pick_demos
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.stored import best_stored_prompt
@@ -56,7 +55,8 @@ class DemoSearcher(Searcher):
         race_start: int = option(8, "dev examples in the first racing rung", min=1)
         eta: int = option(2, "keep the best 1/eta at each rung", min=2)
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
         k = min(cfg.shots, len(task.train))
         if k < 1:
@@ -75,7 +75,7 @@ class DemoSearcher(Searcher):
         found = race.best()
         if found is None:
             raise BudgetExhausted(stopped or "no demo set was scored")
-        return SearchResult(*found, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(*found, stopped, notes)
 
     def candidates(self, task: Task, k: int, seed: int, text: str) -> list[Candidate]:
         """The kNN candidate (select=knn), the k-shot baseline set, then `sets` random sets;

@@ -20,12 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.searchers.proposing import Proposer
 from promptsearch.searchers.templates import MetaPrompt
 from promptsearch.tasks.base import Example, Task
@@ -101,6 +100,10 @@ class GEPASearcher(Searcher):
 
     name = "gepa"
     needs = "a generating proposer (default: the target model); pip install 'promptsearch[gepa]'"
+
+    def check(self, backend) -> None:
+        need_gepa()
+
     checkpoints = True
     method_options = ("selection", "merge")
 
@@ -119,7 +122,8 @@ class GEPASearcher(Searcher):
         max_tokens: int = option(120, "longest instruction the reflection model may write, in tokens", min=1)
         chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         gepa = need_gepa()
         from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
@@ -177,9 +181,9 @@ class GEPASearcher(Searcher):
             return False
 
         run_dir = None
-        if self.workdir is not None:
-            path = self.workdir / "gepa"
-            if not self.resuming and path.exists():
+        if context.workdir is not None:
+            path = context.workdir / "gepa"
+            if not context.resuming and path.exists():
                 import shutil
 
                 shutil.rmtree(path)
@@ -235,9 +239,7 @@ class GEPASearcher(Searcher):
             "metric_calls": result.total_metric_calls,
             "reflections": calls[0],
         }
-        return SearchResult(
-            best, result.val_aggregate_scores[best_i], list(evaluator.history), evaluator.cost, adapter.stopped, notes
-        )
+        return Outcome(best, result.val_aggregate_scores[best_i], adapter.stopped, notes)
 
 
 class _Quiet:

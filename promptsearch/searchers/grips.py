@@ -24,11 +24,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.searchers.proposing import Proposer
 from promptsearch.searchers.templates import PARAPHRASE
 from promptsearch.tasks.base import Task
@@ -136,7 +135,8 @@ class GrIPSSearcher(Searcher):
         start: str = option("", "the instruction to start from (default: the task's first)")
         chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
         ops = [o.strip() for o in cfg.ops.split(",") if o.strip()]
         bad = [o for o in ops if o not in ("del", "swap", "add", "par")]
@@ -214,7 +214,7 @@ class GrIPSSearcher(Searcher):
             if best_dev is None:  # not even the start instruction was scored
                 raise
         notes["objective_score"] = round(best_obj, 4)
-        return SearchResult(best, best_dev, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(best, best_dev, stopped, notes)
 
     def _edit(self, text: str, ops: list[str], deleted: list[str], rng: random.Random, prop, seed: int):
         """`edits` random edits of `text`: (new text, the edits made, phrases it deleted)."""

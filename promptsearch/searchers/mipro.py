@@ -19,12 +19,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.searchers.demos import DemoSearcher
 from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
 from promptsearch.searchers.racing import Race, mean
@@ -49,6 +48,9 @@ class MIPROSearcher(Searcher):
     name = "mipro"
     checkpoints = True
 
+    def check(self, backend) -> None:
+        need_optuna()
+
     @dataclass
     class Config:
         proposer: str = option("", "model that writes the proposed instructions (default: the target)")
@@ -65,7 +67,8 @@ class MIPROSearcher(Searcher):
         max_tokens: int = option(40, "longest proposed instruction, in tokens", min=1)
         chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         optuna = need_optuna()
         cfg = self.config
         notes: dict = {"templates": [], "sources": {}}
@@ -76,7 +79,7 @@ class MIPROSearcher(Searcher):
             instructions = self._instructions(task, evaluator, seed, notes)
             demo_sets = self._demo_sets(task, seed)
             notes.update({"instructions": instructions, "demo_sets": [list(d) for d in demo_sets]})
-            study = self._study(optuna, seed)
+            study = self._study(optuna, context)
             done = len([t for t in study.trials if t.state.is_finished()])
             evaluator.say(
                 f"MIPRO: {len(instructions)} instructions x {len(demo_sets)} demo sets, {cfg.trials} trials"
@@ -118,9 +121,7 @@ class MIPROSearcher(Searcher):
         key = max(full, key=full.__getitem__) if full else max(race.scores, key=lambda k: mean(race.scores[k]))
         best = race.cands[key]
         notes["full_dev"] = {race.cands[k].name: round(v, 4) for k, v in full.items()}
-        return SearchResult(
-            best, full.get(key, mean(race.scores[key])), list(evaluator.history), evaluator.cost, stopped, notes
-        )
+        return Outcome(best, full.get(key, mean(race.scores[key])), stopped, notes)
 
     def _check_best(self, race: Race, full: dict[str, float], task: Task, evaluator: Evaluator) -> None:
         """The combination with the best mean so far, not yet on full dev, scored there."""
@@ -131,14 +132,14 @@ class MIPROSearcher(Searcher):
         race.score_upto(race.cands[key], task.dev, evaluator)
         full[key] = mean(race.scores[key], task.dev)
 
-    def _study(self, optuna, seed: int):
+    def _study(self, optuna, context: SearchContext):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.config.startup)
+        sampler = optuna.samplers.TPESampler(seed=context.seed, n_startup_trials=self.config.startup)
         storage = None
-        if self.workdir is not None:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            path = self.workdir / "mipro_study.db"
-            if not self.resuming and path.exists():
+        if context.workdir is not None:
+            context.workdir.mkdir(parents=True, exist_ok=True)
+            path = context.workdir / "mipro_study.db"
+            if not context.resuming and path.exists():
                 path.unlink()
             storage = f"sqlite:///{path}"
         return optuna.create_study(

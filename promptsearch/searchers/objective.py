@@ -45,7 +45,7 @@ def answer_rows(backend, task: Task, cand: Candidate, batch: list[Example]) -> t
         )
         mine: list[int] = []  # this example's rows
         for lab, word in answers:
-            ctx, cont = backend._split_context(LoglikRequest(prompt, continuation(prompt, word)))
+            ctx, cont = backend.split_context(LoglikRequest(prompt, continuation(prompt, word)))
             row = ctx + cont[:-1]
             at = next((i for i in mine if rows[i][: len(row)] == row or row[: len(rows[i])] == rows[i]), None)
             if at is None:

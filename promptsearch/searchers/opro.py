@@ -14,12 +14,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
 from promptsearch.searchers.templates import OPRO_ENTRY, OPRO_EXEMPLAR, OPRO_META
 from promptsearch.tasks.base import Task
@@ -57,7 +56,8 @@ class OPROSearcher(Searcher):
         final_top: int = option(3, "best instructions re-scored on the whole dev split at the end", min=1)
         chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
         rng = random.Random(f"opro:{seed}")
         prop = Proposer(cfg.proposer, evaluator, cfg.chat)
@@ -134,7 +134,7 @@ class OPROSearcher(Searcher):
             raise BudgetExhausted(stopped or "no instruction was scored")
         best, best_score = self._final(scored, task, evaluator, len(sample))
         notes["final"] = {"candidate": best.name, "dev": best_score}
-        return SearchResult(best, best_score, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(best, best_score, stopped, notes)
 
     def _final(self, scored, task: Task, evaluator: Evaluator, n_sample: int) -> tuple[Candidate, float]:
         """The best of the top `final_top` on the whole dev split (the subsample's best when it

@@ -36,13 +36,11 @@ def chat_formatter(backend, mode: str):
     (`mode`: auto, on, off)."""
     if mode == "off":
         return None
-    if getattr(backend, "kind", None) == "openai" and getattr(backend, "api", None) == "chat":
+    caps = backend.capabilities
+    if caps.chat:
         return lambda user: user  # a chat API wraps the text in a user turn itself
-    try:
-        tok = backend.tokenizer
-    except Exception:
-        tok = None
-    template = getattr(tok, "chat_template", None) if tok is not None else None
+    tok = backend.local_model().tokenizer if caps.local_model else None
+    template = getattr(tok, "chat_template", None) if tok is not None else None  # a tokenizer's own optional field
     if not template:
         if mode == "on":
             raise PromptSearchError("chat=on, but the proposer model has no chat template; use chat=off.")

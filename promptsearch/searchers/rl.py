@@ -23,11 +23,10 @@ import time
 from dataclasses import dataclass
 
 from promptsearch.backends.hf import quiet_library_deprecations
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
-from promptsearch.searchers.base import Searcher, SearchResult, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
 from promptsearch.tasks.base import Task
 from promptsearch.text import shorten
 
@@ -45,6 +44,9 @@ class RLSearcher(Searcher):
     method_options = ("style",)
     needs = "a local transformers policy (default: the target, when it is local)"
     checkpoints = True
+
+    def check(self, backend) -> None:
+        _policy_path(self.config.policy, backend)  # a policy given, or a local target to start from
 
     @dataclass
     class Config:
@@ -88,7 +90,8 @@ class RLSearcher(Searcher):
         )
         checkpoint_every: int = option(4, "save a checkpoint every this many steps (runs started from the CLI)", min=1)
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
         policy_path = _policy_path(cfg.policy, evaluator.backend)
         import torch
@@ -155,7 +158,7 @@ class RLSearcher(Searcher):
             return rewards
 
         dataset = _dataset(task, cfg, rng, tok)
-        out_dir = self.workdir / "trainer" if self.workdir else None
+        out_dir = context.workdir / "trainer" if context.workdir else None
         with quiet_library_deprecations():
             trainer = _trainer(
                 cfg, policy_path, tok, reward, dataset, banned if cfg.style == "tokens" else None, seed, out_dir
@@ -164,8 +167,8 @@ class RLSearcher(Searcher):
         stopped = ""
         raced: set[str] = set()
         resume_from = None
-        if self.resuming and out_dir is not None:
-            resume_from, saved = _last_checkpoint(self.workdir)
+        if context.resuming and out_dir is not None:
+            resume_from, saved = _last_checkpoint(context.workdir)
             if saved is not None:  # the state at that step; the cache answers the dev race again for free
                 state["step"] = saved["step"]
                 rng.setstate(_tuple(saved["rng"]))
@@ -191,7 +194,7 @@ class RLSearcher(Searcher):
                     entries.append(
                         {"cand": e["cand"].to_dict(), "rewards": [r for r, _ in keep], "steps": [s_ for _, s_ in keep]}
                     )
-            (self.workdir / f"rl_state-{step}.json").write_text(
+            (context.workdir / f"rl_state-{step}.json").write_text(
                 json.dumps(
                     {
                         "step": step,
@@ -257,7 +260,7 @@ class RLSearcher(Searcher):
                 {"prompt": e["cand"].describe(), "mean_reward": round(_mean(e), 4)} for e in _ranked(pool)[:10]
             ],
         }
-        return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(best.candidate, best.mean, stopped, notes)
 
 
 def _mean(entry: dict) -> float:
@@ -295,13 +298,12 @@ def _last_checkpoint(workdir):
 def _policy_path(spec: str, backend) -> str:
     if spec:
         return spec[3:] if spec.startswith("hf:") else spec
-    path = getattr(backend, "name_or_path", None)
-    if path is None or not hasattr(backend, "tokenizer"):
+    if not backend.capabilities.local_model:
         raise PromptSearchError(
             f"The RL searcher trains a local policy model; the target '{backend.model_id}' is not "
             "one, so give one with -o policy=PATH (a local transformers model folder or hf:NAME)."
         )
-    return path
+    return backend.local_model().name_or_path
 
 
 def _tokenizer(path: str):

@@ -22,12 +22,11 @@ from pathlib import Path
 
 from promptsearch.backends.base import SoftPrompt
 from promptsearch.backends.hf import quiet_library_deprecations
-from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import Searcher, SearchResult, local_model, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, local_model, option
 from promptsearch.searchers.stored import best_stored_prompt
 from promptsearch.tasks.base import Task
 
@@ -40,6 +39,7 @@ class SoftPromptSearcher(Searcher):
     name = "soft"
     method_options = ("method", "init")
     needs = "a local transformers target (embedded or hf:...)"
+    requires = ("local_model",)
 
     @dataclass
     class Config:
@@ -65,10 +65,11 @@ class SoftPromptSearcher(Searcher):
         eval_every: int = option(10, "score the prompt on dev every this many steps", min=1)
         patience: int = option(3, "stop after this many dev scorings without improvement", min=1)
 
-    def search(self, task: Task, evaluator: Evaluator, budget: Budget, seed: int) -> SearchResult:
+    def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
+        seed = context.seed
         cfg = self.config
-        backend = evaluator.backend
-        model, tok = local_model(backend, "Soft prompts need")
+        backend = local_model(evaluator.backend, "Soft prompts need")  # the model, its head, soft hidden states
+        model, tok = backend.model, backend.tokenizer
         init_text, init_from = _init_text(task, cfg, evaluator, backend)
         if init_text is not None and not cfg.truncate:
             n = len(tok(init_text, add_special_tokens=False).input_ids)
@@ -164,7 +165,7 @@ class SoftPromptSearcher(Searcher):
             )
             evaluator.history.append(r)
             notes["readout"]["dev"] = round(r.mean, 4)
-        return SearchResult(best.candidate, best.mean, list(evaluator.history), evaluator.cost, stopped, notes)
+        return Outcome(best.candidate, best.mean, stopped, notes)
 
 
 def _init_text(task: Task, cfg, evaluator: Evaluator, backend) -> tuple[str | None, dict | None]:

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Sequence
 
 from promptsearch.backends.base import (
+    Backend,
     EmbedResult,
     GenRequest,
     GenResult,
@@ -19,7 +20,6 @@ from promptsearch.backends.base import (
     prompt_key,
 )
 from promptsearch.cost import Usage
-from promptsearch.pricing import FREE
 from promptsearch.store.db import Store
 
 
@@ -28,11 +28,12 @@ def request_key(identity: dict, kind: str, payload: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class CachedBackend:
-    """Same contract as the wrapped backend. Answers are written as they arrive (every 16
-    answers or every second, and whatever is left when a call ends or fails), so an
-    interrupted run keeps everything answered before the interrupt. `write=False` reads the
-    cache but never writes it (dry runs)."""
+class CachedBackend(Backend):
+    """Same contract as the wrapped backend (its capabilities, price and local model are the
+    wrapped backend's), with every answer cached by request and its cost counted in `usage`.
+    Answers are written as they arrive (every 16 answers or every second, and whatever is
+    left when a call ends or fails), so an interrupted run keeps everything answered before
+    the interrupt. `write=False` reads the cache but never writes it (dry runs)."""
 
     FLUSH_EVERY = 16
     FLUSH_SECONDS = 1.0
@@ -41,30 +42,35 @@ class CachedBackend:
         self.inner = inner
         self.store = store
         self.write = write
-        self.usage = Usage()
+        self._usage = Usage()
         self._can_ll: bool | None = None
         self._unwritten: list[dict] = []  # a capability probe's answer, waiting for the first answers
         self._planned: dict[str, dict] = {}  # a dry run's planned answers, by key (never written)
 
     kind = property(lambda self: self.inner.kind)
     model_id = property(lambda self: self.inner.model_id)
-    can_generate = property(lambda self: self.inner.can_generate)
+    capabilities = property(lambda self: self.inner.capabilities)
+    price = property(lambda self: self.inner.price)
+    usage = property(lambda self: self._usage)  # what this wrapper's calls cost: model calls, hits, tokens, $
+
+    def local_model(self):
+        return self.inner.local_model()
 
     @property
     def can_loglikelihood(self) -> bool:
-        """The backend's answer; a backend that has to ask its server (`probe_loglikelihood`)
-        asks once, and the answer is cached like any request, so cached runs stay offline."""
+        """The backend's declared answer; a backend that must ask its server
+        (`capabilities.loglikelihood` is None) asks once, and the answer is cached like any
+        request, so cached runs stay offline."""
         if self._can_ll is None:
-            probe = getattr(self.inner, "probe_loglikelihood", None)
-            if probe is None:
-                self._can_ll = bool(self.inner.can_loglikelihood)
+            if self.inner.capabilities.loglikelihood is not None:
+                self._can_ll = bool(self.inner.capabilities.loglikelihood)
             else:
                 key = request_key(self.identity(), "probe", {"capability": "loglikelihood"})
                 found = self.store.cache_get([key])
                 if key in found:
                     self._can_ll = bool(found[key]["value"])
                 else:
-                    self._can_ll = bool(probe())
+                    self._can_ll = bool(self.inner.probe_loglikelihood())
                     if self.write:  # written with the first answers, so a run that stores nothing leaves no file
                         self._unwritten.append(
                             dict(
@@ -91,14 +97,14 @@ class CachedBackend:
         return CachedBackend(inner, self.store, write=self.write)
 
     def _account(self, ans) -> None:
-        price = getattr(self.inner, "price", FREE)
-        self.usage.calls += 1
-        self.usage.tokens += ans.n_tokens
+        price = self.inner.price
+        self._usage.calls += 1
+        self._usage.tokens += ans.n_tokens
         if price is None:
-            self.usage.unpriced_calls += 1
+            self._usage.unpriced_calls += 1
         else:
-            done = getattr(ans, "completion_tokens", 0)
-            self.usage.dollars += price.dollars(ans.n_tokens - done, done)
+            done = ans.completion_tokens
+            self._usage.dollars += price.dollars(ans.n_tokens - done, done)
 
     def _run(self, kind: str, requests: Sequence, payloads: list[dict], call, decode):
         ident = self.identity()
@@ -109,7 +115,7 @@ class CachedBackend:
         for i, k in enumerate(keys):
             if k in found:
                 results[i] = decode(found[k])
-                self.usage.cache_hits += 1
+                self._usage.cache_hits += 1
             else:
                 todo.setdefault(k, []).append(i)
         if not todo:
@@ -148,7 +154,7 @@ class CachedBackend:
         batch = [requests[idxs[0]] for _, idxs in groups]
         t0 = time.perf_counter()
         try:
-            if getattr(self.inner, "streams_results", False):
+            if self.inner.capabilities.streaming:
                 call(batch, land)
             else:
                 for j, ans in enumerate(call(batch, None)):
@@ -206,10 +212,10 @@ class CachedBackend:
     @property
     def priced(self) -> bool:
         """Whether this model's calls have a known price (local models: free)."""
-        return getattr(self.inner, "price", FREE) is not None
+        return self.inner.price is not None
 
     def loglikelihood(
-        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None
+        self, requests: Sequence[LoglikRequest], soft_prompt: SoftPrompt | None = None, on_result=None
     ) -> list[LoglikResult]:
         def call(rs, on_result):
             kwargs = {"soft_prompt": soft_prompt} if soft_prompt is not None else {}
@@ -217,22 +223,24 @@ class CachedBackend:
                 kwargs["on_result"] = on_result
             return self.inner.loglikelihood(rs, **kwargs)
 
-        return self._run(
-            "loglik", requests, self._ll_payloads(requests, soft_prompt), call, lambda d: LoglikResult(**d)
-        )
+        out = self._run("loglik", requests, self._ll_payloads(requests, soft_prompt), call, lambda d: LoglikResult(**d))
+        return _streamed(out, on_result)
 
-    def generate(self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None) -> list[GenResult]:
+    def generate(
+        self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None, on_result=None
+    ) -> list[GenResult]:
         def call(rs, on_result):
             kwargs: dict = {"soft_prompt": soft_prompt} if soft_prompt is not None else {}
             if on_result is not None:
                 kwargs["on_result"] = on_result
             return self.inner.generate(rs, **kwargs)
 
-        return self._run("gen", requests, self._gen_payloads(requests, soft_prompt), call, lambda d: GenResult(**d))
+        out = self._run("gen", requests, self._gen_payloads(requests, soft_prompt), call, lambda d: GenResult(**d))
+        return _streamed(out, on_result)
 
     def embed(self, texts: Sequence[str]) -> list[EmbedResult]:
         """Text embeddings (local transformers models), cached like any request."""
-        if not hasattr(self.inner, "embed"):
+        if not self.inner.capabilities.embed:
             raise no_embeddings(self.model_id)
 
         def call(rs, on_result):
@@ -243,5 +251,10 @@ class CachedBackend:
 
         return self._run("embed", list(texts), [{"text": t} for t in texts], call, lambda d: EmbedResult(**d))
 
-    def __getattr__(self, name):  # model, tokenizer, encode_prompt ... for gradient searchers
-        return getattr(self.inner, name)
+
+def _streamed(results: list, on_result) -> list:
+    """The streaming contract for a caller that asked for it: every answer, in order, once
+    the call is done (the wrapper writes answers to the cache as the inner backend streams)."""
+    for i, r in enumerate(results if on_result is not None else ()):
+        on_result(i, r)
+    return results
