@@ -15,7 +15,8 @@ from fakes import FakeBackend
 from promptsearch import registry
 from promptsearch.cli import app
 from promptsearch.errors import PromptSearchError
-from promptsearch.runner import checkpoint_root, interrupted_runs, run_search
+from promptsearch.runfolder import checkpoint_root, interrupted_runs
+from promptsearch.runner import run_search
 from promptsearch.tasks import load_task
 
 runner = CliRunner()

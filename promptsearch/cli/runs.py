@@ -32,17 +32,15 @@ def runs(
 
     from promptsearch.errors import PromptSearchError
     from promptsearch.records import searcher_label
-    from promptsearch.runner import interrupted_runs
+    from promptsearch.runfolder import RunFolder, interrupted_runs
     from promptsearch.text import shorten
 
     store = open_store(db)
     con = console()
     stale = interrupted_runs(store.url or store.path)
     if clean:
-        import shutil
-
         for s in stale:
-            shutil.rmtree(s.path, ignore_errors=True)
+            RunFolder(s.path).remove()
         con.print(
             f"Removed the checkpoints of {len(stale)} interrupted run{'s' * (len(stale) != 1)} "
             f"({sum(s.bytes for s in stale) / 1e6:.1f} MB)."

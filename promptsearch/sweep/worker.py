@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 def _resumable(config: dict, db: str | None) -> str | None:
     """An interrupted run of exactly this configuration (its checkpoints), if one is there."""
-    from promptsearch.runner import interrupted_runs
+    from promptsearch.runfolder import interrupted_runs
     from promptsearch.settings import get_settings
 
     want = {

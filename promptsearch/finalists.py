@@ -1,0 +1,127 @@
+"""The finalists of a run: the search's best and the baselines, compared outside the search
+budget. The pick is made on the whole dev split (a search that does not beat a baseline
+there returns that baseline, and says so); then every finalist is scored once on test and
+the pick is compared with each of the others, paired, example by example."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from promptsearch.candidates import Candidate
+from promptsearch.cost import Usage
+from promptsearch.evaluation.evaluator import EvalResult, Evaluator
+from promptsearch.evaluation.stats import paired_bootstrap
+from promptsearch.searchers.base import Searcher
+from promptsearch.searchers.baseline import baseline_candidates
+from promptsearch.tasks.base import Task
+
+
+@dataclass
+class Finalists:
+    search_best: Candidate
+    search_score: float  # its dev score as the search measured it
+    baselines: list[Candidate]
+    baseline_shots: int
+    devs: dict[str, EvalResult]  # candidate key -> its scoring on the whole dev split
+    tests: dict[str, EvalResult]  # candidate key -> its scoring on test
+    picked: Candidate
+    select_cost: Usage
+    test_cost: Usage
+
+    @property
+    def picked_search(self) -> bool:
+        return self.picked is self.search_best
+
+    def baseline_records(self, seed: int) -> list[dict[str, Any]]:
+        best = self.tests[self.picked.key()]
+        out = []
+        for b in self.baselines:
+            t = self.tests[b.key()]
+            out.append(
+                {
+                    **candidate_record(b, self.devs[b.key()], t),
+                    "best_minus_baseline": paired_bootstrap(best.scores, t.scores, seed=seed).to_dict(),
+                }
+            )
+        return out
+
+    def search_best_record(self, seed: int) -> dict[str, Any]:
+        c = self.search_best
+        rec = candidate_record(c, self.devs[c.key()], self.tests[c.key()])
+        rec = {**rec, "dev_in_search": round(self.search_score, 4)}
+        if not self.picked_search:
+            rec["picked_minus_it"] = paired_bootstrap(
+                self.tests[self.picked.key()].scores, self.tests[c.key()].scores, seed=seed
+            ).to_dict()
+        return rec
+
+    def best_record(self) -> dict[str, Any]:
+        c = self.picked
+        rec = candidate_record(c, self.devs[c.key()], self.tests[c.key()])
+        return {**rec, "picked": "search" if self.picked_search else "baseline"}
+
+
+def baselines_for(task: Task, searcher: Searcher, shots: int | None, seed: int) -> tuple[list[Candidate], int]:
+    """The baselines, following the search's own settings where it has them (shots=8 on dev
+    is compared with 8-shot on test), capped to the train split; and the shots used."""
+    cfg = searcher.config
+    shots = min(getattr(cfg, "shots", 4) if shots is None else shots, len(task.train))
+    cands = baseline_candidates(
+        task,
+        shots=shots,
+        seed=seed,
+        balanced=getattr(cfg, "balanced", True),
+        max_manual=getattr(cfg, "max_manual", 5),
+    )
+    return cands, shots
+
+
+def decide(
+    evaluator: Evaluator,
+    search_best: Candidate,
+    search_score: float,
+    baselines: list[Candidate],
+    shots: int,
+    say: Callable[[str], None],
+) -> Finalists:
+    """Dev pick, then test, each outside the search budget with evaluators of their own (the
+    answers of the search's dev scorings come from the cache)."""
+    task = evaluator.task
+    finalists = [search_best] + [b for b in baselines if b.key() != search_best.key()]
+    say(f"Checking the search's best against {len(baselines)} baselines on {len(task.dev)} dev examples")
+    dev_eval = _fresh(evaluator)
+    devs = {c.key(): dev_eval.score(c, task.dev, split="dev") for c in finalists}
+    picked = max(finalists, key=lambda c: (devs[c.key()].mean, c is search_best))  # a tie keeps the search's best
+    which = "best prompt" if picked is search_best else "pick"
+    say(f"Scoring the {which} and the baselines on {len(task.test)} test examples")
+    test_eval = _fresh(evaluator)
+    tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
+    select_cost = dev_eval.cost + evaluator.outside_cost  # a searcher's own after-the-fact scorings count here
+    return Finalists(search_best, search_score, baselines, shots, devs, tests, picked, select_cost, test_eval.cost)
+
+
+def candidate_record(c: Candidate, dev: EvalResult, test: EvalResult) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "prompt": c.describe(),
+        "candidate": c.to_dict(),
+        "dev": scores(dev),
+        "test": scores(test),
+        "test_extras": rounded(test.extras),
+    }
+
+
+def scores(r: EvalResult | None) -> dict | None:
+    if r is None:
+        return None
+    return {"mean": round(r.mean, 4), "stderr": None if r.stderr != r.stderr else round(r.stderr, 4), "n": r.n}
+
+
+def rounded(extras: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in extras.items()}
+
+
+def _fresh(ev: Evaluator) -> Evaluator:
+    """The search's task, model, scorer and harness, with no budget and a history of its own."""
+    return Evaluator(ev.task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness, store=ev.store)
