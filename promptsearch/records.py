@@ -65,6 +65,31 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(clean(obj), ensure_ascii=False, allow_nan=False, **kwargs)
 
 
+def per_candidate(history: list) -> list[dict]:
+    """One entry per distinct candidate: its mean over every dev example it was scored on
+    (racing scores a candidate in several slices), in the order candidates first appeared."""
+    seen: dict[str, dict] = {}
+    for r in history:
+        entry = seen.setdefault(
+            r.candidate.key(),
+            {
+                "step": r.step,
+                "name": r.candidate.name,
+                "prompt": r.candidate.describe(),
+                "candidate": r.candidate.to_dict(),
+                "scores": {},
+            },
+        )
+        if r.extras.get("outside_search"):  # scored after the search, outside its budget (a soft readout)
+            entry["outside_search"] = True
+        entry["scores"].update(zip(r.example_ids, r.scores))
+    out = []
+    for e in seen.values():
+        scores = e.pop("scores")
+        out.append({**e, "dev_mean": round(sum(scores.values()) / len(scores), 4), "dev_n": len(scores)})
+    return out
+
+
 def rank_candidates(cands: list[dict]) -> list[dict]:
     """Candidates in the order tables show them: by how many dev examples a score is on (the
     rung a race let it reach), then by that score; a mean over 8 examples never outranks one

@@ -24,7 +24,7 @@ from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.evaluation.harness import Harness, parse_harness
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.finalists import Finalists, baselines_for, decide, rounded, scores
-from promptsearch.records import clean, rank_candidates
+from promptsearch.records import clean, per_candidate, rank_candidates
 from promptsearch.runfolder import RunFolder, resumable_args
 from promptsearch.searchers.base import SearchContext, Searcher, build_config
 from promptsearch.settings import get_settings
@@ -90,31 +90,6 @@ def package_versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             pass
-    return out
-
-
-def _per_candidate(history: list[EvalResult]) -> list[dict]:
-    """One entry per distinct candidate: its mean over every dev example it was scored on
-    (racing scores a candidate in several slices), in the order candidates first appeared."""
-    seen: dict[str, dict] = {}
-    for r in history:
-        entry = seen.setdefault(
-            r.candidate.key(),
-            {
-                "step": r.step,
-                "name": r.candidate.name,
-                "prompt": r.candidate.describe(),
-                "candidate": r.candidate.to_dict(),
-                "scores": {},
-            },
-        )
-        if r.extras.get("outside_search"):  # scored after the search, outside its budget (a soft readout)
-            entry["outside_search"] = True
-        entry["scores"].update(zip(r.example_ids, r.scores))
-    out = []
-    for e in seen.values():
-        scores = e.pop("scores")
-        out.append({**e, "dev_mean": round(sum(scores.values()) / len(scores), 4), "dev_n": len(scores)})
     return out
 
 
@@ -265,7 +240,7 @@ def _document(run_id: str, setup: Setup, searcher: Searcher, harness: Harness, b
         "best": finals.best_record(),
         "search_best": finals.search_best_record(seed),
         "baselines": finals.baseline_records(seed),
-        "candidates": rank_candidates(_per_candidate(history)),
+        "candidates": rank_candidates(per_candidate(history)),
         "dev_scorings": [
             {"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n} for r in history
         ],
