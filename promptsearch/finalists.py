@@ -124,4 +124,4 @@ def rounded(extras: dict) -> dict:
 
 def _fresh(ev: Evaluator) -> Evaluator:
     """The search's task, model, scorer and harness, with no budget and a history of its own."""
-    return Evaluator(ev.task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness, store=ev.store)
+    return Evaluator(ev.task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness)

@@ -131,8 +131,16 @@ def run_search(
             args[k] for k in ("task", "model", "searcher", "options", "seed", "scorer", "baseline_shots", "harness")
         )
         budget, db = Budget(**args["budget"]), db or args.get("db")
-    spec = {"task": task, "model": model, "searcher": searcher, "options": options or {}, "seed": seed,
-            "scorer": scorer, "baseline_shots": baseline_shots, "harness": harness}  # fmt: skip
+    spec = {
+        "task": task,
+        "model": model,
+        "searcher": searcher,
+        "options": options or {},
+        "seed": seed,
+        "scorer": scorer,
+        "baseline_shots": baseline_shots,
+        "harness": harness,
+    }
     searcher_obj = _searcher(searcher, options)
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
@@ -147,13 +155,15 @@ def run_search(
     say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
     hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.where}" if db else "")
     outcome = _search(searcher_obj, task, evaluator, context, folder, hint)
-    search_cost = evaluator.cost
+    search_cost = evaluator.cost  # now: the finalists' scorings go through the same backend after it
     baselines, shots = baselines_for(task, searcher_obj, baseline_shots, seed)
     finals = decide(evaluator, outcome.best, outcome.best_score, baselines, shots, say)
     if dry_run:
         tail = finals.select_cost + finals.test_cost
         return _plan(setup, task, searcher_obj, harness, budget, search_cost, tail, outcome.stopped_by)
-    doc = clean(_document(run_id, setup, searcher_obj, harness, budget, seed, outcome, evaluator, finals, started))
+    doc = clean(
+        _document(run_id, setup, searcher_obj, harness, budget, seed, outcome, evaluator, search_cost, finals, started)
+    )
     _store(setup.store, doc, finals.tests, started)  # secrets (a key in --base-url, say) were cleaned out first
     folder.remove()  # finished: its checkpoints are no longer needed
     return doc
@@ -171,27 +181,45 @@ def _searcher(searcher: str | Searcher, options: dict[str, str] | None) -> Searc
     )
 
 
-def _context(folder, searcher: Searcher, setup: Setup, spec: dict, budget: Budget, started: float, say,
-             resume: str | None, dry_run: bool) -> SearchContext:  # fmt: skip
+def _context(
+    folder,
+    searcher: Searcher,
+    setup: Setup,
+    spec: dict,
+    budget: Budget,
+    started: float,
+    say,
+    resume: str | None,
+    dry_run: bool,
+) -> SearchContext:
     """The search's context; for a searcher that checkpoints, its run folder, made (with what
     `runs` lists and `--resume` reads) or claimed (a resumed run)."""
     if not searcher.checkpoints or dry_run:
-        return SearchContext(seed=spec["seed"])
+        return SearchContext(seed=spec["seed"], runs=setup.store)
     if resume is not None:
         folder.claim()
-        return SearchContext(seed=spec["seed"], workdir=folder.path, resuming=True)
+        return SearchContext(seed=spec["seed"], workdir=folder.path, resuming=True, runs=setup.store)
     # arguments given as objects (a loaded task, a backend) cannot be written: such a run is listed, not resumable
     resumable = all(isinstance(spec[k], (str, type(None))) for k in ("task", "model", "searcher", "scorer"))
     resumable = resumable and not isinstance(spec["harness"], Harness)
-    written = {**spec, "searcher": searcher.name, "budget": budget.to_dict(), "db": setup.store.where,
-               "started": started}  # fmt: skip
+    written = {
+        **spec,
+        "searcher": searcher.name,
+        "budget": budget.to_dict(),
+        "db": setup.store.where,
+        "started": started,
+    }
     if not resumable:
-        written.update(task=setup.task.name, model=setup.backend.model_id, scorer=None,
-                       harness=getattr(spec["harness"], "spec", spec["harness"]))  # fmt: skip
+        written.update(
+            task=setup.task.name,
+            model=setup.backend.model_id,
+            scorer=None,
+            harness=getattr(spec["harness"], "spec", spec["harness"]),
+        )
     folder.start(written, resumable)
     if resumable:
         say(f"Run {folder.path.name} keeps its checkpoints in {folder.path}")
-    return SearchContext(seed=spec["seed"], workdir=folder.path)
+    return SearchContext(seed=spec["seed"], workdir=folder.path, runs=setup.store)
 
 
 def _search(searcher: Searcher, task: Task, evaluator: Evaluator, context: SearchContext, folder, hint: str):
@@ -216,11 +244,22 @@ def _search(searcher: Searcher, task: Task, evaluator: Evaluator, context: Searc
     return outcome
 
 
-def _document(run_id: str, setup: Setup, searcher: Searcher, harness: Harness, budget: Budget, seed: int,
-              outcome, evaluator: Evaluator, finals: Finalists, started: float) -> dict[str, Any]:  # fmt: skip
+def _document(
+    run_id: str,
+    setup: Setup,
+    searcher: Searcher,
+    harness: Harness,
+    budget: Budget,
+    seed: int,
+    outcome,
+    evaluator: Evaluator,
+    search: Usage,
+    finals: Finalists,
+    started: float,
+) -> dict[str, Any]:
     """The run document (schema promptsearch.run/1, README)."""
     task, history = setup.task, list(evaluator.history)
-    search, select, test = evaluator.cost, finals.select_cost, finals.test_cost
+    select, test = finals.select_cost, finals.test_cost  # `search`: taken when the search ended
     total = search + select + test
     return {
         "schema": RUN_SCHEMA,

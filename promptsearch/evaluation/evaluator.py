@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from promptsearch.backends.base import Backend, GenRequest, GenResult, LoglikRequest, Prompt
 from promptsearch.budget import Budget
@@ -54,16 +54,8 @@ class Evaluator:
     max_new_tokens: int = 32
     harness: Harness | str | None = None  # a Harness or a spec such as "fewshot:k=4+cot+sc:n=5"
     phase: Callable[[str], None] | None = None  # searchers announce their phases through this
-    store: Any = None  # the run store (read-only for searchers: stored runs); default: the cache wrapper's
 
     def __post_init__(self):
-        from promptsearch.store.cache import CachedBackend
-
-        if self.store is None and isinstance(self.backend, CachedBackend):
-            self.store = self.backend.store
-        self._setup()
-
-    def _setup(self):
         self.metric_name, self._scorer = resolve_scorer(self.scorer or self.task.metric)
         if not isinstance(self.harness, Harness):
             self.harness = parse_harness(self.harness)
@@ -108,7 +100,6 @@ class Evaluator:
             max_new_tokens=self.max_new_tokens,
             harness=self.harness,
             phase=self.phase,
-            store=self.store,
         )
         child._parent = self  # its scorings' cost is taken out of this evaluator's (budgeted) cost
         return child

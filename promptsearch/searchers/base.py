@@ -20,6 +20,7 @@ class SearchContext:
     seed: int = 0  # everything random in the search follows it
     workdir: Path | None = None  # the run's folder, for searchers that checkpoint (None: keep nothing)
     resuming: bool = False  # continue from the last checkpoint in `workdir`
+    runs: Any = None  # the stored runs, read-only (`runs.runs(task=..., limit=...)`); None: none to read
 
 
 @dataclass

@@ -61,7 +61,7 @@ class DemoSearcher(Searcher):
         k = min(cfg.shots, len(task.train))
         if k < 1:
             raise PromptSearchError(f"The demos searcher needs train examples; task '{task.name}' has none.")
-        text, source = self._instruction(task, evaluator)
+        text, source = self._instruction(task, evaluator, context)
         notes = {"instruction": text, "instruction_from": source, "shots": k, "select": cfg.select}
         cands = self.candidates(task, k, seed, text)
         notes["candidates"] = len(cands)
@@ -104,10 +104,10 @@ class DemoSearcher(Searcher):
                 out.append(c)
         return out
 
-    def _instruction(self, task: Task, evaluator: Evaluator) -> tuple[str, str | dict]:
+    def _instruction(self, task: Task, evaluator: Evaluator, context: SearchContext) -> tuple[str, str | dict]:
         mode = self.config.instruction
         if mode == "none":
             return "", "none"
         if mode == "task":
             return (task.instructions[0] if task.instructions else ""), "task"
-        return best_stored_prompt(task, evaluator, evaluator.backend.model_id, "instruction=best", triggers=False)
+        return best_stored_prompt(task, context.runs, evaluator.backend.model_id, "instruction=best", triggers=False)

@@ -76,7 +76,7 @@ class MIPROSearcher(Searcher):
         race = Race(cfg.minibatch, 2)  # only its score bookkeeping: what each combination has earned
         full: dict[str, float] = {}  # candidate key -> whole-dev mean
         try:
-            instructions = self._instructions(task, evaluator, seed, notes)
+            instructions = self._instructions(task, evaluator, context, notes)
             demo_sets = self._demo_sets(task, seed)
             notes.update({"instructions": instructions, "demo_sets": [list(d) for d in demo_sets]})
             study = self._study(optuna, context)
@@ -146,12 +146,13 @@ class MIPROSearcher(Searcher):
             study_name="mipro", storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
         )
 
-    def _instructions(self, task: Task, evaluator: Evaluator, seed: int, notes: dict) -> list[str]:
+    def _instructions(self, task: Task, evaluator: Evaluator, context: SearchContext, notes: dict) -> list[str]:
+        seed = context.seed
         cfg = self.config
         out = list(dict.fromkeys([*task.instructions, ""]))
         notes["sources"]["manual"] = len(task.instructions)
         try:
-            text, source = best_stored_prompt(task, evaluator, evaluator.backend.model_id, "mipro", triggers=False)
+            text, source = best_stored_prompt(task, context.runs, evaluator.backend.model_id, "mipro", triggers=False)
             if text not in out:
                 out.append(text)
                 notes["sources"]["stored"] = source

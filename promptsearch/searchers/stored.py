@@ -10,12 +10,11 @@ from promptsearch.tasks.base import Task
 
 
 def best_stored_prompt(
-    task: Task, evaluator, model_id: str, option: str, skip: tuple[str, ...] = (), triggers: bool = True
+    task: Task, store, model_id: str, option: str, skip: tuple[str, ...] = (), triggers: bool = True
 ) -> tuple[str, dict]:
     """(text, source) of the stored run with the best dev score for this task and model, runs
     on these very splits first; `skip` leaves out searchers, `triggers` lets a trigger's text
     count. One line naming `option` when there is none."""
-    store = evaluator.store
     runs = store.runs(task=task.name, limit=200) if store is not None else []
     best = None  # (same task data, dev score, text, source)
     for r in runs:
