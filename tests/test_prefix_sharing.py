@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from promptsearch.backends import GenRequest, LoglikRequest, TokenIds
-from promptsearch.backends.hf import HFBackend, _shared
+from promptsearch.backends.batching import shared as _shared
+from promptsearch.backends.hf import HFBackend
 
 WORDS = "the a film plot was not great dull fun bright sad actor scene long short story ending music odd".split()
 LABELS = [
@@ -186,36 +187,6 @@ def test_a_soft_prompts_keys_and_values_are_run_once_per_scoring_and_score_the_s
         ran[mode] = backend.tokens_run
     assert max(abs(a - b) for a, b in zip(out["clusters"], out["none"])) < 1e-4
     assert ran["clusters"] == ran["none"] + 6  # the 6 virtual tokens once, not once per batch row
-
-
-def _toy_rows(prefix_tokens: list[int], n: int, suffix_len: int = 6, start: int = 5000):
-    return [
-        (
-            prefix_tokens + list(range(start + 10 * i, start + 10 * i + suffix_len)),
-            [(i, len(prefix_tokens) + suffix_len - 1, 1)],
-        )
-        for i in range(n)
-    ]
-
-
-def test_partition_gives_inputs_that_start_alike_their_own_clusters():
-    """Two inputs that share their first words, each under many triggers: two clusters, each
-    cut at its own input's end (not one cluster at the words they share); a short input
-    under many triggers is a cluster too, though its prefix is under MIN_SHARED_PREFIX; two
-    rows sharing little stay loose."""
-    from promptsearch.backends.hf import MIN_SHARED_PREFIX, _partition
-
-    a = _toy_rows([1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17], 8)
-    b = _toy_rows([1, 2, 3, 10, 11, 20, 21, 22, 23, 24, 25, 26], 8, start=6000)
-    short = _toy_rows([1, 2, 3, 30, 31], 16, start=7000)
-    loose = [([1, 2, 3, 40, 41, 42], [(0, 5, 1)]), ([1, 2, 3, 40, 50, 51], [(1, 5, 1)])]
-    rows = sorted(a + b + short + loose, key=lambda r: r[0])
-    parts = _partition(rows, every=3)
-    cuts = sorted((len(m), c) for m, c in parts if c is not None)
-    assert cuts == [(8, 11), (8, 12), (16, 5)]
-    assert 5 < MIN_SHARED_PREFIX
-    assert sorted(len(m) for m, c in parts if c is None) == [1, 1]
-    assert sum(len(m) for m, _ in parts) == len(rows)
 
 
 def test_short_inputs_under_many_triggers_score_as_run_in_full(backend):

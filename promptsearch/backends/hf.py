@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from promptsearch.backends import batching
 from promptsearch.backends.base import (
     Backend,
     Capabilities,
@@ -27,9 +28,9 @@ from promptsearch.backends.base import (
     SoftPrompt,
     prompt_segments,
 )
+from promptsearch.backends.batching import Row
 from promptsearch.errors import PromptSearchError
 
-MIN_SHARED_PREFIX = 8  # below this, a separate prefix pass costs more than it saves
 # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
 GEN_SLOTS_CPU, GEN_SLOTS_GPU = 128, 256
 PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
@@ -238,12 +239,15 @@ class HFBackend(Backend):
                     ids = list(ctx) + c[:-1]
                     rows.append((ids, [(i, len(ctx) - 1 + j, t) for j, t in enumerate(c)]))
         max_len = getattr(self.model.config, "max_position_embeddings", None) or 4096
-        rows = [_truncate(r, max_len - n_soft) for r in rows]
+        rows = [batching.truncate(r, max_len - n_soft) for r in rows]
         logp = [0.0] * len(requests)
         greedy = [True] * len(requests)
         # soft prompts come before every row, so rows share no prefix of token ids
         plan = (
-            [(b, None) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])))]
+            [
+                (b, None)
+                for b in batching.batches(sorted(rows, key=lambda r: -len(r[0])), self.batch_tokens, self.max_batch)
+            ]
             if soft_prompt is not None
             else self._plan(rows)
         )
@@ -326,58 +330,11 @@ class HFBackend(Backend):
         return torch.cat(out) if out else torch.zeros((0, len(self.tokenizer)))
 
     def _plan(self, rows: list[Row]) -> list[tuple[list[Row], list[int] | None]]:
-        """Batches, each with the prefix length every row of it skips (its cluster's shared
-        prefix, run once and its KV reused), or None for a plain batch.
+        return batching.plan(rows, self.sharing, *self._budget)
 
-        Rows are sorted by token ids, so rows sharing a prefix sit together; `_partition` cuts
-        them into clusters (one input under many candidate triggers, one context under several
-        multi-token labels), each at the prefix that runs the fewest positions, and loose rows.
-        Clusters are batched together, each row after its own cluster's prefix KV (the
-        prefixes run many to a padded forward ahead of their batches, and one forward runs many
-        clusters' rows). Loose rows are batched longest first, sharing whatever prefix every
-        row has (the instruction and demos), as a plain batch would."""
-        if len(rows) < 2:
-            return [(rows, None)] if rows else []
-        every = _shared(rows)
-        if self.sharing not in ("clusters", "per-cluster"):
-            return [(b, None) for b in self._batches(sorted(rows, key=lambda r: -len(r[0])), discount=every)]
-        order = sorted(range(len(rows)), key=lambda i: rows[i][0])
-        grouped: list[tuple[Row, int]] = []
-        loose: list[Row] = []
-        for members, cut in _partition([rows[i] for i in order], every):
-            if cut is None:
-                loose += members
-            else:
-                grouped += [(r, cut) for r in sorted(members, key=lambda r: -len(r[0]))]
-        apart = self.sharing == "per-cluster"  # each cluster in batches of its own (the benchmark's earlier step)
-        plan = [([r for r, _ in b], [c for _, c in b]) for b in self._cut(grouped, apart)]
-        loose.sort(key=lambda r: -len(r[0]))
-        return plan + [(b, None) for b in self._batches(loose, discount=every)]
-
-    def _batches(self, rows, discount: int = 0):
-        """Rows arrive longest first; cut batches so padded width x rows stays in budget. A
-        prefix the rows share is run once, so only what follows it counts (`discount`)."""
-        for batch in self._cut([(r, discount) for r in rows]):
-            yield [r for r, _ in batch]
-
-    def _cut(self, items: list[tuple[Row, int]], apart: bool = False):
-        """Batches of (row, prefix it skips), cut so padded width (after the prefix) x rows
-        stays in budget; `apart`: a batch never mixes rows of different prefixes."""
-        batch: list[tuple[Row, int]] = []
-        width = 0
-        for row, cut in items:
-            w = max(width, len(row[0]) - cut)
-            if batch and (
-                w * (len(batch) + 1) > self.batch_tokens
-                or len(batch) >= self.max_batch
-                or (apart and row[0][:cut] != batch[-1][0][0][: batch[-1][1]])
-            ):
-                yield batch
-                batch, w = [], len(row[0]) - cut
-            batch.append((row, cut))
-            width = w
-        if batch:
-            yield batch
+    @property
+    def _budget(self) -> tuple[int, int]:
+        return self.batch_tokens, self.max_batch  # tokens (padded width x rows) and rows per forward
 
     def _score_batch(self, batch: list[Row], soft_prompt, cuts: list[int] | None = None):
         import torch
@@ -389,11 +346,11 @@ class HFBackend(Backend):
         shared = (
             cuts[0]
             if cuts
-            else _shared(batch)
+            else batching.shared(batch)
             if soft_prompt is None and len(batch) > 1 and self.sharing != "none"
             else 0
         )
-        if shared < MIN_SHARED_PREFIX and not cuts:  # a cluster's cut was chosen as worth its prefix pass
+        if shared < batching.MIN_SHARED_PREFIX and not cuts:  # a cluster's cut was chosen as worth its prefix pass
             shared = 0
         dev = model.device
         pad = self.tokenizer.pad_token_id
@@ -714,13 +671,10 @@ class HFBackend(Backend):
                 stop,
                 soft_prompt,
                 slots=self.gen_slots,
-                min_shared=MIN_SHARED_PREFIX,
+                min_shared=batching.MIN_SHARED_PREFIX,
                 on_done=finish,
             )
         return out  # type: ignore[return-value]
-
-
-Row = tuple  # (token ids, [(request index, position read, target token id)])
 
 
 def _soft_kv(soft_prompt: SoftPrompt, batch_size: int, model):
@@ -759,66 +713,6 @@ def _gqa_in_masked_sdpa(device):
             os.environ.pop(key, None)
         else:
             os.environ[key] = before
-
-
-def _partition(rows: list[Row], every: int) -> list[tuple[list[Row], int | None]]:
-    """Rows sorted by token ids, cut into runs that each share one prefix (run once, its KV
-    reused by the run's rows) and loose rows (None), choosing the cut that runs the fewest
-    token positions. A run sharing m tokens is either one cluster after those m tokens or is
-    split where its rows share only m, each part deciding again (one input under many
-    triggers is one cluster even when two inputs start with the same words). A cluster must
-    save at least MIN_SHARED_PREFIX positions over its rows run apart, for the prefix pass and
-    the per-row cache it costs; loose rows still share `every` (what all rows have)."""
-    lcp = [_shared([a, b]) for a, b in zip(rows, rows[1:])]
-    out: list[tuple[list[Row], int | None]] = []
-
-    def solve(a: int, b: int, depth: int) -> tuple[int, list]:
-        if b - a == 1:
-            return len(rows[a][0]) - every, [([rows[a]], None)]
-        m = min(lcp[a : b - 1])
-        apart_cost, parts = 0, []
-        if m > every and depth < 200:
-            start = a
-            for k in range(a, b):
-                if k == b - 1 or lcp[k] == m:
-                    c, p = solve(start, k + 1, depth + 1)
-                    apart_cost, parts = apart_cost + c, parts + p
-                    start = k + 1
-        else:  # nothing beyond `every` to share at this level: each row on its own
-            apart_cost = sum(len(r[0]) - every for r in rows[a:b])
-            parts = [([r], None) for r in rows[a:b]]
-        together = m + sum(len(r[0]) - m for r in rows[a:b])
-        if m > every and together + MIN_SHARED_PREFIX <= apart_cost:
-            return together, [(rows[a:b], m)]
-        return apart_cost, parts
-
-    if rows:
-        start = 0
-        for k in range(len(rows)):  # top-level runs: rows sharing more than `every`
-            if k == len(rows) - 1 or lcp[k] <= every:
-                out += solve(start, k + 1, 0)[1]
-                start = k + 1
-    return out
-
-
-def _shared(rows: list[Row]) -> int:
-    """Tokens every row shares at its start, stopping before the first position any row
-    reads: a read position needs its hidden state from the batch's own forward pass."""
-    first = rows[0][0]
-    n = min(min(p for _, p, _ in r[1]) for r in rows)
-    for ids, _ in rows[1:]:
-        i = 0
-        while i < n and ids[i] == first[i]:
-            i += 1
-        n = i
-    return n
-
-
-def _truncate(row: Row, max_len: int) -> Row:
-    """Left-truncate a row longer than the context window; its reads shift with it."""
-    ids, reads = row
-    cut = max(0, len(ids) - max_len)
-    return (ids[cut:], [(r, p - cut, t) for r, p, t in reads if p - cut >= 0]) if cut else row
 
 
 def _hub_reachable() -> bool:

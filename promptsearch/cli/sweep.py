@@ -78,25 +78,12 @@ def _plan(con, spec, db) -> None:
     """Each trial's planned calls and tokens (a dry run of the runner: nothing computed or stored)."""
     from rich.markup import escape
 
-    from promptsearch.budget import Budget
     from promptsearch.runner import run_search
-    from promptsearch.sweep.spec import resolve_task
+    from promptsearch.sweep.worker import run_arguments
 
     total_calls = total_tokens = 0
     for i, t in enumerate(spec.trials, 1):
-        c = t.config()
-        plan = run_search(
-            resolve_task(c["task"]),
-            model=c["model"],
-            searcher=c["searcher"],
-            options=c["options"],
-            budget=Budget(**c["budget"]),
-            seed=c["seed"],
-            db=str(db) if db else None,
-            dry_run=True,
-            harness=None if c["harness"] == "zero-shot" else c["harness"],
-            baseline_shots=c.get("baseline_shots"),
-        )
+        plan = run_search(**run_arguments(t.config()), db=str(db) if db else None, dry_run=True)
         total_calls += plan["calls"]
         total_tokens += plan["search"]["tokens"] + plan["test"]["tokens"]
         con.print(

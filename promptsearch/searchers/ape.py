@@ -23,7 +23,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
 from promptsearch.searchers.proposing import chat_formatter, clean_instruction, dedup_key, resolve_proposer
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
@@ -70,7 +70,7 @@ class APESearcher(Searcher):
             "chat_form": self._chat is not None,
             "rounds": [],
         }
-        try:
+        with until_budget() as stop:
             evaluator.say(
                 f"APE: inducing {cfg.subsamples * cfg.samples_per_subsample} instructions "
                 f"from {cfg.subsamples} demo sets ({proposer.model_id})"
@@ -100,8 +100,7 @@ class APESearcher(Searcher):
                     continue
                 evaluator.say(f"APE round {r}/{cfg.rounds}: racing {len(kids)} new against {len(parents)} survivors")
                 ranked = self._race.run(parents + kids, task.dev, evaluator)
-        except BudgetExhausted as e:
-            stopped = str(e)
+        stopped = stop.reason or stopped
         stopped = stopped or self._cut
         found = self._race.best()
         if found is None:

@@ -26,7 +26,7 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator, label_set_logprobs
 from promptsearch.evaluation.render import render, task_for
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import Outcome, SearchContext, Searcher, local_model, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, local_model, option, until_budget
 from promptsearch.tasks.base import Example, Task, label_words
 
 LABEL_POOL = 1000  # label-word search: the tokens the model finds most likely at the answer position
@@ -92,7 +92,7 @@ class AutoPromptSearcher(Searcher):
         stale, stopped = 0, ""
         log: list[dict] = []
         label_log: list[dict] = []
-        try:
+        with until_budget() as stop:
             if cfg.search_labels:
                 evaluator.say(f"AutoPrompt: searching label words ({cfg.label_candidates} per class)")
                 proto, best_dev, label_log = _search_labels(backend, evaluator, task, proto, trigger, cfg)
@@ -133,8 +133,7 @@ class AutoPromptSearcher(Searcher):
                 if stale >= cfg.patience:
                     stopped = f"no better trigger for {cfg.patience} iterations"
                     break
-        except BudgetExhausted as e:
-            stopped = str(e)
+        stopped = stop.reason or stopped
         if best_dev is None:
             raise BudgetExhausted(stopped or "no trigger was scored on dev")
         best = best_dev.candidate

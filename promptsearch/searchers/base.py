@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from promptsearch.candidates import Candidate
-from promptsearch.errors import PromptSearchError
+from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.tasks.base import Task
 
@@ -95,6 +95,23 @@ def local_model(backend, subject: str):
             "-o policy=PATH."
         )
     return backend.local_model()
+
+
+class until_budget:
+    """`with until_budget() as stop:` ends the block at a budget (BudgetExhausted) and keeps
+    why in `stop.reason`; the search goes on with its best so far. Other errors pass."""
+
+    def __init__(self):
+        self.reason = ""
+
+    def __enter__(self) -> "until_budget":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is not None and issubclass(kind, BudgetExhausted):
+            self.reason = str(exc)
+            return True
+        return False
 
 
 class Searcher:

@@ -22,7 +22,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.harness import _draw
-from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
 from promptsearch.searchers.baseline import pick_demos
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.stored import best_stored_prompt
@@ -68,10 +68,9 @@ class DemoSearcher(Searcher):
         race = Race(cfg.race_start, cfg.eta)
         stopped = ""
         evaluator.say(f"demos: racing {len(cands)} candidates of {k} demos on {len(task.dev)} dev examples")
-        try:
+        with until_budget() as stop:
             race.run(cands, task.dev, evaluator)
-        except BudgetExhausted as e:
-            stopped = str(e)
+        stopped = stop.reason or stopped
         found = race.best()
         if found is None:
             raise BudgetExhausted(stopped or "no demo set was scored")

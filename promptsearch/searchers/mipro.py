@@ -23,7 +23,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
 from promptsearch.searchers.demos import DemoSearcher
 from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
 from promptsearch.searchers.racing import Race, mean
@@ -75,7 +75,7 @@ class MIPROSearcher(Searcher):
         stopped = ""
         race = Race(cfg.minibatch, 2)  # only its score bookkeeping: what each combination has earned
         full: dict[str, float] = {}  # candidate key -> whole-dev mean
-        try:
+        with until_budget() as stop:
             instructions = self._instructions(task, evaluator, context, notes)
             demo_sets = self._demo_sets(task, seed)
             notes.update({"instructions": instructions, "demo_sets": [list(d) for d in demo_sets]})
@@ -109,8 +109,7 @@ class MIPROSearcher(Searcher):
                     + (f", best {best:.3f} on full dev" if best is not None else "")
                     + f" ({evaluator.cost.calls} calls)"
                 )
-        except BudgetExhausted as e:
-            stopped = str(e)
+        stopped = stop.reason or stopped
         if not full and race.scores:  # stopped before any full-dev check: the best so far, if the budget allows
             try:
                 self._check_best(race, full, task, evaluator)

@@ -18,7 +18,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
-from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
 from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
 from promptsearch.searchers.templates import OPRO_ENTRY, OPRO_EXEMPLAR, OPRO_META
 from promptsearch.tasks.base import Task
@@ -76,7 +76,7 @@ class OPROSearcher(Searcher):
             for c, r in zip(cands, evaluator.score_many(cands, sample)):
                 scored.append((c, r.mean))
 
-        try:
+        with until_budget() as stop:
             starts = [
                 Candidate(instruction=t, name=f"manual-{i}", origin="opro:start")
                 for i, t in enumerate(task.instructions or [""], 1)
@@ -128,8 +128,7 @@ class OPROSearcher(Searcher):
                 if prop.cut:
                     stopped = prop.cut
                     break
-        except BudgetExhausted as e:
-            stopped = str(e)
+        stopped = stop.reason or stopped
         if not scored:
             raise BudgetExhausted(stopped or "no instruction was scored")
         best, best_score = self._final(scored, task, evaluator, len(sample))

@@ -26,7 +26,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.searchers import objective
-from promptsearch.searchers.base import Outcome, SearchContext, Searcher, local_model, option
+from promptsearch.searchers.base import Outcome, SearchContext, Searcher, local_model, option, until_budget
 from promptsearch.searchers.stored import best_stored_prompt
 from promptsearch.tasks.base import Task
 
@@ -92,7 +92,7 @@ class SoftPromptSearcher(Searcher):
             f"Soft prompt ({cfg.method}, {cfg.num_virtual_tokens} virtual tokens, init {cfg.init}): "
             f"{cfg.steps} steps of {cfg.batch_size} train examples"
         )
-        try:
+        with until_budget() as stop:
             for step in range(1, cfg.steps + 1):
                 evaluator.check_budget(0)  # time and call budgets stop training too
                 batch = rng.sample(task.train, min(cfg.batch_size, len(task.train)))
@@ -124,8 +124,7 @@ class SoftPromptSearcher(Searcher):
                         if stale >= cfg.patience:
                             stopped = f"no better dev score for {cfg.patience} scorings"
                             break
-        except BudgetExhausted as e:
-            stopped = str(e)
+        stopped = stop.reason or stopped
         try:
             if best is None:
                 raise BudgetExhausted(stopped or "the soft prompt was never scored on dev")

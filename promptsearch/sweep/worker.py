@@ -42,10 +42,25 @@ def _resumable(config: dict, db: str | None) -> str | None:
     return None
 
 
-def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_arguments(config: dict) -> dict[str, Any]:
+    """The runner's arguments for a trial's configuration (a task with changes goes in loaded)."""
     from promptsearch.budget import Budget
-    from promptsearch.runner import run_search
     from promptsearch.sweep.spec import resolve_task
+
+    return {
+        "task": resolve_task(config["task"]),
+        "model": config["model"],
+        "searcher": config["searcher"],
+        "options": config["options"],
+        "budget": Budget(**config["budget"]),
+        "seed": config["seed"],
+        "harness": None if config["harness"] == "zero-shot" else config["harness"],
+        "baseline_shots": config.get("baseline_shots"),
+    }
+
+
+def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from promptsearch.runner import run_search
 
     resume = _resumable(config, db)
     if resume and phase:
@@ -53,18 +68,7 @@ def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None 
     if resume:
         doc = run_search(config["task"], resume=resume, db=db, phase=phase)
     else:  # a task with changes goes in loaded (such runs keep no resume arguments; the cache still replays them)
-        doc = run_search(
-            resolve_task(config["task"]),
-            model=config["model"],
-            searcher=config["searcher"],
-            options=config["options"],
-            budget=Budget(**config["budget"]),
-            seed=config["seed"],
-            db=db,
-            phase=phase,
-            harness=None if config["harness"] == "zero-shot" else config["harness"],
-            baseline_shots=config.get("baseline_shots"),
-        )
+        doc = run_search(**run_arguments(config), db=db, phase=phase)
     best = doc["best"]
     own = doc.get("search_best", best)
     return {
