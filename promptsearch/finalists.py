@@ -92,12 +92,13 @@ def decide(
     say(f"Checking the search's best against {len(baselines)} baselines on {len(task.dev)} dev examples")
     dev_eval = _fresh(evaluator)
     devs = {c.key(): dev_eval.score(c, task.dev, split="dev") for c in finalists}
+    # taken now: a cost is what the shared backend spent since the evaluator was made, and test comes next
+    select_cost = dev_eval.cost + evaluator.outside_cost  # a searcher's own after-the-fact scorings count here
     picked = max(finalists, key=lambda c: (devs[c.key()].mean, c is search_best))  # a tie keeps the search's best
     which = "best prompt" if picked is search_best else "pick"
     say(f"Scoring the {which} and the baselines on {len(task.test)} test examples")
     test_eval = _fresh(evaluator)
     tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
-    select_cost = dev_eval.cost + evaluator.outside_cost  # a searcher's own after-the-fact scorings count here
     return Finalists(search_best, search_score, baselines, shots, devs, tests, picked, select_cost, test_eval.cost)
 
 

@@ -40,9 +40,10 @@ FAKE_SEARCHERS = [
 @pytest.mark.parametrize("name,options", FAKE_SEARCHERS, ids=[s for s, _ in FAKE_SEARCHERS])
 @pytest.mark.parametrize("max_calls", [150, 400])
 def test_no_searcher_passes_a_call_budget(name, options, max_calls, tmp_path):
+    fake = FakeBackend(gen_rule=writer)
     doc = run_search(
         "sentiment",
-        model=FakeBackend(gen_rule=writer),
+        model=fake,
         searcher=name,
         options=options,
         budget=Budget(max_calls=max_calls),
@@ -50,6 +51,10 @@ def test_no_searcher_passes_a_call_budget(name, options, max_calls, tmp_path):
     )
     spent = doc["cost"]["search"]["calls"]
     assert 0 < spent <= max_calls, (name, spent)
+    # every request the model answered is counted once, in exactly one of search, selection and test
+    cost = doc["cost"]
+    assert cost["search"]["calls"] + cost["selection"]["calls"] + cost["test"]["calls"] == len(fake.requests)
+    assert cost["total"]["calls"] == len(fake.requests)
 
 
 @pytest.mark.parametrize(
