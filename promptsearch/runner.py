@@ -3,7 +3,6 @@ compare them pairwise, and store everything that reproduces the run."""
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import secrets
@@ -30,7 +29,6 @@ from promptsearch.searchers.base import SearchContext, Searcher, build_config
 from promptsearch.settings import get_settings
 from promptsearch.store.cache import CachedBackend
 from promptsearch.store.db import Store
-from promptsearch.store.models import CandidateRow, Run, TestResult
 from promptsearch.tasks.base import Task
 from promptsearch.tasks.loaders import load_task
 
@@ -131,16 +129,8 @@ def run_search(
             args[k] for k in ("task", "model", "searcher", "options", "seed", "scorer", "baseline_shots", "harness")
         )
         budget, db = Budget(**args["budget"]), db or args.get("db")
-    spec = {
-        "task": task,
-        "model": model,
-        "searcher": searcher,
-        "options": options or {},
-        "seed": seed,
-        "scorer": scorer,
-        "baseline_shots": baseline_shots,
-        "harness": harness,
-    }
+    spec = dict(task=task, model=model, searcher=searcher, options=options or {}, seed=seed, scorer=scorer)
+    spec.update(baseline_shots=baseline_shots, harness=harness)  # as given: what a run folder keeps to resume it
     searcher_obj = _searcher(searcher, options)
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
@@ -161,10 +151,9 @@ def run_search(
     if dry_run:
         tail = finals.select_cost + finals.test_cost
         return _plan(setup, task, searcher_obj, harness, budget, search_cost, tail, outcome.stopped_by)
-    doc = clean(
-        _document(run_id, setup, searcher_obj, harness, budget, seed, outcome, evaluator, search_cost, finals, started)
-    )
-    _store(setup.store, doc, finals.tests, started)  # secrets (a key in --base-url, say) were cleaned out first
+    parts = (setup, searcher_obj, harness, budget, seed)
+    doc = clean(_document(run_id, *parts, outcome, evaluator, search_cost, finals, started))  # no secret reaches it
+    setup.store.save_document(doc, finals.tests.values(), started)
     folder.remove()  # finished: its checkpoints are no longer needed
     return doc
 
@@ -337,43 +326,6 @@ def _plan(
         "note": "An estimate: tokens at ~4 characters each, every generation at its full length, "
         "and as many candidates as the searcher can propose. Nothing was computed or stored.",
     }
-
-
-def _store(store: Store, doc: dict, tests: dict[str, EvalResult], started: float) -> None:
-
-    run = Run(
-        id=doc["run_id"],
-        created=started,
-        task=doc["task"]["name"],
-        task_hash=doc["task"]["hash"],
-        searcher=doc["searcher"]["name"],
-        model=doc["model"]["model"],
-        harness=doc["harness"],
-        seed=doc["seed"],
-        best_name=doc["best"]["name"],
-        best_text=doc["best"]["prompt"],
-        dev_score=doc["best"]["dev"]["mean"],
-        test_score=doc["best"]["test"]["mean"],
-        result=json.dumps(doc, ensure_ascii=False, allow_nan=False),
-    )
-    cands = [
-        CandidateRow(
-            run_id=run.id,
-            step=c["step"],
-            name=c["name"],
-            text=c["prompt"],
-            candidate=json.dumps(c["candidate"]),
-            dev_score=c["dev_mean"],
-            dev_n=c["dev_n"],
-        )
-        for c in doc["candidates"]
-    ]
-    rows = [
-        TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
-        for r in tests.values()
-        for eid, s, p in zip(r.example_ids, r.scores, r.predictions)
-    ]
-    store.save_run(run, cands, rows)
 
 
 def run_eval(

@@ -187,6 +187,44 @@ class Store:
             s.add_all(tests)
             s.commit()
 
+    @_guarded("storing the run")
+    def save_document(self, doc: dict, tests, started: float) -> None:
+        """A run document (runner.py) with its candidates and every test scoring (`tests`:
+        EvalResults), in one transaction."""
+        run = Run(
+            id=doc["run_id"],
+            created=started,
+            task=doc["task"]["name"],
+            task_hash=doc["task"]["hash"],
+            searcher=doc["searcher"]["name"],
+            model=doc["model"]["model"],
+            harness=doc["harness"],
+            seed=doc["seed"],
+            best_name=doc["best"]["name"],
+            best_text=doc["best"]["prompt"],
+            dev_score=doc["best"]["dev"]["mean"],
+            test_score=doc["best"]["test"]["mean"],
+            result=json.dumps(doc, ensure_ascii=False, allow_nan=False),
+        )
+        cands = [
+            CandidateRow(
+                run_id=run.id,
+                step=c["step"],
+                name=c["name"],
+                text=c["prompt"],
+                candidate=json.dumps(c["candidate"]),
+                dev_score=c["dev_mean"],
+                dev_n=c["dev_n"],
+            )
+            for c in doc["candidates"]
+        ]
+        rows = [
+            TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
+            for r in tests
+            for eid, s, p in zip(r.example_ids, r.scores, r.predictions)
+        ]
+        self.save_run(run, cands, rows)
+
     @_guarded("listing runs")
     def runs(self, task: str | None = None, limit: int = 50) -> list[Run]:
         from sqlmodel import Session, col, select
