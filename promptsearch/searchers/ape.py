@@ -24,7 +24,18 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
-from promptsearch.searchers.proposing import chat_formatter, clean_instruction, dedup_key, resolve_proposer
+from promptsearch.searchers.proposing import (
+    chat_formatter,
+    chat_option,
+    clean_instruction,
+    dedup_key,
+    max_chars_option,
+    max_tokens_option,
+    proposer_option,
+    rejection,
+    resolve_proposer,
+    temperature_option,
+)
 from promptsearch.searchers.racing import Race
 from promptsearch.searchers.templates import DEMO, INDUCE, RESAMPLE, MetaPrompt
 from promptsearch.tasks.base import Task
@@ -38,19 +49,19 @@ class APESearcher(Searcher):
 
     @dataclass
     class Config:
-        proposer: str = option("", "model that writes instructions (default: the target)")
+        proposer: str = proposer_option()
         subsamples: int = option(5, "random demo sets shown to the proposer", min=1)
         demos: int = option(5, "demos per set", min=1)
         samples_per_subsample: int = option(4, "instructions sampled per demo set", min=1)
-        temperature: float = option(0.9, "proposer sampling temperature", min=0, max=5)
-        max_tokens: int = option(40, "longest instruction the proposer may write, in tokens", min=1)
-        max_chars: int = option(300, "drop candidates longer than this", min=1)
+        temperature: float = temperature_option(0.9)
+        max_tokens: int = max_tokens_option(40)
+        max_chars: int = max_chars_option()
         race_start: int = option(8, "dev examples in the first racing rung", min=1)
         eta: int = option(2, "keep the best 1/eta at each rung", min=2)
         rounds: int = option(2, "resampling rounds", min=0)
         top_fraction: float = option(0.25, "share of candidates resampled each round", above=0, max=1)
         variations: int = option(2, "rewordings per resampled candidate", min=1)
-        chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
+        chat: str = chat_option()
 
     def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
         seed = context.seed
@@ -162,15 +173,8 @@ class APESearcher(Searcher):
         for raw in texts:
             text = clean_instruction(raw, induced=origin == "induce" and self._chat is None)
             low = text.lower()
-            reason = (
-                "empty"
-                if not text or len(text.split()) < 2
-                else "too_long"
-                if len(text) > self.config.max_chars
-                else "copies_a_demo"
-                if any(d in low for d in copied) or re.search(r"\b(input|output)\s*:", low)
-                else ""
-            )
+            copies = any(d in low for d in copied) or re.search(r"\b(input|output)\s*:", low)
+            reason = rejection(text, set(), self.config.max_chars) or ("copies_a_demo" if copies else "")
             key = dedup_key(text)
             if not reason and key in self._seen:
                 reason = "duplicate"

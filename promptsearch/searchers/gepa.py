@@ -25,7 +25,13 @@ from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
-from promptsearch.searchers.proposing import Proposer
+from promptsearch.searchers.proposing import (
+    Proposer,
+    chat_option,
+    max_tokens_option,
+    proposer_option,
+    temperature_option,
+)
 from promptsearch.searchers.templates import MetaPrompt
 from promptsearch.tasks.base import Example, Task
 
@@ -109,7 +115,7 @@ class GEPASearcher(Searcher):
 
     @dataclass
     class Config:
-        proposer: str = option("", "reflection model (default: the target)")
+        proposer: str = proposer_option("reflection model (default: the target)")
         selection: str = option(
             "pareto",
             "how gepa picks the parent to mutate",
@@ -118,9 +124,9 @@ class GEPASearcher(Searcher):
         merge: bool = option(False, "also merge candidates from the Pareto front (gepa's merge proposer)")
         minibatch: int = option(3, "train examples the reflection model sees per step", min=1)
         max_metric_calls: int = option(0, "gepa's own cap on example scorings (0: only our budget)", min=0)
-        temperature: float = option(1.0, "reflection sampling temperature", min=0, max=5)
-        max_tokens: int = option(120, "longest instruction the reflection model may write, in tokens", min=1)
-        chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
+        temperature: float = temperature_option(1.0, "reflection")
+        max_tokens: int = max_tokens_option(120, "longest instruction the reflection model may write, in tokens")
+        chat: str = chat_option()
 
     def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
         seed = context.seed

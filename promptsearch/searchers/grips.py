@@ -28,7 +28,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted, PromptSearchError
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option
-from promptsearch.searchers.proposing import Proposer
+from promptsearch.searchers.proposing import Proposer, chat_option, proposer_option
 from promptsearch.searchers.templates import PARAPHRASE
 from promptsearch.tasks.base import Task
 
@@ -129,11 +129,11 @@ class GrIPSSearcher(Searcher):
             "paper: balanced accuracy + entropy of the predicted labels (labelled tasks); metric: the task's metric",
             choices=("paper", "metric"),
         )
-        proposer: str = option(
-            "", "model that rewords phrases for the par edit (default: none, par is skipped); 'target' for the target"
+        proposer: str = proposer_option(
+            "model that rewords phrases for the par edit (default: none, par is skipped); 'target' for the target"
         )
         start: str = option("", "the instruction to start from (default: the task's first)")
-        chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
+        chat: str = chat_option()
 
     def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
         seed = context.seed

@@ -25,7 +25,16 @@ from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
 from promptsearch.searchers.demos import DemoSearcher
-from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
+from promptsearch.searchers.proposing import (
+    Proposer,
+    chat_option,
+    clean_instruction,
+    dedup_key,
+    max_tokens_option,
+    proposer_option,
+    rejection,
+    temperature_option,
+)
 from promptsearch.searchers.racing import Race, mean
 from promptsearch.searchers.stored import best_stored_prompt
 from promptsearch.searchers.templates import DEMO, INDUCE
@@ -53,7 +62,7 @@ class MIPROSearcher(Searcher):
 
     @dataclass
     class Config:
-        proposer: str = option("", "model that writes the proposed instructions (default: the target)")
+        proposer: str = proposer_option("model that writes the proposed instructions (default: the target)")
         proposals: int = option(4, "APE-style instructions the proposer induces (0: none)", min=0)
         demo_sets: int = option(6, "random demo sets besides none and the k-shot set", min=0)
         shots: int = option(4, "demos per demo set", min=1)
@@ -63,9 +72,9 @@ class MIPROSearcher(Searcher):
             5, "score the best combination so far on the whole dev split every this many trials", min=1
         )
         startup: int = option(8, "random trials before TPE models the results", min=1)
-        temperature: float = option(0.9, "proposer sampling temperature", min=0, max=5)
-        max_tokens: int = option(40, "longest proposed instruction, in tokens", min=1)
-        chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
+        temperature: float = temperature_option(0.9)
+        max_tokens: int = max_tokens_option(40, "longest proposed instruction, in tokens")
+        chat: str = chat_option()
 
     def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
         seed = context.seed
@@ -175,7 +184,7 @@ class MIPROSearcher(Searcher):
             kept = 0
             for raw in prop.write(prompts, 1, cfg.max_tokens, cfg.temperature, seed):
                 text = clean_instruction(raw, induced=prop.chat is None)
-                if len(text.split()) >= 2 and len(text) <= 300 and dedup_key(text) not in seen:
+                if not rejection(text, seen):
                     seen.add(dedup_key(text))
                     out.append(text)
                     kept += 1

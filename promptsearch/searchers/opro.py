@@ -19,7 +19,17 @@ from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import answer_text
 from promptsearch.searchers.base import Outcome, SearchContext, Searcher, option, until_budget
-from promptsearch.searchers.proposing import Proposer, clean_instruction, dedup_key
+from promptsearch.searchers.proposing import (
+    Proposer,
+    chat_option,
+    clean_instruction,
+    dedup_key,
+    max_chars_option,
+    max_tokens_option,
+    proposer_option,
+    rejection,
+    temperature_option,
+)
 from promptsearch.searchers.templates import OPRO_ENTRY, OPRO_EXEMPLAR, OPRO_META
 from promptsearch.tasks.base import Task
 
@@ -44,17 +54,17 @@ class OPROSearcher(Searcher):
 
     @dataclass
     class Config:
-        proposer: str = option("", "model that writes instructions (default: the target)")
+        proposer: str = proposer_option()
         steps: int = option(20, "optimisation steps", min=1)
         per_step: int = option(8, "instructions sampled per step", min=1)
         keep: int = option(20, "best instructions shown in the meta-prompt", min=1)
         exemplars: int = option(3, "train exemplars shown in the meta-prompt", min=0)
-        temperature: float = option(1.0, "proposer sampling temperature", min=0, max=5)
-        max_tokens: int = option(50, "longest instruction the proposer may write, in tokens", min=1)
-        max_chars: int = option(300, "drop instructions longer than this", min=1)
+        temperature: float = temperature_option(1.0)
+        max_tokens: int = max_tokens_option(50)
+        max_chars: int = max_chars_option()
         dev_sample: int = option(32, "dev examples each instruction is scored on during the search", min=1)
         final_top: int = option(3, "best instructions re-scored on the whole dev split at the end", min=1)
-        chat: str = option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
+        chat: str = chat_option()
 
     def search(self, task: Task, evaluator: Evaluator, context: SearchContext) -> Outcome:
         seed = context.seed
@@ -101,15 +111,7 @@ class OPROSearcher(Searcher):
                 kids, dropped = [], {"empty": 0, "too_long": 0, "duplicate": 0}
                 for raw in texts:
                     text = extract(raw)
-                    why = (
-                        "empty"
-                        if len(text.split()) < 2
-                        else "too_long"
-                        if len(text) > cfg.max_chars
-                        else "duplicate"
-                        if dedup_key(text) in seen
-                        else ""
-                    )
+                    why = rejection(text, seen, cfg.max_chars)
                     if why:
                         dropped[why] += 1
                         continue

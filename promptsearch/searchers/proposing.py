@@ -9,7 +9,43 @@ import re
 from promptsearch.backends.base import GenRequest
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
+from promptsearch.searchers.base import option
 from promptsearch.searchers.templates import MetaPrompt
+
+MAX_CHARS = 300  # the longest written instruction kept, in characters
+
+
+# --- the options every searcher with a proposer takes (each with its own defaults) ------------
+def proposer_option(help: str = "model that writes instructions (default: the target)"):
+    return option("", help)
+
+
+def chat_option():
+    return option("auto", "use the proposer's chat template", choices=("auto", "on", "off"))
+
+
+def temperature_option(default: float, who: str = "proposer"):
+    return option(default, f"{who} sampling temperature", min=0, max=5)
+
+
+def max_tokens_option(default: int, help: str = "longest instruction the proposer may write, in tokens"):
+    return option(default, help, min=1)
+
+
+def max_chars_option():
+    return option(MAX_CHARS, "drop instructions longer than this", min=1)
+
+
+def rejection(text: str, seen: set[str], max_chars: int = MAX_CHARS) -> str:
+    """Why a written instruction is dropped, "" if it is kept: `empty` (under two words),
+    `too_long`, or `duplicate` (of one in `seen`, by `dedup_key`)."""
+    if len(text.split()) < 2:
+        return "empty"
+    if len(text) > max_chars:
+        return "too_long"
+    if dedup_key(text) in seen:
+        return "duplicate"
+    return ""
 
 
 def resolve_proposer(spec: str, evaluator: Evaluator):
