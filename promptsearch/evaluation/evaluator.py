@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -11,9 +10,10 @@ from promptsearch.backends.base import Backend, GenRequest, GenResult, LoglikReq
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.cost import Usage
-from promptsearch.errors import BudgetExhausted, PromptSearchError
+from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation import calibration
 from promptsearch.evaluation.harness import ANSWER_PROMPT, Harness, extract, parse_harness, vote
+from promptsearch.evaluation.meter import Meter, missing
 from promptsearch.evaluation.render import continuation, render, task_for
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.evaluation.stats import mean_se
@@ -79,13 +79,9 @@ class Evaluator:
         self._vectors: dict = {}  # input text -> unit embedding (kNN demos)
         # (candidate key, scored ids if transductive) -> (label bias, how many inputs it came from)
         self._bias: dict[tuple, tuple[dict[str, float], int]] = {}
-        self._others: list = []  # other backends whose cost counts here (an API proposer)
-        self._start = self._usage().copy()
-        self._t0 = time.perf_counter()
-        self.dev_evals = 0
+        self.meter = Meter(self.budget, self.backend)  # budget, cost, attached models
         self.history: list[EvalResult] = []  # every dev scoring, in order
         self._parent: Evaluator | None = None
-        self.outside_cost = Usage()  # what scorings outside the budget (`outside_budget`) spent meanwhile
 
     def outside_budget(self) -> "Evaluator":
         """The same task, model, scorer and harness without a budget and with a history of its
@@ -108,25 +104,35 @@ class Evaluator:
         if self.phase:
             self.phase(message)
 
-    def _usage(self) -> Usage:
-        total = self.backend.usage.copy()
-        for b in self._others:
-            total = total + b.usage
-        return total
-
-    def attach(self, backend) -> None:
-        """Count another backend's cost (calls, tokens, dollars) in this evaluator's cost and
-        budget from now on: a searcher's proposer model, say."""
-        if backend is self.backend or any(b is backend for b in self._others):
-            return
-        self._start = self._start + backend.usage
-        self._others.append(backend)
-
+    # --- the budget and the cost (evaluation/meter.py) -------------------------------------
     @property
     def cost(self) -> Usage:
         """What this evaluator's work cost since it was made: its scorings and attached
         models, less what scorings outside its budget spent on the same backend meanwhile."""
-        return self._usage() - self._start - self.outside_cost
+        return self.meter.cost
+
+    @property
+    def dev_evals(self) -> int:
+        return self.meter.dev_evals
+
+    @dev_evals.setter
+    def dev_evals(self, n: int) -> None:
+        self.meter.dev_evals = n
+
+    @property
+    def outside_cost(self) -> Usage:
+        return self.meter.outside_cost
+
+    def attach(self, backend) -> None:
+        """Count another backend's cost in this evaluator's cost and budget from now on."""
+        self.meter.attach(backend)
+
+    def check_prices(self) -> None:
+        self.meter.check_prices()
+
+    def check_budget(self, n_examples: int = 0, requests=None, backend=None, soft_prompt=None, cut: bool = False):
+        """See Meter.check: BudgetExhausted if this scoring (or slice, or proposer batch) may not start."""
+        self.meter.check(n_examples, requests, backend, soft_prompt, cut)
 
     def demos(self, cand: Candidate) -> list[Example]:
         try:
@@ -136,63 +142,6 @@ class Evaluator:
                 f"Candidate '{cand.name}' uses demo id {e.args[0]!r}, which is not in the train split."
             ) from None
 
-    def _unpriced(self) -> bool:
-        return any(b.price is None for b in (self.backend, *self._others))
-
-    def check_prices(self) -> None:
-        """A dollar budget needs every model's price: refused before the first call."""
-        if self.budget.max_dollars is not None and self._unpriced():
-            raise PromptSearchError(
-                "A dollar budget needs every model's price, and a model in this search has "
-                "none; add it to a PROMPTSEARCH_PRICES file (see the README) or drop --max-dollars."
-            )
-
-    def check_budget(
-        self,
-        n_examples: int = 0,
-        requests: Callable[[], Sequence] | None = None,
-        backend=None,
-        soft_prompt=None,
-        cut: bool = False,
-    ) -> None:
-        """Raise BudgetExhausted if a scoring of `n_examples` (or a slice of one, or a
-        searcher's own model calls) may not start. Answers in the cache are free: the
-        requests (`requests()` builds them) are looked up, and only those the model would
-        answer count. A call budget is never passed: requests that would pass it do not
-        start (`cut`: the caller cuts them to the calls left itself, as `ask` does). Time,
-        token and dollar budgets are checked before each slice, so one slice (at most
-        `chunk_size` example scorings) is the most a search can go past them."""
-        b = self.budget
-        self.check_prices()
-        if b.max_evals is not None and n_examples and self.dev_evals + n_examples > b.max_evals:
-            raise BudgetExhausted(f"evaluation budget of {b.max_evals} example scorings reached")
-        cost = self.cost
-        need: list[int] = []
-
-        def needed() -> int:  # how many of the requests the model would have to answer (looked up once)
-            if not need:
-                need.append(
-                    len(_missing(backend or self.backend, requests(), soft_prompt)) if requests is not None else 1
-                )
-            return need[0]
-
-        over_calls = b.max_calls is not None and (
-            cost.calls >= b.max_calls if cut or requests is None else cost.calls + needed() > b.max_calls
-        )
-        reached = (
-            f"call budget of {b.max_calls} model calls reached ({cost.calls} used)"
-            if over_calls
-            else f"time budget of {b.max_seconds:.0f} s reached"
-            if b.max_seconds is not None and time.perf_counter() - self._t0 >= b.max_seconds
-            else f"token budget of {b.max_tokens:,} tokens reached ({cost.tokens:,} used)"
-            if b.max_tokens is not None and cost.tokens >= b.max_tokens
-            else f"dollar budget of ${b.max_dollars:.4f} reached (${cost.dollars:.4f} spent)"
-            if b.max_dollars is not None and cost.dollars >= b.max_dollars
-            else ""
-        )
-        if reached and (requests is None or needed() > 0):
-            raise BudgetExhausted(reached)
-
     def ask(self, backend, requests: Sequence[GenRequest]) -> list[GenResult]:
         """A searcher's own generation calls (a proposer writing instructions), budgeted like
         scorings: checked before they start, and cut to the model calls the budget has
@@ -201,10 +150,10 @@ class Evaluator:
         self.attach(backend)
         self.check_budget(0, lambda: requests, backend, cut=True)
         if self.budget.max_calls is not None:
-            missing = _missing(backend, requests)
+            todo = missing(backend, requests)
             left = max(0, self.budget.max_calls - self.cost.calls)
-            if len(missing) > left:
-                requests = requests[: missing[left]]  # the cached ones before it come free
+            if len(todo) > left:
+                requests = requests[: todo[left]]  # the cached ones before it come free
         return list(backend.generate(requests)) if requests else []
 
     def score(self, cand: Candidate, examples: Sequence[Example], split: str = "dev") -> EvalResult:
@@ -233,7 +182,7 @@ class Evaluator:
         batched = not generates and all(c.soft_prompt is None for c in cands)
         if not batched and len(cands) > 1:
             return [r for c in cands for r in self.score_many([c], examples, split)]
-        before = self._usage().copy()
+        before = self.meter.usage()
         preds: list[list[str]] = [[] for _ in cands]
         lps: list[list[dict[str, float]]] = [[] for _ in cands]
         firsts: list[list[str]] = [[] for _ in cands]
@@ -301,9 +250,9 @@ class Evaluator:
                     }
                 )
         out = []
-        spent = self._usage() - before
+        spent = self.meter.usage() - before
         if self._parent is not None:
-            self._parent.outside_cost = self._parent.outside_cost + spent
+            self._parent.meter.outside_cost = self._parent.meter.outside_cost + spent
         for k, cand in enumerate(cands):
             scores = [self._apply_scorer(p, ex) for p, ex in zip(preds[k], examples)]
             mean, se = mean_se(scores)
@@ -553,11 +502,6 @@ def label_set_logprobs(logprobs: dict[str, float]) -> dict[str, float]:
     """Label log-probabilities renormalised over the label set (a log-softmax): what
     searchers turn into a cross-entropy or a probability margin."""
     return calibration.normalised(logprobs)
-
-
-def _missing(backend, requests: Sequence, soft_prompt=None) -> list[int]:
-    """Indices of requests the model would have to answer (not in the cache)."""
-    return backend.missing(requests, soft_prompt)
 
 
 def _share(cost: Usage, n: int) -> Usage:
