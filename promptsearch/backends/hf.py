@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from promptsearch.backends import batching
 from promptsearch.backends.base import (
@@ -29,11 +28,11 @@ from promptsearch.backends.base import (
     prompt_segments,
 )
 from promptsearch.backends.batching import Row
+from promptsearch.backends.prefix_store import PREFIX_CACHE_TOKENS, PrefixStore
 from promptsearch.errors import PromptSearchError
 
 # rows decoded at once: CPU measured (benchmarks/generation_speed.py), GPU not yet
 GEN_SLOTS_CPU, GEN_SLOTS_GPU = 128, 256
-PREFIX_CACHE_TOKENS = 8_192  # prefix KV kept between calls, in tokens (~0.4 GB for SmolLM2-135M)
 
 
 @contextmanager
@@ -80,7 +79,7 @@ class HFBackend(Backend):
         self.gen_slots = gen_slots
         self._model = None
         self._tok = None
-        self._prefix_cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._prefix_cache = PrefixStore()
         self._enc_cache: dict[str, list[int]] = {}
         self._kw: str | None = None
         # what scoring shares: "clusters" (per-input prefixes, many clusters to a forward, and a
@@ -506,7 +505,7 @@ class HFBackend(Backend):
             out = model(input_ids=ids, use_cache=True)
             cache = out.cache if self._cache_kw == "cache" else out.past_key_values
             for i, p in enumerate(chunk):  # copies, so the padded batch is not kept alive
-                self._keep(
+                self._prefix_cache.keep(
                     p,
                     [
                         (layer.keys[i : i + 1, :, : len(p)].clone(), layer.values[i : i + 1, :, : len(p)].clone())
@@ -533,11 +532,6 @@ class HFBackend(Backend):
                     tokens += c
         self._run_prefixes(list(todo))
 
-    def _keep(self, prefix: tuple[int, ...], kv: list) -> None:
-        self._prefix_cache[prefix] = kv
-        while len(self._prefix_cache) > 1 and sum(len(k) for k in self._prefix_cache) > PREFIX_CACHE_TOKENS:
-            self._prefix_cache.popitem(last=False)
-
     def _soft_prompt_kv(self, soft_prompt: SoftPrompt, batch_size: int):
         """A prompt-tuned soft prompt's virtual tokens as per-layer keys and values, run once
         per soft prompt (the last one is kept) and expanded (a view) to the batch."""
@@ -559,10 +553,7 @@ class HFBackend(Backend):
 
         kv = self._prefix_cache.get(prefix)
         if kv is None:
-            base_len, base_kv = 0, None
-            for key, val in self._prefix_cache.items():
-                if base_len < len(key) < len(prefix) and prefix[: len(key)] == key:
-                    base_len, base_kv = len(key), val
+            base_len, base_kv = self._prefix_cache.longest_start(prefix)
             model = getattr(self.model, self.model.base_model_prefix)
             self.tokens_run += len(prefix) - base_len
             past = DynamicCache(ddp_cache_data=base_kv, config=self.model.config) if base_kv else None
@@ -573,9 +564,7 @@ class HFBackend(Backend):
             )
             cache = out.cache if self._cache_kw == "cache" else out.past_key_values
             kv = [(layer.keys, layer.values) for layer in cache.layers]
-            self._keep(prefix, kv)
-        else:
-            self._prefix_cache.move_to_end(prefix)
+            self._prefix_cache.keep(prefix, kv)
         return kv
 
     def generation_prefix(self, ids: tuple[int, ...], soft_prompt: SoftPrompt | None) -> tuple[list | None, int]:
