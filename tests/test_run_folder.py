@@ -5,8 +5,10 @@ only when it holds the arguments that resume it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +19,7 @@ from promptsearch.cli import app
 from promptsearch.errors import PromptSearchError
 from promptsearch.runfolder import checkpoint_root, interrupted_runs
 from promptsearch.runner import run_search
+from promptsearch.store import Store
 from promptsearch.tasks import load_task
 
 runner = CliRunner()
@@ -74,3 +77,25 @@ def test_a_run_started_with_a_loaded_task_is_listed_but_not_offered_for_resume(t
     assert "mipro on sentiment" in listing and "cannot be resumed" in listing and "--resume" not in listing, listing
     with pytest.raises(PromptSearchError, match="cannot be resumed from there"):
         run_search("sentiment", resume=stale.run_id, db=db)
+
+
+def test_runs_lists_interrupted_runs_and_clean_removes_them(tmp_path, fake_backend_registered):
+    db = tmp_path / "c.db"
+    assert runner.invoke(app, ["run", "--model", "fake:x", "--db", str(db)]).exit_code == 0
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "c.db.checkpoints" / "20261203-120000-abcd"
+    stale.mkdir(parents=True)
+    (stale / "run.json").write_text(
+        json.dumps({"searcher": "rl", "task": "sentiment", "pid": int(gone.stdout), "started": time.time()})
+    )
+    (stale / "checkpoint-2").mkdir()
+    (stale / "checkpoint-2" / "weights.bin").write_bytes(b"\0" * 2_000_000)
+    live = tmp_path / "c.db.checkpoints" / "20261203-120500-ef01"  # a run in progress is not listed
+    live.mkdir()
+    (live / "run.json").write_text(json.dumps({"searcher": "rl", "task": "sentiment", "pid": os.getppid()}))
+    out = " ".join(runner.invoke(app, ["runs", "--db", str(db)], env={"COLUMNS": "200"}).output.split())
+    assert "1 interrupted run" in out and "20261203-120000-abcd" in out and "2.0 MB" in out
+    assert "ef01" not in out and "runs --clean" in out
+    res = runner.invoke(app, ["runs", "--clean", "--db", str(db)])
+    assert res.exit_code == 0 and "Removed the checkpoints of 1 interrupted run" in res.output
+    assert not stale.exists() and live.exists() and Store(db).get_run(Store(db).runs(None, 1)[0].id)

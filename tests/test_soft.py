@@ -1,20 +1,24 @@
 """Soft prompts with PEFT on a tiny random-weight model (no download)."""
 
+import json
 import random
 import warnings
 
 import pytest
+from typer.testing import CliRunner
 
 from fakes import FakeBackend
 from promptsearch.backends.base import LoglikRequest
 from promptsearch.backends.hf import HFBackend
 from promptsearch.candidates import Candidate
+from promptsearch.cli import app
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.evaluator import Evaluator
 from promptsearch.evaluation.render import continuation, render
 from promptsearch.searchers.base import SearchContext
 from promptsearch.searchers.soft import SoftPromptSearcher, _batch_loss, _learned, _peft_model, _unwrap
 from promptsearch.tasks.builtin import sentiment
+from promptsearch.tasks.loaders import load_task
 
 # These tests load the exported adapter with PEFT itself, as a user would, outside promptsearch's
 # own filter (backends.hf.quiet_library_deprecations): PEFT reads transformers' deprecated
@@ -254,7 +258,6 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
     import json
 
     from peft import PeftModel
-    from typer.testing import CliRunner
 
     from promptsearch.backends.base import SoftPrompt
     from promptsearch.cli import app
@@ -355,8 +358,6 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
 def test_show_and_report_carry_the_readout_with_its_note(tiny_model, tmp_path):
     import json
 
-    from typer.testing import CliRunner
-
     from promptsearch.cli import app
 
     runner = CliRunner()
@@ -395,8 +396,6 @@ def test_show_and_report_carry_the_readout_with_its_note(tiny_model, tmp_path):
 
 def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):
     import json
-
-    from typer.testing import CliRunner
 
     from promptsearch.cli import app
 
@@ -459,3 +458,71 @@ def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):
         and notes["init_text"] == first["search_best"]["candidate"]["trigger_text"]
     )
     assert src["test"] == first["search_best"]["test"]["mean"]  # the search's own trigger, whatever the run picked
+
+
+_cli = CliRunner()
+
+
+def test_soft_runs_of_two_methods_are_two_leaderboard_rows_and_runs_name_them(tiny_model, tmp_path):
+    db = str(tmp_path / "s.db")
+    for method in ("prompt", "prefix"):
+        res = _cli.invoke(
+            app,
+            [
+                "run",
+                "--task",
+                "sentiment",
+                "--model",
+                f"hf:{tiny_model}",
+                "--searcher",
+                "soft",
+                "-o",
+                f"method={method}",
+                "-o",
+                "steps=1",
+                "-o",
+                "eval_every=1",
+                "--shots",
+                "0",
+                "--db",
+                db,
+                "--json",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+    board = json.loads(_cli.invoke(app, ["leaderboard", "--format", "json", "--db", db]).stdout)
+    rows = sorted(r["searcher"] for r in board["rows"])
+    assert rows == ["soft", "soft (method=prefix)"]  # options at their defaults are not spelled out
+    listing = _cli.invoke(app, ["runs", "--db", db], env={"COLUMNS": "200"}).output
+    assert "soft (method=prefix)" in listing and "soft " in listing
+
+
+def test_a_budget_stopped_soft_search_still_scores_its_readout_on_dev(tiny_model, tmp_path):
+    dev_n = len(load_task("sentiment").dev)
+    res = _cli.invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "sentiment",
+            "--model",
+            f"hf:{tiny_model}",
+            "--searcher",
+            "soft",
+            "-o",
+            "steps=4",
+            "-o",
+            "eval_every=1",
+            "--shots",
+            "0",
+            "--max-evals",
+            str(dev_n),
+            "--db",
+            str(tmp_path / "b.db"),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert "budget" in doc["stopped_by"]
+    assert isinstance(doc["record"]["searcher_notes"]["readout"]["dev"], float)

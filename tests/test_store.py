@@ -1,12 +1,18 @@
+import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
+from typer.testing import CliRunner
 
 from fakes import FakeBackend
-from promptsearch import Candidate
+from promptsearch import Candidate, search
 from promptsearch.backends.base import GenRequest, LoglikRequest
+from promptsearch.cli import app
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation import Evaluator
 from promptsearch.store import CachedBackend, Store
@@ -118,3 +124,98 @@ def test_api_keys_are_not_in_the_cache(tmp_path, monkeypatch):
     store = Store(tmp_path / "c.db")
     CachedBackend(FakeBackend(), store).loglikelihood([LoglikRequest("a", " b")])
     assert b"sk-secret-123" not in (tmp_path / "c.db").read_bytes()
+
+
+runner = CliRunner()
+
+
+def test_a_killed_run_keeps_the_answers_it_had_and_the_rerun_reads_them(tiny_model, tmp_path):
+    """SIGKILL during APE's induction (one long generation call): the cache holds what had
+    finished, and the same command run again answers that much from the cache."""
+    db = tmp_path / "k.db"
+    args = [
+        "run",
+        "--task",
+        "sentiment",
+        "--model",
+        f"hf:{tiny_model}",
+        "--searcher",
+        "ape",
+        "-o",
+        "subsamples=40",
+        "-o",
+        "samples_per_subsample=4",
+        "-o",
+        "max_tokens=24",
+        "-o",
+        "rounds=0",
+        "--shots",
+        "0",
+        "--db",
+        str(db),
+    ]
+    # 16 sequences decoded at once: the 160 generations finish in waves, so a kill lands between them
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptsearch.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PROMPTSEARCH_GEN_SLOTS": "16"},
+    )
+    import sqlite3
+
+    def gen_rows() -> int:
+        try:
+            with sqlite3.connect(db, timeout=5) as con:
+                return con.execute("select count(*) from cacheentry where kind = 'gen'").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and gen_rows() == 0:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = gen_rows()
+    assert proc.returncode == -signal.SIGKILL and 0 < kept < 160  # killed mid-way through the 160 generations
+    assert not Store(db).runs(None, 10)  # nothing half-written: no run stored
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["cost"]["search"]["cache_hits"] >= kept
+
+
+def test_a_run_that_stores_nothing_leaves_no_database_file(tmp_path):
+    class Probing(FakeBackend):
+        """A server backend that answers the capability probe, then fails every request."""
+
+        def probe_loglikelihood(self):
+            return True
+
+        def loglikelihood(self, requests, soft_prompt=None):
+            from promptsearch.errors import PromptSearchError
+
+            raise PromptSearchError("the server said 404: no such model")
+
+    db = tmp_path / "none.db"
+    be = CachedBackend(Probing(), Store(db))
+    assert be.can_loglikelihood
+    res = None
+    try:
+        search("sentiment", model=be, db=str(db))
+    except Exception as e:  # noqa: BLE001 - the failure is the point
+        res = e
+    assert res is not None and "404" in str(res)
+    assert not db.exists()
+
+
+def test_an_unusable_database_path_is_refused_before_any_model_is_prepared(tmp_path, monkeypatch):
+    fresh = tmp_path / "models"  # the embedded model would be prepared (converted) here
+    monkeypatch.setenv("PROMPTSEARCH_MODEL_DIR", str(fresh))
+    for args in (
+        ["eval", "--task", "sentiment", "--prompt", "x", "--db", "/proc/x.db"],
+        ["run", "--task", "sentiment", "--db", "/proc/x.db"],
+    ):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "Cannot create database '/proc/x.db'" in res.output
+        assert len(res.output.strip().splitlines()) == 1
+    assert not fresh.exists()
