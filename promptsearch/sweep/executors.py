@@ -49,15 +49,21 @@ class LocalExecutor:
                     stderr=subprocess.DEVNULL,
                     text=True,
                 )
-                proc.stdin.write(json.dumps({"config": trial.config(), "db": db, "trial": trial.key()}) + "\n")
-                proc.stdin.flush()
+                try:
+                    proc.stdin.write(json.dumps({"config": trial.config(), "db": db, "trial": trial.key()}) + "\n")
+                    proc.stdin.flush()
+                except BrokenPipeError:  # it died before reading its orders: its exit status says how below
+                    pass
                 state = {"result": None, "error": None}
                 threading.Thread(target=self._read, args=(proc, trial, state, on_event), daemon=True).start()
                 running[proc] = (trial, attempt, state)
                 on_event(trial, "start", proc.pid)
             for proc in [p for p in running if p.poll() is not None]:
                 trial, attempt, state = running.pop(proc)
-                proc.stdin.close()
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
                 deadline = time.time() + 5
                 while state.get("reading", True) and time.time() < deadline:
                     time.sleep(0.01)  # the reader thread takes the last lines
