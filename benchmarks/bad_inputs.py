@@ -196,7 +196,7 @@ def run_case(name: str, argv: list[str], files: dict, timeout: float) -> dict:
             "hung": hung,
             "traceback": "Traceback" in out + err,
             "error_lines": len(errors),
-            "message": errors[0] if errors else err.strip().splitlines()[-1:] and err.strip().splitlines()[-1],
+            "message": errors[0] if errors else (err.strip().splitlines() or [""])[-1],
             "db_left": (Path(d) / "home" / "ps.db").exists(),
         }
 

@@ -329,10 +329,10 @@ class HFBackend(Backend):
         return torch.cat(out) if out else torch.zeros((0, len(self.tokenizer)))
 
     def _plan(self, rows: list[Row]) -> list[tuple[list[Row], list[int] | None]]:
-        return batching.plan(rows, self.sharing, *self._budget)
+        return batching.plan(rows, self.sharing, *self._batch_limits)
 
     @property
-    def _budget(self) -> tuple[int, int]:
+    def _batch_limits(self) -> tuple[int, int]:
         return self.batch_tokens, self.max_batch  # tokens (padded width x rows) and rows per forward
 
     def _score_batch(self, batch: list[Row], soft_prompt, cuts: list[int] | None = None):

@@ -223,7 +223,8 @@ def print_run(con, doc: dict[str, Any]) -> None:
     if doc["stopped_by"]:
         con.print(f"[yellow]Search stopped early: {escape(doc['stopped_by'])}[/yellow]")
         hits = cost["search"]["cache_hits"]
-        if hits and not doc["from_cache"] and "evaluation budget" not in doc["stopped_by"]:
+        free = ("call budget", "time budget", "token budget", "dollar budget")  # budgets cache hits do not spend
+        if hits and not doc["from_cache"] and doc["stopped_by"].startswith(free):
             con.print(
                 f"[dim]{hits} of its answers came from the cache, which budgets count as free, so it got "
                 "further than the same budget would on an empty cache; --max-evals reruns exactly.[/dim]"
