@@ -6,12 +6,13 @@ the pick is compared with each of the others, paired, example by example."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from promptsearch.candidates import Candidate
 from promptsearch.cost import Usage
+from promptsearch.document import Finalist, Score
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
-from promptsearch.evaluation.stats import paired_bootstrap
+from promptsearch.evaluation.stats import PairedDiff, paired_bootstrap
 from promptsearch.searchers.base import Searcher
 from promptsearch.searchers.baseline import baseline_candidates
 from promptsearch.tasks.base import Task
@@ -33,33 +34,34 @@ class Finalists:
     def picked_search(self) -> bool:
         return self.picked is self.search_best
 
-    def baseline_records(self, seed: int) -> list[dict[str, Any]]:
+    def baseline_records(self, seed: int) -> list[Finalist]:
         best = self.tests[self.picked.key()]
         out = []
         for b in self.baselines:
-            t = self.tests[b.key()]
-            out.append(
-                {
-                    **candidate_record(b, self.devs[b.key()], t),
-                    "best_minus_baseline": paired_bootstrap(best.scores, t.scores, seed=seed).to_dict(),
-                }
-            )
+            rec = self.record(b)
+            rec.best_minus_baseline = _rounded(paired_bootstrap(best.scores, self.tests[b.key()].scores, seed=seed))
+            out.append(rec)
         return out
 
-    def search_best_record(self, seed: int) -> dict[str, Any]:
+    def search_best_record(self, seed: int) -> Finalist:
         c = self.search_best
-        rec = candidate_record(c, self.devs[c.key()], self.tests[c.key()])
-        rec = {**rec, "dev_in_search": round(self.search_score, 4)}
+        rec = self.record(c)
+        rec.dev_in_search = round(self.search_score, 4)
         if not self.picked_search:
-            rec["picked_minus_it"] = paired_bootstrap(
-                self.tests[self.picked.key()].scores, self.tests[c.key()].scores, seed=seed
-            ).to_dict()
+            picked = self.tests[self.picked.key()].scores
+            rec.picked_minus_it = _rounded(paired_bootstrap(picked, self.tests[c.key()].scores, seed=seed))
         return rec
 
-    def best_record(self) -> dict[str, Any]:
-        c = self.picked
-        rec = candidate_record(c, self.devs[c.key()], self.tests[c.key()])
-        return {**rec, "picked": "search" if self.picked_search else "baseline"}
+    def best_record(self) -> Finalist:
+        rec = self.record(self.picked)
+        rec.picked = "search" if self.picked_search else "baseline"
+        return rec
+
+    def record(self, c: Candidate) -> Finalist:
+        test = self.tests[c.key()]
+        return Finalist(
+            c.name, c.describe(), c.to_dict(), scores(self.devs[c.key()]), scores(test), rounded(test.extras)
+        )
 
 
 def baselines_for(task: Task, searcher: Searcher, shots: int | None, seed: int) -> tuple[list[Candidate], int]:
@@ -102,21 +104,14 @@ def decide(
     return Finalists(search_best, search_score, baselines, shots, devs, tests, picked, select_cost, test_eval.cost)
 
 
-def candidate_record(c: Candidate, dev: EvalResult, test: EvalResult) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "prompt": c.describe(),
-        "candidate": c.to_dict(),
-        "dev": scores(dev),
-        "test": scores(test),
-        "test_extras": rounded(test.extras),
-    }
-
-
-def scores(r: EvalResult | None) -> dict | None:
+def scores(r: EvalResult | None) -> Score | None:
     if r is None:
         return None
-    return {"mean": round(r.mean, 4), "stderr": None if r.stderr != r.stderr else round(r.stderr, 4), "n": r.n}
+    return Score(round(r.mean, 4), None if r.stderr != r.stderr else round(r.stderr, 4), r.n)
+
+
+def _rounded(d: PairedDiff) -> PairedDiff:
+    return PairedDiff(**d.to_dict())
 
 
 def rounded(extras: dict) -> dict:

@@ -65,37 +65,23 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(clean(obj), ensure_ascii=False, allow_nan=False, **kwargs)
 
 
-def per_candidate(history: list) -> list[dict]:
-    """One entry per distinct candidate: its mean over every dev example it was scored on
-    (racing scores a candidate in several slices), in the order candidates first appeared."""
-    seen: dict[str, dict] = {}
+def per_candidate(history: list) -> list:
+    """One CandidateEntry per distinct candidate: its mean over every dev example it was scored
+    on (racing scores a candidate in several slices), in the order candidates first appeared."""
+    from promptsearch.document import CandidateEntry
+
+    seen: dict[str, tuple[CandidateEntry, dict]] = {}
     for r in history:
-        entry = seen.setdefault(
-            r.candidate.key(),
-            {
-                "step": r.step,
-                "name": r.candidate.name,
-                "prompt": r.candidate.describe(),
-                "candidate": r.candidate.to_dict(),
-                "scores": {},
-            },
+        c = r.candidate
+        entry, scores = seen.setdefault(
+            c.key(), (CandidateEntry(r.step, c.name, c.describe(), c.to_dict(), 0.0, 0), {})
         )
         if r.extras.get("outside_search"):  # scored after the search, outside its budget (a soft readout)
-            entry["outside_search"] = True
-        entry["scores"].update(zip(r.example_ids, r.scores))
-    out = []
-    for e in seen.values():
-        scores = e.pop("scores")
-        out.append({**e, "dev_mean": round(sum(scores.values()) / len(scores), 4), "dev_n": len(scores)})
-    return out
-
-
-def rank_candidates(cands: list[dict]) -> list[dict]:
-    """Candidates in the order tables show them: by how many dev examples a score is on (the
-    rung a race let it reach), then by that score; a mean over 8 examples never outranks one
-    over the whole split. Candidates scored after the search, outside it (a soft prompt's
-    readout), come after the search's own."""
-    return sorted(cands, key=lambda c: (bool(c.get("outside_search")), -c.get("dev_n", 0), -c["dev_mean"]))
+            entry.outside_search = True
+        scores.update(zip(r.example_ids, r.scores))
+    for entry, scores in seen.values():
+        entry.dev_mean, entry.dev_n = round(sum(scores.values()) / len(scores), 4), len(scores)
+    return [entry for entry, _ in seen.values()]
 
 
 def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str], defaults: dict | None = None) -> str:
@@ -105,21 +91,3 @@ def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str], def
     fmt = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
     parts = [f"{k}={fmt(config[k])}" for k in keys if k in config and config[k] != defaults.get(k)]
     return f"{name} ({', '.join(parts)})" if parts else name
-
-
-def searcher_label(doc: dict) -> str:
-    """A stored run's searcher label; for runs stored before labels were recorded, rebuilt
-    from its config and the searcher's method options (when the searcher is still known)."""
-    s = doc.get("searcher") or {}
-    if s.get("method"):
-        return s["method"]
-    try:
-        from dataclasses import asdict
-
-        from promptsearch import registry
-
-        cls = registry.searchers.get(s.get("name", ""))
-        keys, defaults = cls.method_options, asdict(cls.Config())
-    except Exception:  # a plug-in that is gone: its bare name
-        keys, defaults = (), {}
-    return method_label(s.get("name", "?"), s.get("config") or {}, keys, defaults)

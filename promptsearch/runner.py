@@ -18,12 +18,13 @@ from promptsearch.backends.base import Backend
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.cost import Usage
+from promptsearch.document import DevScoring, RunCost, RunDocument, RunRecord, SearcherInfo, TaskInfo, ranked
 from promptsearch.errors import BudgetExhausted, PromptSearchError, RunInterrupted
 from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.evaluation.harness import Harness, parse_harness
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
 from promptsearch.finalists import Finalists, baselines_for, decide, rounded, scores
-from promptsearch.records import clean, per_candidate, rank_candidates
+from promptsearch.records import clean, per_candidate
 from promptsearch.runfolder import RunFolder, resumable_args
 from promptsearch.searchers.base import SearchContext, Searcher, build_config
 from promptsearch.settings import get_settings
@@ -32,7 +33,6 @@ from promptsearch.store.db import Store
 from promptsearch.tasks.base import Task
 from promptsearch.tasks.loaders import load_task
 
-RUN_SCHEMA = "promptsearch.run/1"
 EVAL_SCHEMA = "promptsearch.eval/1"
 PLAN_SCHEMA = "promptsearch.plan/1"
 PACKAGES = ("promptsearch", "torch", "transformers", "trl", "peft", "numpy", "sqlmodel", "openai", "tenacity")
@@ -152,10 +152,11 @@ def run_search(
         tail = finals.select_cost + finals.test_cost
         return _plan(setup, task, searcher_obj, harness, budget, search_cost, tail, outcome.stopped_by)
     parts = (setup, searcher_obj, harness, budget, seed)
-    doc = clean(_document(run_id, *parts, outcome, evaluator, search_cost, finals, started))  # no secret reaches it
+    built = _document(run_id, *parts, outcome, evaluator, search_cost, finals, started)
+    doc = RunDocument.from_dict(clean(built.to_dict()))  # no secret reaches it
     setup.store.save_document(doc, finals.tests.values(), started)
     folder.remove()  # finished: its checkpoints are no longer needed
-    return doc
+    return doc.to_dict()
 
 
 def _searcher(searcher: str | Searcher, options: dict[str, str] | None) -> Searcher:
@@ -245,56 +246,47 @@ def _document(
     search: Usage,
     finals: Finalists,
     started: float,
-) -> dict[str, Any]:
-    """The run document (schema promptsearch.run/1, README)."""
+) -> RunDocument:
+    """The run document (schema promptsearch.run/1: document.py, README)."""
     task, history = setup.task, list(evaluator.history)
     select, test = finals.select_cost, finals.test_cost  # `search`: taken when the search ended
     total = search + select + test
-    return {
-        "schema": RUN_SCHEMA,
-        "run_id": run_id,
-        "created": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-        "task": {
-            "name": task.name,
-            "hash": task.hash(),
-            "source": task.source,
-            "metric": setup.metric,
-            "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)},
-        },
-        "model": setup.backend.identity(),
-        "searcher": {"name": searcher.name, "method": searcher.method(), "config": asdict(searcher.config)},
-        "harness": harness.spec,
-        "seed": seed,
-        "best": finals.best_record(),
-        "search_best": finals.search_best_record(seed),
-        "baselines": finals.baseline_records(seed),
-        "candidates": rank_candidates(per_candidate(history)),
-        "dev_scorings": [
-            {"step": r.step, "name": r.candidate.name, "dev_mean": round(r.mean, 4), "dev_n": r.n} for r in history
-        ],
-        "stopped_by": outcome.stopped_by,
-        "cost": {
-            "search": search.to_dict(),
-            "selection": select.to_dict(),
-            "test": test.to_dict(),
-            "total": total.to_dict(),
-            "wall_seconds": round(time.time() - started, 2),
-        },
-        "from_cache": total.calls == 0,
-        "db": setup.store.where,
-        "record": {
-            "task_template": task.template,
-            "labels": task.labels,
-            "instructions": task.instructions,
-            "budget": budget.to_dict(),
-            "baseline_shots": finals.baseline_shots,
-            "harness": _harness_record(harness, task),
-            "searcher_notes": outcome.notes,
-            "versions": package_versions(),
-            "platform": platform.platform(),
-            "argv": sys.argv[1:] if sys.argv and sys.argv[0].endswith("promptsearch") else [],
-        },
-    }
+    return RunDocument(
+        run_id,
+        datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        TaskInfo(
+            task.name,
+            task.hash(),
+            task.source,
+            setup.metric,
+            {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)},
+        ),
+        setup.backend.identity(),
+        SearcherInfo(searcher.name, searcher.method(), asdict(searcher.config)),
+        harness.spec,
+        seed,
+        best=finals.best_record(),
+        search_best=finals.search_best_record(seed),
+        baselines=finals.baseline_records(seed),
+        candidates=ranked(per_candidate(history)),
+        dev_scorings=[DevScoring(r.step, r.candidate.name, round(r.mean, 4), r.n) for r in history],
+        stopped_by=outcome.stopped_by,
+        cost=RunCost(search, select, test, total, round(time.time() - started, 2)),
+        from_cache=total.calls == 0,
+        db=setup.store.where,
+        record=RunRecord(
+            task.template,
+            task.labels,
+            task.instructions,
+            budget.to_dict(),
+            finals.baseline_shots,
+            _harness_record(harness, task),
+            outcome.notes,
+            package_versions(),
+            platform.platform(),
+            sys.argv[1:] if sys.argv and sys.argv[0].endswith("promptsearch") else [],
+        ),
+    )
 
 
 def _plan(
@@ -356,7 +348,7 @@ def run_eval(
         "harness_record": _harness_record(harness, setup.task),
         "prompt": candidate.describe(),
         "candidate": candidate.to_dict(),
-        "score": scores(res),
+        "score": scores(res).to_dict(),
         "extras": rounded(res.extras),
         "examples": [
             {"id": i, "prediction": p, "score": s} for i, p, s in zip(res.example_ids, res.predictions, res.scores)

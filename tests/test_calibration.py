@@ -135,11 +135,10 @@ def test_calibrated_and_raw_runs_share_answers_never_scores(tmp_path):
     assert raw["best"]["test"]["mean"] < 1.0 and raw["cost"]["total"]["cache_hits"] > 0
     uncached = Evaluator(task, BiasedBackend()).score(Candidate.from_dict(raw["best"]["candidate"]), task.test, "test")
     assert raw["best"]["test"]["mean"] == pytest.approx(round(uncached.mean, 4))
-    import json
 
     from promptsearch.report.leaderboard import build
 
-    rows = build([json.loads(r.result) for r in Store(db).runs()])["rows"]
+    rows = build([r.document() for r in Store(db).runs()])["rows"]
     assert sorted(r["harness"] for r in rows) == ["calibrate:mode=batch", "zero-shot"]  # never one cell
 
 

@@ -8,7 +8,7 @@ from fakes import FakeBackend
 from promptsearch import search
 from promptsearch.candidates import Candidate
 from promptsearch.cli import app
-from promptsearch.records import rank_candidates
+from promptsearch.document import CandidateEntry, ranked
 from promptsearch.searchers.base import Outcome, Searcher
 from promptsearch.store import Store
 from promptsearch.tasks.loaders import load_task
@@ -72,6 +72,7 @@ def test_candidates_rank_by_dev_examples_scored_then_score_and_carry_n(tmp_path)
     names = [c["name"] for c in doc["candidates"]]
     assert names == ["full", "lucky"]  # the whole dev split outranks 2 examples, whatever their mean
     assert [c["dev_n"] for c in doc["candidates"]] == [len(task.dev), 2]
-    assert rank_candidates([{"dev_mean": 1.0, "dev_n": 8}, {"dev_mean": 0.88, "dev_n": 66}])[0]["dev_n"] == 66
+    entries = [CandidateEntry(1, "a", "", {}, 1.0, 8), CandidateEntry(2, "b", "", {}, 0.88, 66)]
+    assert ranked(entries)[0].dev_n == 66
     out = " ".join(runner.invoke(app, ["show", doc["run_id"], "--db", str(tmp_path / "r.db")]).output.split())
     assert "ranked by dev examples scored" in out

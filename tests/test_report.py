@@ -53,7 +53,7 @@ def db(tmp_path):
 
 
 def board(db):
-    return lb.build([json.loads(r.result) for r in Store(db).runs(limit=100)])
+    return lb.build([r.document() for r in Store(db).runs(limit=100)])
 
 
 def test_rows_cells_and_win_rate(db):
@@ -97,13 +97,13 @@ def test_every_format_escapes_prompt_text(db):
 def test_run_report_html(db):
     store = Store(db)
     run = next(r for r in store.runs(limit=10) if r.task == "evil")
-    page = render(json.loads(run.result), store.run_tests(run.id))
+    page = render(run.document(), store.run_tests(run.id))
     assert page.count("data:image/png;base64,") == 1  # best == baseline here: no difference plot
     assert "<script>" not in page and "&lt;script&gt;" in page
     for anchor in ("budget-plot", "candidates", "baselines", "record", "best-prompt"):
         assert f'id="{anchor}"' in page or f"id='{anchor}'" in page
     run = next(r for r in store.runs(limit=10) if r.model == "fake:worse")
-    page = render(json.loads(run.result), store.run_tests(run.id))
+    page = render(run.document(), store.run_tests(run.id))
     assert page.count("data:image/png;base64,") == 2 and "id='differences'" in page
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fakes import FakeBackend
 from promptsearch.cli import app
+from promptsearch.document import RunDocument
 from promptsearch.report.leaderboard import build, to_csv, to_markdown, to_text
 from promptsearch.runner import run_search
 from promptsearch.store import Store
@@ -38,7 +39,7 @@ def lost_to_manual(tmp_path, harness=None) -> tuple[dict, str]:
 def test_a_returned_baseline_is_marked_in_every_table(tmp_path):
     doc, db = lost_to_manual(tmp_path)
     assert doc["best"]["picked"] == "baseline" and doc["best"]["name"] == "manual-1"
-    board = build([doc])
+    board = build([RunDocument.from_dict(doc)])
     cell = board["rows"][0]["cells"]["sentiment"]
     assert cell["returned_baseline"] == "manual-1"
     assert "returned baseline manual-1" in to_markdown(board) and "returned baseline manual-1" in to_text(board)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -27,7 +26,7 @@ def leaderboard(
     if fmt not in formats:
         raise PromptSearchError(f"Unknown format '{fmt}'. Use one of: {', '.join(formats)}.")
     store = open_store(db)
-    docs = [json.loads(r.result) for r in store.runs(task, limit=100_000)]
+    docs = [r.document() for r in store.runs(task, limit=100_000)]
     if not docs:
         raise PromptSearchError(
             f"No runs{f' of task {task!r}' if task else ''} in {store.where}; start one with `promptsearch run`."
@@ -55,7 +54,7 @@ def report(
 
     store = open_store(db)
     run = store.get_run(run_id)
-    html = render(json.loads(run.result), store.run_tests(run.id))
+    html = render(run.document(), store.run_tests(run.id))
     output = output or Path(f"run-{run.id}.html")
     write_file(output, html)
     console().print(f"Wrote {output}")

@@ -25,7 +25,9 @@ from promptsearch.cli.common import (
     fmt_score,
     parse_options,
 )
-from promptsearch.records import dumps, rank_candidates
+from promptsearch.document import RunDocument, Score, ranked
+from promptsearch.evaluation.stats import PairedDiff
+from promptsearch.records import dumps
 from promptsearch.registry import DEFAULT_SEARCHER
 
 
@@ -116,7 +118,7 @@ def run(
     if dry_run:
         _print_plan(con, doc)
         return
-    print_run(con, doc)
+    print_run(con, RunDocument.from_dict(doc))
 
 
 def _print_plan(con, doc: dict[str, Any]) -> None:
@@ -147,25 +149,29 @@ def _print_plan(con, doc: dict[str, Any]) -> None:
     con.print(f"[dim]{doc['note']}[/dim]")
 
 
-def dev_cell(dev: Optional[dict]) -> str:
+def dev_cell(dev: Score | None) -> str:
     """A dev score with the number of examples it is on: "0.812 (32)"; "–" when not scored
     (runs stored before baselines were scored on dev)."""
     if not dev:
         return "–"
-    return f"{dev['mean']:.3f} ({dev['n']})" if dev.get("n") else f"{dev['mean']:.3f}"
+    return f"{dev.mean:.3f} ({dev.n})" if dev.n else f"{dev.mean:.3f}"
 
 
-def print_run(con, doc: dict[str, Any]) -> None:
+def _paired_cell(d: PairedDiff | None) -> str:
+    return "" if d is None else f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+
+
+def print_run(con, doc: RunDocument) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    t = doc["task"]
+    t = doc.task
     con.print(
-        f"[bold]{t['name']}[/bold] ({t['sizes']['train']}/{t['sizes']['dev']}/{t['sizes']['test']} "
-        f"train/dev/test, {t['metric']}) · model {doc['model']['model']} · searcher {doc['searcher']['name']}"
-        f" · harness {escape(doc['harness'])}"
+        f"[bold]{t.name}[/bold] ({t.sizes['train']}/{t.sizes['dev']}/{t.sizes['test']} "
+        f"train/dev/test, {t.metric}) · model {doc.model_name} · searcher {doc.searcher.name}"
+        f" · harness {escape(doc.harness)}"
     )
-    cands = rank_candidates(doc["candidates"])
+    cands = ranked(doc.candidates)
     table = Table(
         title=f"Dev candidates (top {min(10, len(cands))} of {len(cands)}, ranked by dev examples scored, then score)",
         title_justify="left",
@@ -176,57 +182,49 @@ def print_run(con, doc: dict[str, Any]) -> None:
     table.add_column("dev", justify="right")
     table.add_column("n", justify="right")
     for i, c in enumerate(cands[:10], 1):
-        name = c["name"] + (" (after the search)" if c.get("outside_search") else "")
-        table.add_row(str(i), escape(name), escape(c["prompt"]), f"{c['dev_mean']:.3f}", str(c.get("dev_n", "")))
+        name = c.name + (" (after the search)" if c.outside_search else "")
+        table.add_row(str(i), escape(name), escape(c.prompt), f"{c.dev_mean:.3f}", str(c.dev_n or ""))
     con.print(table)
-    best = doc["best"]
-    con.print(f"[bold green]Best prompt[/bold green] ({escape(best['name'])}): {escape(best['prompt'])}")
-    sb = doc.get("search_best")
-    if best.get("picked") == "baseline" and sb:
+    best, sb = doc.best, doc.search_best
+    con.print(f"[bold green]Best prompt[/bold green] ({escape(best.name)}): {escape(best.prompt)}")
+    if best.returned_baseline:
         con.print(
-            f"[yellow]The search did not beat the baseline on dev: its best ({escape(sb['name'])}, dev "
-            f"{sb['dev']['mean']:.3f}) is below {escape(best['name'])} ({best['dev']['mean']:.3f}), so the run "
+            f"[yellow]The search did not beat the baseline on dev: its best ({escape(sb.name)}, dev "
+            f"{sb.dev.mean:.3f}) is below {escape(best.name)} ({best.dev.mean:.3f}), so the run "
             "returns the baseline.[/yellow]"
         )
-    tt = Table(title=f"Held-out test ({t['sizes']['test']} examples): best vs baselines", title_justify="left")
+    tt = Table(title=f"Held-out test ({t.sizes['test']} examples): best vs baselines", title_justify="left")
     for col, just in (("prompt", "left"), ("dev", "right"), ("test", "right"), ("best − it [95% CI]", "right")):
         tt.add_column(col, justify=just)  # type: ignore[arg-type]
-    tt.add_row(f"[bold]best: {escape(best['name'])}[/bold]", dev_cell(best["dev"]), fmt_score(best["test"]), "")
-    if best.get("picked") == "baseline" and sb:
-        d = sb["picked_minus_it"]
-        tt.add_row(
-            f"search's best: {escape(sb['name'])}",
-            dev_cell(sb["dev"]),
-            fmt_score(sb["test"]),
-            f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
-        )
-    for b in doc["baselines"]:
-        d = b["best_minus_baseline"]
-        same = b["candidate"] == best["candidate"] or b["name"] == best["name"]
-        diff = "(the best)" if same else f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-        tt.add_row(escape(b["name"]), dev_cell(b["dev"]), fmt_score(b["test"]), diff)
+    tt.add_row(f"[bold]best: {escape(best.name)}[/bold]", dev_cell(best.dev), fmt_score(best.test), "")
+    if best.returned_baseline:
+        sb_diff = _paired_cell(sb.picked_minus_it)
+        tt.add_row(f"search's best: {escape(sb.name)}", dev_cell(sb.dev), fmt_score(sb.test), sb_diff)
+    for b in doc.baselines:
+        same = b.candidate == best.candidate or b.name == best.name
+        diff = "(the best)" if same else _paired_cell(b.best_minus_baseline)
+        tt.add_row(escape(b.name), dev_cell(b.dev), fmt_score(b.test), diff)
     con.print(tt)
-    ro = doc.get("record", {}).get("searcher_notes", {}).get("readout")
+    ro = doc.record.searcher_notes.get("readout")
     if ro:
         dev = f", dev {ro['dev']:.3f} as a discrete prompt" if "dev" in ro else ""
         con.print(
             f"Readout: {escape(repr(ro['text']))} (ids {' '.join(map(str, ro['ids']))}{dev}) [dim]- the nearest "
             "vocabulary token to each learned vector; the vectors are not text[/dim]"
         )
-    cost = doc["cost"]
-    con.print(f"Cost: {cost_line(cost['total'])}; {cost['wall_seconds']:.1f} s wall")
-    if doc["from_cache"]:
+    cost = doc.cost
+    con.print(f"Cost: {cost_line(cost.total.to_dict())}; {cost.wall_seconds:.1f} s wall")
+    if doc.from_cache:
         con.print(
-            f"[cyan]Everything came from the cache: 0 model calls ({cost['total']['cache_hits']} cached "
-            "answers).[/cyan]"
+            f"[cyan]Everything came from the cache: 0 model calls ({cost.total.cache_hits} cached answers).[/cyan]"
         )
-    if doc["stopped_by"]:
-        con.print(f"[yellow]Search stopped early: {escape(doc['stopped_by'])}[/yellow]")
-        hits = cost["search"]["cache_hits"]
+    if doc.stopped_by:
+        con.print(f"[yellow]Search stopped early: {escape(doc.stopped_by)}[/yellow]")
+        hits = cost.search.cache_hits
         free = ("call budget", "time budget", "token budget", "dollar budget")  # budgets cache hits do not spend
-        if hits and not doc["from_cache"] and doc["stopped_by"].startswith(free):
+        if hits and not doc.from_cache and doc.stopped_by.startswith(free):
             con.print(
                 f"[dim]{hits} of its answers came from the cache, which budgets count as free, so it got "
                 "further than the same budget would on an empty cache; --max-evals reruns exactly.[/dim]"
             )
-    con.print(f"Stored as run [bold]{doc['run_id']}[/bold] in {doc['db']}  (promptsearch show {doc['run_id']})")
+    con.print(f"Stored as run [bold]{doc.run_id}[/bold] in {doc.db}  (promptsearch show {doc.run_id})")

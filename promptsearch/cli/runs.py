@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from promptsearch.cli.common import DbOpt, JsonOpt, app, console, did_you_mean, open_store, write_file
 from promptsearch.cli.run import print_run
 from promptsearch.records import dumps
+
+if TYPE_CHECKING:
+    from promptsearch.document import RunDocument
 
 
 @app.command()
@@ -31,7 +33,6 @@ def runs(
     from rich.table import Table
 
     from promptsearch.errors import PromptSearchError
-    from promptsearch.records import searcher_label
     from promptsearch.runfolder import RunFolder, interrupted_runs
     from promptsearch.text import shorten
 
@@ -60,18 +61,18 @@ def runs(
         # Like `git log --oneline`: a short id (its random tail, which `show` and `report`
         # accept), short model names, and the prompt cut to what is left of the line.
         table = Table(title=f"Runs in {store.where}", title_justify="left", box=None, pad_edge=False, padding=(0, 1))
-        docs = [json.loads(r.result) for r in rows]
+        docs = [r.document() for r in rows]
         cells = [
             [
                 short_id(r.id, [x.id for x in rows]),
                 datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M"),
                 shorten(r.task, 18),
-                searcher_label(d),
+                d.label,
                 shorten(_short_model(r.model), 18),
                 shorten(r.harness, 24),
                 f"{r.dev_score:.3f}" if r.dev_score is not None else "–",
                 f"{r.test_score:.3f}" if r.test_score is not None else "–",
-                ("[baseline] " if d["best"].get("picked") == "baseline" else "") + r.best_text,
+                ("[baseline] " if d.best.returned_baseline else "") + r.best_text,
             ]
             for r, d in zip(rows, docs)
         ]
@@ -84,7 +85,7 @@ def runs(
         for c in cells:
             table.add_row(*(escape(x) for x in c[:-1]), escape(shorten(c[-1], room)))
         con.print(table)
-        if any(d["best"].get("picked") == "baseline" for d in docs):
+        if any(d.best.returned_baseline for d in docs):
             con.print(
                 "[dim][baseline]: the search's own best lost to this baseline on dev, and the run returned it[/dim]"
             )
@@ -136,16 +137,16 @@ def show(
 ):
     """Show one stored run: candidates, test comparison, cost and reproducibility record."""
     store = open_store(db)
-    doc = json.loads(store.get_run(run_id).result)
+    doc = store.get_run(run_id).document()
     if as_json:
-        print(dumps(doc, indent=2))
+        print(dumps(doc.to_dict(), indent=2))
         return
     con = console()
     print_run(con, doc)
-    rec = doc["record"]
+    rec = doc.record
     con.print(
-        f"Task hash {doc['task']['hash']} · template {rec['task_template']!r} · seed {doc['seed']} · "
-        f"versions {', '.join(f'{k} {v}' for k, v in rec['versions'].items())}"
+        f"Task hash {doc.task.hash} · template {rec.task_template!r} · seed {doc.seed} · "
+        f"versions {', '.join(f'{k} {v}' for k, v in rec.versions.items())}"
     )
 
 
@@ -167,16 +168,16 @@ def export(
     from promptsearch.errors import PromptSearchError
 
     store = open_store(db)
-    doc = json.loads(store.get_run(run_id).result)
-    chosen = doc.get("search_best", doc["best"]) if search_best else doc["best"]
-    cand = chosen["candidate"]
+    doc = store.get_run(run_id).document()
+    chosen = doc.search_best if search_best else doc.best
+    cand = chosen.candidate
     if output.exists():
         raise PromptSearchError(f"'{output}' already exists; export writes a new directory, give another --output.")
     if cand.get("soft_prompt"):
-        saved = doc["record"].get("searcher_notes", {}).get("saved")
+        saved = doc.record.searcher_notes.get("saved")
         if not saved or not (Path(saved) / "adapter_config.json").exists():
             raise PromptSearchError(
-                f"Run {doc['run_id']}: its soft prompt was not saved or is gone ({saved}); "
+                f"Run {doc.run_id}: its soft prompt was not saved or is gone ({saved}); "
                 "run the search again to export it."
             )
         shutil.copytree(saved, output)
@@ -185,24 +186,22 @@ def export(
         )
         return
     if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger") or cand.get("knn")):
-        raise PromptSearchError(
-            f"Run {doc['run_id']}: the best prompt is the empty prompt; there is nothing to export."
-        )
-    rec = doc["record"]
+        raise PromptSearchError(f"Run {doc.run_id}: the best prompt is the empty prompt; there is nothing to export.")
+    rec = doc.record
     out = {
-        "run_id": doc["run_id"],
-        "task": doc["task"]["name"],
-        "model": doc["model"]["model"],
-        "template": cand.get("template") or rec["task_template"],
+        "run_id": doc.run_id,
+        "task": doc.task.name,
+        "model": doc.model_name,
+        "template": cand.get("template") or rec.task_template,
         "instruction": cand.get("instruction", ""),
         "trigger_ids": cand.get("trigger"),
         "trigger_text": cand.get("trigger_text"),
-        "labels": cand.get("labels") or rec.get("labels"),
+        "labels": cand.get("labels") or rec.labels,
         "demo_ids": cand.get("demos", []),
         **_export_demos(doc, cand),
-        "harness": doc.get("harness", "zero-shot"),
-        "dev": chosen["dev"],
-        "test": chosen["test"],
+        "harness": doc.harness,
+        "dev": chosen.dev and chosen.dev.to_dict(),
+        "test": chosen.test and chosen.test.to_dict(),
         "how": "prompt = instruction + blank line (if any) + template with {input} filled and {trigger} replaced by "
         "the trigger (ids, or its text); the answer is the label word the model is likeliest to say next.",
     }
@@ -211,7 +210,7 @@ def export(
     console().print(f"Wrote {output / 'prompt.json'}")
 
 
-def _export_demos(doc: dict, cand: dict) -> dict:
+def _export_demos(doc: RunDocument, cand: dict) -> dict:
     """The demos' text and answer when the run's task still loads unchanged; kNN selection
     as what it is (per input, the k nearest train inputs by the target's embeddings)."""
     from promptsearch.evaluation.render import answer_text

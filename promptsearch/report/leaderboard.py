@@ -13,16 +13,16 @@ import io
 import json
 from typing import Any
 
-from promptsearch.records import searcher_label
+from promptsearch.document import Finalist, RunDocument, Score
 
 SCHEMA = "promptsearch.leaderboard/1"
 SHORT = 60
 
 
-def reference_baseline(doc: dict) -> dict | None:
+def reference_baseline(doc: RunDocument) -> Finalist | None:
     """The task's baseline a cell is compared with: its first manual instruction, or the
     empty prompt for tasks without one."""
-    by_name = {b["name"]: b for b in doc.get("baselines", [])}
+    by_name = {b.name: b for b in doc.baselines}
     return by_name.get("manual-1") or by_name.get("empty")
 
 
@@ -32,42 +32,35 @@ def shorten(text: str, n: int = SHORT) -> str:
     return cut(text, n)
 
 
-def build(docs: list[dict], task: str | None = None) -> dict[str, Any]:
+def build(docs: list[RunDocument], task: str | None = None) -> dict[str, Any]:
     """`docs` are run documents, newest first (as `Store.runs` returns them)."""
     cells: dict[tuple[str, str, str], dict[str, dict]] = {}
     counts: dict[tuple[str, str, str, str], int] = {}
     for doc in docs:
-        t = doc["task"]["name"]
+        t = doc.task.name
         if task and t != task:
             continue
-        row = (searcher_label(doc), doc["model"]["model"], doc.get("harness", "zero-shot"))
+        row = (doc.label, doc.model_name, doc.harness)
         counts[(*row, t)] = counts.get((*row, t), 0) + 1
         if t in cells.get(row, {}):
             continue  # an older run of the same row and task
-        base = reference_baseline(doc)
-        cost = doc["cost"]["total"]
+        base, best = reference_baseline(doc), doc.best
+        cost = doc.cost.total
         cells.setdefault(row, {})[t] = {
-            "run_id": doc["run_id"],
-            "test": doc["best"]["test"],
+            "run_id": doc.run_id,
+            "test": best.test and best.test.to_dict(),
             "baseline": None
             if base is None
             else {
-                "name": base["name"],
-                "test": base["test"],
-                "best_minus_baseline": base["best_minus_baseline"],
+                "name": base.name,
+                "test": base.test and base.test.to_dict(),
+                "best_minus_baseline": base.best_minus_baseline and base.best_minus_baseline.to_dict(),
             },
-            "best_prompt": doc["best"]["prompt"],
-            "best_prompt_short": shorten(doc["best"]["prompt"]),
+            "best_prompt": best.prompt,
+            "best_prompt_short": shorten(best.prompt),
             # the search's own best lost to a baseline on dev, and the run returned that baseline
-            "returned_baseline": doc["best"]["name"] if doc["best"].get("picked") == "baseline" else None,
-            "cost": {
-                "calls": cost["calls"],
-                "cache_hits": cost["cache_hits"],
-                "tokens": cost["tokens"],
-                "seconds": cost["seconds"],
-                "dollars": cost.get("dollars", 0.0),
-                "unpriced_calls": cost.get("unpriced_calls", 0),
-            },
+            "returned_baseline": best.name if best.returned_baseline else None,
+            "cost": cost.to_dict(),
         }
     tasks = sorted({t for row in cells.values() for t in row})
     rows = []
@@ -106,10 +99,12 @@ def _mean_win_rate(row, cells, tasks) -> float | None:
 # --- formats --------------------------------------------------------------------------
 
 
-def format_score(s: dict | None, with_n: bool = True) -> str:
+def format_score(s: Score | dict | None, with_n: bool = True) -> str:
     """{mean, stderr, n} as "0.767 ± 0.039 (n=116)"; "–" when there is no score."""
     if not s:
         return "–"
+    if isinstance(s, Score):
+        s = s.to_dict()
     se = f" ± {s['stderr']:.3f}" if s.get("stderr") is not None else ""
     return f"{s['mean']:.3f}{se}" + (f" (n={s['n']})" if with_n else "")
 

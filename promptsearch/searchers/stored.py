@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 from promptsearch.errors import PromptSearchError
 from promptsearch.tasks.base import Task
 
@@ -20,14 +18,14 @@ def best_stored_prompt(
     for r in runs:
         if r.model != model_id or r.searcher in skip or r.dev_score is None:
             continue
-        doc = json.loads(r.result)
+        doc = r.document()
         # the run's pick, and the search's own best where a baseline beat it on dev
-        for entry in (doc.get("best") or {}, doc.get("search_best") or {}):
-            cand = entry.get("candidate") or {}
-            if cand.get("soft_prompt") or not entry.get("dev"):
+        for entry in (doc.best, doc.search_best):
+            cand = entry.candidate
+            if cand.get("soft_prompt") or not entry.dev:
                 continue
             text = cand.get("instruction") or (cand.get("trigger_text") if triggers else "") or ""
-            dev, test = entry["dev"]["mean"], (entry.get("test") or {}).get("mean")
+            dev, test = entry.dev.mean, entry.test.mean if entry.test else None
             rank = (
                 r.task_hash == task.hash(),
                 dev,

@@ -8,12 +8,15 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from promptsearch.errors import PromptSearchError
 from promptsearch.store import engines
 from promptsearch.store.engines import BUSY_TIMEOUT_S
 from promptsearch.store.models import CacheEntry, CandidateRow, Run, SweepTrial, TestResult
+
+if TYPE_CHECKING:
+    from promptsearch.document import RunDocument
 
 
 def _guarded(doing: str):
@@ -188,35 +191,36 @@ class Store:
             s.commit()
 
     @_guarded("storing the run")
-    def save_document(self, doc: dict, tests, started: float) -> None:
+    def save_document(self, doc: RunDocument, tests, started: float) -> None:
         """A run document (runner.py) with its candidates and every test scoring (`tests`:
         EvalResults), in one transaction."""
+        best = doc.best
         run = Run(
-            id=doc["run_id"],
+            id=doc.run_id,
             created=started,
-            task=doc["task"]["name"],
-            task_hash=doc["task"]["hash"],
-            searcher=doc["searcher"]["name"],
-            model=doc["model"]["model"],
-            harness=doc["harness"],
-            seed=doc["seed"],
-            best_name=doc["best"]["name"],
-            best_text=doc["best"]["prompt"],
-            dev_score=doc["best"]["dev"]["mean"],
-            test_score=doc["best"]["test"]["mean"],
-            result=json.dumps(doc, ensure_ascii=False, allow_nan=False),
+            task=doc.task.name,
+            task_hash=doc.task.hash,
+            searcher=doc.searcher.name,
+            model=doc.model_name,
+            harness=doc.harness,
+            seed=doc.seed,
+            best_name=best.name,
+            best_text=best.prompt,
+            dev_score=best.dev.mean if best.dev else None,
+            test_score=best.test.mean if best.test else None,
+            result=json.dumps(doc.to_dict(), ensure_ascii=False, allow_nan=False),
         )
         cands = [
             CandidateRow(
                 run_id=run.id,
-                step=c["step"],
-                name=c["name"],
-                text=c["prompt"],
-                candidate=json.dumps(c["candidate"]),
-                dev_score=c["dev_mean"],
-                dev_n=c["dev_n"],
+                step=c.step,
+                name=c.name,
+                text=c.prompt,
+                candidate=json.dumps(c.candidate),
+                dev_score=c.dev_mean,
+                dev_n=c.dev_n,
             )
-            for c in doc["candidates"]
+            for c in doc.candidates
         ]
         rows = [
             TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)

@@ -76,8 +76,10 @@ def create_sqlite_schema(engine, where: str) -> None:
         except (OperationalError, DatabaseError) as e:
             msg = str(getattr(e, "orig", e))
             attempt += 1
-            # Another process created a table between our check and our CREATE: look again.
-            if "already exists" not in msg or attempt >= 10:
+            # Another process created a table between our check and our CREATE, or held a lock
+            # that SQLite's busy handler does not wait for (a WAL file being reset as its last
+            # connection closes): look again.
+            if not any(s in msg for s in ("already exists", "database is locked")) or attempt >= 10:
                 raise PromptSearchError(
                     f"Cannot use database '{where}': {msg}; check the path and its permissions, or use --db."
                 ) from None

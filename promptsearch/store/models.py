@@ -32,7 +32,13 @@ class Run(SQLModel, table=True):
     best_text: str = ""
     dev_score: Optional[float] = None
     test_score: Optional[float] = None
-    result: str = "{}"  # the run's JSON result document (schema in README)
+    result: str = "{}"  # the run's JSON result document (schema in README, document.py)
+
+    def document(self):
+        """The run's document, typed (promptsearch.document.RunDocument)."""
+        from promptsearch.document import RunDocument
+
+        return RunDocument.from_json(self.result)
 
 
 class CandidateRow(SQLModel, table=True):

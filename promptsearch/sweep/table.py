@@ -16,7 +16,6 @@ from promptsearch.store.models import SweepTrial
 
 def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
     """(row label, task) -> {"tests": [per-seed test mean], "scores": [per-seed example scores], "bar": [...]}."""
-    from promptsearch.records import searcher_label
     from promptsearch.sweep.spec import task_name
 
     cells: dict[tuple[str, str], dict] = {}
@@ -24,19 +23,19 @@ def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
         if row.status != "done":
             continue
         config = json.loads(row.config)
-        doc = json.loads(store.get_run(row.run_id).result)
-        best, own = doc["best"], doc.get("search_best", doc["best"])  # what the run returned; the search's own best
+        doc = store.get_run(row.run_id).document()
+        best, own = doc.best, doc.search_best  # what the run returned; the search's own best
         tests = store.run_tests(row.run_id)
-        mine = {t.example_id: t.score for t in tests if t.candidate == best["name"]}
+        mine = {t.example_id: t.score for t in tests if t.candidate == best.name}
         bar = {t.example_id: t.score for t in tests if t.candidate == "manual-1"}
-        label = searcher_label(doc) + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
+        label = doc.label + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
         cell = cells.setdefault(
             (label, task_name(config["task"])), {"tests": [], "scores": [], "bar": [], "own": [], "returned": []}
         )
         ids = sorted(mine)
-        cell["tests"].append(best["test"]["mean"])
-        cell["own"].append(own["test"]["mean"])
-        cell["returned"].append(best["name"] if best.get("picked") == "baseline" else "")
+        cell["tests"].append(best.test.mean)
+        cell["own"].append(own.test.mean)
+        cell["returned"].append(best.name if best.returned_baseline else "")
         cell["scores"].append([mine[i] for i in ids])
         cell["bar"].append([bar.get(i) for i in ids] if bar and set(bar) >= set(ids) else None)
     return cells

@@ -60,6 +60,7 @@ def run_arguments(config: dict) -> dict[str, Any]:
 
 
 def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from promptsearch.document import RunDocument
     from promptsearch.runner import run_search
 
     resume = _resumable(config, db)
@@ -69,16 +70,16 @@ def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None 
         doc = run_search(config["task"], resume=resume, db=db, phase=phase)
     else:  # a task with changes goes in loaded (such runs keep no resume arguments; the cache still replays them)
         doc = run_search(**run_arguments(config), db=db, phase=phase)
-    best = doc["best"]
-    own = doc.get("search_best", best)
+    run = RunDocument.from_dict(doc)
+    best = run.best
     return {
-        "run_id": doc["run_id"],
-        "dev": best["dev"]["mean"],
-        "test": best["test"]["mean"],
-        "returned": best["name"] if best.get("picked") == "baseline" else "",
-        "search_test": own["test"]["mean"],
-        "calls": doc["cost"]["search"]["calls"],
-        "cache_hits": doc["cost"]["search"]["cache_hits"],
+        "run_id": run.run_id,
+        "dev": best.dev.mean,
+        "test": best.test.mean,
+        "returned": best.name if best.returned_baseline else "",
+        "search_test": run.search_best.test.mean,
+        "calls": run.cost.search.calls,
+        "cache_hits": run.cost.search.cache_hits,
     }
 
 
