@@ -105,3 +105,19 @@ def fake_backend_registered(monkeypatch):
 
     monkeypatch.setitem(registry.backends._entries, "fake", factory)
     return made
+
+
+@pytest.fixture
+def proposer_fake(monkeypatch):
+    """A fake whose generations are distinct instructions, so APE has a pool to race."""
+    from promptsearch import registry
+
+    made = []
+
+    def factory(spec, settings):
+        b = FakeBackend(gen_rule=lambda text, r: f"Judge the tone of review number {r.sample_index} {len(text) % 97}.")
+        made.append(b)
+        return b
+
+    monkeypatch.setitem(registry.backends._entries, "fake", factory)
+    return made

@@ -7,9 +7,10 @@ within the budget. A scoring of many candidates at once is checked slice by slic
 from __future__ import annotations
 
 import pytest
+from clitools import invoke, one_line_error, strict_json
 
 from fakes import FakeBackend
-from promptsearch import Budget
+from promptsearch import Budget, registry
 from promptsearch.candidates import Candidate
 from promptsearch.errors import BudgetExhausted
 from promptsearch.evaluation import Evaluator
@@ -120,3 +121,43 @@ def test_a_rerun_of_a_call_budgeted_search_says_it_went_further(tmp_path, monkey
     assert first.exit_code == again.exit_code == 0, again.output
     assert "came from the cache" not in first.output
     assert "came from the cache, which budgets count as free" in " ".join(again.output.split())
+
+
+def test_budget_spent_before_any_scoring_stores_nothing_and_calls_no_test(proposer_fake, tmp_path):
+    db = tmp_path / "p.db"
+    r = invoke("run", "--searcher", "ape", "--model", "fake:x", "--max-calls", "5", "--db", str(db), "--json")
+    assert "scored no candidate" in one_line_error(r) or "before any candidate was scored" in r.stderr
+    fake = proposer_fake[0]
+    assert len(fake.requests) <= 5  # the proposer's calls were budgeted too
+    assert not any(hasattr(q, "continuation") for q in fake.requests)  # no scoring, no test calls
+    assert "No runs" in invoke("runs", "--db", str(db)).output
+
+
+def test_dollar_budget_with_an_unpriced_model_refuses_before_any_call(monkeypatch):
+    made = []
+
+    def factory(spec, settings):
+        b = FakeBackend()
+        b.price = None  # a model with no known price
+        made.append(b)
+        return b
+
+    monkeypatch.setitem(registry.backends._entries, "fake", factory)
+    assert "needs every model's price" in one_line_error(invoke("run", "--model", "fake:x", "--max-dollars", "1"))
+    assert made[0].requests == []
+
+
+def test_zero_call_budget_runs_when_everything_is_cached(fake_backend_registered):
+    first = strict_json(invoke("run", "--model", "fake:x", "--json").stdout)
+    r = invoke("run", "--model", "fake:x", "--max-calls", "0", "--json")
+    assert r.exit_code == 0, r.output
+    again = strict_json(r.stdout)
+    assert again["from_cache"] and again["best"]["candidate"] == first["best"]["candidate"] and not again["stopped_by"]
+
+
+def test_negative_budget_refused_in_the_api():
+    from promptsearch import Budget
+    from promptsearch.errors import PromptSearchError
+
+    with pytest.raises(PromptSearchError, match="max_calls"):
+        Budget(max_calls=-1)

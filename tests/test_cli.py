@@ -1,17 +1,16 @@
 """Every command through typer's CliRunner, on the scripted fake backend."""
 
 import json
+import subprocess
+import sys
 
 import pytest
+from clitools import invoke, one_line_error
 from typer.testing import CliRunner
 
 from promptsearch.cli import app
 
 runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, list(args))
 
 
 def test_run_table_and_cache_message(fake_backend_registered, tmp_path):
@@ -103,8 +102,6 @@ def test_ctrl_c_is_a_clean_exit(monkeypatch, fake_backend_registered):
 
 
 def test_help_imports_no_torch():
-    import subprocess
-    import sys
 
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "promptsearch.cli", "--help"], capture_output=True, text=True
@@ -125,3 +122,18 @@ def test_names_that_match_nothing_are_one_line_exit_2(fake_backend_registered):
     assert runner.invoke(app, ["cache", "clear", "--model", "fake:scripted"]).exit_code == 0
     res = runner.invoke(app, ["eval", "--task", "sentiment", "--model", "fake:x"])
     assert res.exit_code == 0 and "No --prompt given: scored the empty prompt" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--harness", "fewshot:k=1000"], "asks for 1000 demos, but task 'sentiment' has 46"),
+        (["eval", "--limit", "-1"], "Invalid value for '--limit'"),
+        (["eval", "--limit", "0"], "Invalid value for '--limit'"),
+        (["run", "--shots", "-3"], "Invalid value for '--shots'"),
+        (["run", "--max-calls", "-1"], "Invalid value for '--max-calls'"),
+        (["run", "--max-seconds", "-5"], "Invalid value for '--max-seconds'"),
+    ],
+)
+def test_out_of_range_values_are_refused(fake_backend_registered, args, message):
+    assert message in one_line_error(invoke(*args, "--model", "fake:x"))

@@ -76,3 +76,10 @@ def test_candidates_rank_by_dev_examples_scored_then_score_and_carry_n(tmp_path)
     assert ranked(entries)[0].dev_n == 66
     out = " ".join(runner.invoke(app, ["show", doc["run_id"], "--db", str(tmp_path / "r.db")]).output.split())
     assert "ranked by dev examples scored" in out
+
+
+def test_api_test_baselines_follow_the_searchers_shots(fake_backend_registered):
+    import promptsearch as ps
+
+    doc = ps.search("sentiment", model="fake:x", searcher="baseline", shots=8)
+    assert "8-shot" in [b["name"] for b in doc["baselines"]] and doc["record"]["baseline_shots"] == 8

@@ -3,6 +3,7 @@ path, token-id segments and soft prompts must give what a plain full forward pas
 
 import pytest
 import torch
+from clitools import invoke, one_line_error
 
 from promptsearch.backends import GenRequest, LoglikRequest, SoftPrompt, TokenIds, resolve_backend
 from promptsearch.backends.hf import HFBackend
@@ -91,3 +92,49 @@ def test_model_paths_that_are_not_models(tmp_path):
         b.loglikelihood([LoglikRequest("a", " b")])
     with pytest.raises(PromptSearchError, match="Unknown backend 'hff'"):
         resolve_backend("hff:x")
+
+
+def test_bad_device_and_bad_model_folder_are_one_line(tmp_path):
+    assert "PROMPTSEARCH_DEVICE='gpu' is not a device" in one_line_error(
+        invoke("eval", "--prompt", "x", "--limit", "1", env={"PROMPTSEARCH_DEVICE": "gpu"})
+    )
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    err = one_line_error(invoke("eval", "--model", f"hf:{folder}", "--limit", "1"))
+    assert "Cannot load model" in err and not err.rstrip().endswith(":")
+
+
+def test_unreachable_hub_is_one_quiet_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    err = one_line_error(invoke("eval", "--model", "hf:SomeOrg/not-cached-model", "--limit", "1"))
+    assert "not in the local Hugging Face cache" in err
+
+
+def test_scoring_and_generation_print_no_deprecation_warnings(tiny_model, capfd):
+    import warnings
+
+    from promptsearch.backends import GenRequest, LoglikRequest
+    from promptsearch.backends.hf import HFBackend
+
+    b = HFBackend(str(tiny_model))
+    head = "A long shared instruction that every row of this batch starts with, word for word.\n\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        b.loglikelihood([LoglikRequest(head + f"Review: {x}\nSentiment:", " good") for x in ("a", "b c", "d e f")])
+        b.generate([GenRequest("Hi", 3, stop=()), GenRequest("Hi", 3, temperature=0.7, stop=())])
+    assert "deprecated" not in capfd.readouterr().err
+
+
+def test_a_sample_depends_only_on_its_own_request(tiny_model):
+    from promptsearch.backends import GenRequest
+    from promptsearch.backends.hf import HFBackend
+
+    b = HFBackend(str(tiny_model))
+    mine = [GenRequest("Tell me a story", 8, temperature=1.0, stop=(), sample_index=i, seed=3) for i in range(3)]
+    others = [GenRequest("A much longer and different prompt to share the batch", 8, temperature=1.0, stop=())]
+    alone = [r.text for r in b.generate(mine)]
+    mixed = [r.text for r in b.generate(others + mine[::-1])][1:][::-1]
+    single = b.generate(mine[1:2])[0].text
+    assert alone == mixed and single == alone[1]
+    assert len(set(alone)) > 1  # different sample indices do sample differently

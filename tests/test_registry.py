@@ -1,6 +1,9 @@
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
 
 import pytest
+from clitools import invoke, one_line_error
 
 from promptsearch import registry
 from promptsearch.errors import PromptSearchError
@@ -23,8 +26,6 @@ def test_entry_point_plugins_are_loaded_lazily(monkeypatch):
 
 
 def test_builtins_resolve_without_importing_torch():
-    import subprocess
-    import sys
 
     code = (
         "import sys, promptsearch.cli, promptsearch.registry as r; r.searchers.names(); "
@@ -32,3 +33,32 @@ def test_builtins_resolve_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (["race_start=0", "eta=1"], "'race_start' of searcher 'ape' must be >= 1"),
+        (["eta=0"], "'eta' of searcher 'ape' must be >= 2"),
+        (["rounds=-1"], "'rounds' of searcher 'ape' must be >= 0"),
+        (["temperature=-1"], "'temperature' of searcher 'ape' must be >= 0"),
+        (["chat=maybe"], "'chat' of searcher 'ape' must be one of auto, on, off"),
+        (["subsamples=0"], "'subsamples' of searcher 'ape' must be >= 1"),
+        (["temperature=nan"], "must be float"),
+    ],
+)
+def test_searcher_options_are_range_checked(fake_backend_registered, opts, message):
+    args = ["run", "--searcher", "ape", "--model", "fake:x"]
+    for o in opts:
+        args += ["-o", o]
+    assert message in one_line_error(invoke(*args))
+    assert not fake_backend_registered or not fake_backend_registered[0].requests
+
+
+def test_option_ranges_show_in_help_and_guard_the_api():
+    from promptsearch.errors import PromptSearchError
+    from promptsearch.searchers.ape import APESearcher
+
+    assert ">= 2" in invoke("searchers").output
+    with pytest.raises(PromptSearchError, match="'eta'"):
+        APESearcher(APESearcher.Config(eta=1))

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import pytest
+from clitools import invoke
 from typer.testing import CliRunner
 
 from fakes import FakeBackend
@@ -219,3 +220,30 @@ def test_an_unusable_database_path_is_refused_before_any_model_is_prepared(tmp_p
         assert res.exit_code == 2 and "Cannot create database '/proc/x.db'" in res.output
         assert len(res.output.strip().splitlines()) == 1
     assert not fresh.exists()
+
+
+def test_four_processes_start_on_a_fresh_database_at_once(tmp_path):
+    db = tmp_path / "fresh.db"
+    code = (
+        "import sys; from promptsearch.store.db import Store; s = Store(sys.argv[1]); "
+        "s.cache_put([dict(key=sys.argv[2], backend='b', kind='gen', request='{}', response='{}', n_tokens=1)]); "
+        "print(len(s.cache_get([sys.argv[2]])))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(db), f"k{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(4)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in outs]
+    assert [o.strip() for o, _ in outs] == ["1"] * 4
+
+
+def test_failing_commands_dry_runs_and_reads_leave_no_database(fake_backend_registered, tmp_path):
+    db = tmp_path / "none.db"
+    invoke("run", "--task", "nope", "--model", "fake:x", "--db", str(db))
+    invoke("run", "--model", "fake:x", "--dry-run", "--db", str(db))
+    for args in (["runs"], ["cache", "stats"], ["leaderboard"], ["show", "abc"]):
+        invoke(*args, "--db", str(db))
+    assert not db.exists() and not list(tmp_path.glob("none.db*"))

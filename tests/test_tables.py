@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from clitools import invoke, strict_json
 from typer.testing import CliRunner
 
 from fakes import FakeBackend
@@ -64,3 +65,13 @@ def test_runs_shows_the_harness_and_cuts_prompts_at_a_word(tmp_path, width):
     prompt = line.split("[baseline]")[1].strip()
     full = doc["best"]["prompt"]
     assert prompt.endswith("…") and full.startswith(prompt[:-1].rstrip()) and full[len(prompt[:-1].rstrip())] == " "
+
+
+def test_runs_listing_fits_80_columns(fake_backend_registered):
+    run = strict_json(invoke("run", "--model", "fake:x", "--json").stdout)
+    out = invoke("runs", env={"COLUMNS": "80"}).output
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    header = next(line for line in out.splitlines() if "searcher" in line)
+    assert "searcher" in header.split() and "test" in header.split()
+    short = run["run_id"][-4:]
+    assert short in out and invoke("show", short).exit_code == 0

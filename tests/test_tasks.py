@@ -1,8 +1,11 @@
 import json
+import random
 from collections import Counter
 
 import pytest
+from clitools import invoke, one_line_error
 
+from fakes import FakeBackend
 from promptsearch import Example, Task, split_examples
 from promptsearch.errors import PromptSearchError
 from promptsearch.tasks import load_task
@@ -170,3 +173,86 @@ def test_raft_twitter_complaints_shape_loads(monkeypatch):
     assert t.labels == {"complaint": "complaint", "no complaint": "no complaint"}
     assert (len(t.train), len(t.dev), len(t.test)) == (10, 15, 25)  # only the 50 labelled rows, split 0.2/0.3/0.5
     assert all(e.input.startswith("@co") for e in t.train + t.dev + t.test)
+
+
+BAD_FILES = {
+    "extra.csv": ("text,label\na,x\nb,y,z\n", None, "fields, but the header has 2"),
+    "cols.csv": ("foo,bar\na,b\nc,d,e\n", None, "fields, but the header has 2"),
+    "empty_label.jsonl": ('{"input": "x", "label": []}\n{"input": "y", "label": "b"}\n', None, "non-empty list"),
+    "seed.jsonl": ('{"input": "x", "label": "a"}\n', "seed: abc\n", "'seed' must be a whole number"),
+    "splits.jsonl": ('{"input": "x", "label": "a"}\n', "splits: {train: abc}\n", "'splits' must map"),
+    "labels.jsonl": ('{"input": "x", "label": "a"}\n', "labels: {a: {b: c}}\n", "'labels' must be"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_task_files_are_one_line(fake_backend_registered, tmp_path, name):
+    rows, spec, message = BAD_FILES[name]
+    (tmp_path / name).write_text(rows)
+    if spec:
+        (tmp_path / name).with_suffix(".yaml").write_text(spec)
+    db = tmp_path / "x.db"
+    assert message in one_line_error(
+        invoke("eval", "--task", str(tmp_path / name), "--model", "fake:x", "--db", str(db))
+    )
+    assert not db.exists()
+
+
+def test_loader_fuzz_never_tracebacks(fake_backend_registered, tmp_path):
+    """Random malformed JSONL / CSV / YAML: exit 2, one line, no traceback, no database file."""
+    rng = random.Random(7)
+    values = ['"x"', "[]", "{}", "null", "1", '["a", 2]', '{"k": 1}', "true", '""', "-3.5"]
+    keys = ["input", "text", "label", "output", "split", "id", "answers", "zzz"]
+    db = tmp_path / "fuzz.db"
+    seen_errors = 0
+    for i in range(40):
+        kind = rng.choice(["jsonl", "csv"])
+        path = tmp_path / f"f{i}.{kind}"
+        if kind == "jsonl":
+            lines = []
+            for _ in range(rng.randint(0, 4)):
+                fields = rng.sample(keys, rng.randint(0, 4))
+                body = ", ".join(f'"{k}": {rng.choice(values)}' for k in fields)
+                lines.append(rng.choice(["{" + body + "}", "[" + body + "]", body, "{" + body]))
+            path.write_text("\n".join(lines))
+        else:
+            header = ",".join(rng.sample(keys, rng.randint(1, 3)))
+            rows = [",".join(rng.choice(["a", "", '"q,"', "b,c"]) for _ in range(rng.randint(1, 4))) for _ in range(3)]
+            path.write_text("\n".join([header, *rows]))
+        if rng.random() < 0.5:
+            spec_vals = ["abc", "[1, 2]", "{train: x}", "{}", "7", "'{input}'", "[a, b]", "{a: [x, y]}"]
+            spec_keys = ["seed", "splits", "labels", "template", "metric", "instructions", "name", "bogus"]
+            path.with_suffix(".yaml").write_text(
+                "\n".join(f"{k}: {rng.choice(spec_vals)}" for k in rng.sample(spec_keys, 2))
+            )
+        r = invoke("eval", "--task", str(path), "--model", "fake:x", "--db", str(db), "--limit", "1")
+        assert "Traceback" not in r.output + r.stderr
+        if r.exit_code != 0:
+            one_line_error(r)
+            seen_errors += 1
+        elif db.exists():
+            db.unlink()  # a file that happened to be a valid task: start clean again
+            for extra in ("-wal", "-shm"):
+                (tmp_path / f"fuzz.db{extra}").unlink(missing_ok=True)
+    assert seen_errors >= 30
+
+
+def test_spec_labels_given_as_lists_score_every_word(tmp_path):
+    from promptsearch.evaluation.evaluator import Evaluator
+    from promptsearch.evaluation.render import answer_text
+    from promptsearch.tasks.loaders import load_task
+
+    rows = [{"text": f"review {i}", "label": "positive" if i % 2 else "negative"} for i in range(20)]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "t.yaml").write_text("labels: {positive: [positive, good], negative: [negative, bad]}\n")
+    task = load_task(str(tmp_path / "t.jsonl"))
+    assert task.labels == {"positive": ["positive", "good"], "negative": ["negative", "bad"]}
+    assert answer_text(task, task.train[0]) in ("positive", "negative")  # demos show the first word
+    fake = FakeBackend()
+    res = Evaluator(task, fake).score(__import__("promptsearch").Candidate(), task.dev[:2])
+    assert sorted({q.continuation for q in fake.requests}) == [" bad", " good", " negative", " positive"]
+    assert all("[" not in q.continuation for q in fake.requests)
+    # fake says "negative" at -0.1 and every other word at -2.5: negative wins with logsumexp(-0.1, -2.5)
+    import math
+
+    assert res.label_logprobs[0]["negative"] == pytest.approx(math.log(math.exp(-0.1) + math.exp(-2.5)))
