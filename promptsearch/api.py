@@ -21,6 +21,8 @@ def search(
     scorer: str | Scorer | None = None,
     harness: str | None = None,
     db: str | None = None,
+    select_by: str = "accuracy",
+    gate: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Find the best prompt for `task` on its dev split and report it on test against baselines.
@@ -28,10 +30,13 @@ def search(
     `task`: a Task, a built-in name, or a path. `model`: "embedded" (default), "hf:<id or path>",
     or a backend object. `scorer`: a registered name or any `(prediction, example) -> float`.
     `harness`: e.g. "fewshot:k=4", "cot", "sc:n=5,temperature=0.7", or "fewshot:k=4+cot+sc:n=5".
+    `select_by` ("accuracy" or "gold_prob") and `gate` (a level such as 0.9, or None): how the
+    run picks its answer (README, "Selection you can trust").
     Searcher options go as keyword arguments (e.g. `shots=8`). Returns the run document
     (schema `promptsearch.run/1`); the run is stored in the database.
     """
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
 
     return run_search(
         task,
@@ -43,6 +48,7 @@ def search(
         scorer=scorer,
         db=db,
         harness=harness,
+        selection=Selection(select_by, gate),
     )
 
 

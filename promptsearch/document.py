@@ -16,6 +16,7 @@ from typing import Any
 
 from promptsearch.cost import Usage
 from promptsearch.evaluation.stats import PairedDiff
+from promptsearch.selection import Confirmation
 
 RUN_SCHEMA = "promptsearch.run/1"
 
@@ -190,6 +191,7 @@ class RunRecord:
     labels: list[str] | None
     instructions: str | None
     budget: dict
+    selection: dict  # select_by, gate, confirm_share (selection.py)
     baseline_shots: int
     harness: dict  # every harness setting, and `demo_ids` of a fixed few-shot set
     searcher_notes: dict
@@ -204,6 +206,7 @@ class RunRecord:
             d.get("labels"),
             d.get("instructions"),
             d.get("budget") or {},
+            d.get("selection") or {},
             d.get("baseline_shots", 0),
             d.get("harness") or {},
             d.get("searcher_notes") or {},
@@ -232,6 +235,7 @@ class RunDocument:
     from_cache: bool  # the run made no model calls
     db: str  # where the run is stored
     record: RunRecord
+    confirmation: Confirmation | None = None  # the gate's evidence, when the run had a gate
 
     @property
     def model_name(self) -> str:
@@ -269,6 +273,7 @@ class RunDocument:
             bool(d.get("from_cache")),
             d.get("db", ""),
             RunRecord.parse(d.get("record") or {}),
+            Confirmation.parse(d.get("confirmation")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,6 +290,7 @@ class RunDocument:
             "best": self.best.to_dict(),
             "search_best": self.search_best.to_dict(),
             "baselines": [b.to_dict() for b in self.baselines],
+            "confirmation": self.confirmation and self.confirmation.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
             "dev_scorings": [x.__dict__ for x in self.dev_scorings],
             "stopped_by": self.stopped_by,

@@ -15,6 +15,7 @@ from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.evaluation.stats import PairedDiff, paired_bootstrap
 from promptsearch.searchers.base import Searcher
 from promptsearch.searchers.baseline import baseline_candidates
+from promptsearch.selection import Confirmation, Selection, confirm, select_scores
 from promptsearch.tasks.base import Task
 
 
@@ -29,6 +30,7 @@ class Finalists:
     picked: Candidate
     select_cost: Usage
     test_cost: Usage
+    confirmation: Confirmation | None = None  # the gate's evidence, when the run has a gate
 
     @property
     def picked_search(self) -> bool:
@@ -86,22 +88,46 @@ def decide(
     baselines: list[Candidate],
     shots: int,
     say: Callable[[str], None],
+    task: Task | None = None,
+    selection: Selection | None = None,
+    split: tuple[list, list] | None = None,
+    seed: int = 0,
 ) -> Finalists:
-    """Dev pick, then test, each outside the search budget with evaluators of their own (the
-    answers of the search's dev scorings come from the cache)."""
-    task = evaluator.task
+    """Dev pick (or, with a gate, the confirmation on the fold the search did not see), then
+    test, each outside the search budget with evaluators of their own (the answers of the
+    search's dev scorings come from the cache). `task`: the whole task when the search saw
+    only the selection fold (`split`: selection and confirmation examples)."""
+    task = task or evaluator.task
+    selection = selection or Selection()
     finalists = [search_best] + [b for b in baselines if b.key() != search_best.key()]
     say(f"Checking the search's best against {len(baselines)} baselines on {len(task.dev)} dev examples")
-    dev_eval = _fresh(evaluator)
+    dev_eval = _fresh(evaluator, task)
     devs = {c.key(): dev_eval.score(c, task.dev, split="dev") for c in finalists}
     # taken now: a cost is what the shared backend spent since the evaluator was made, and test comes next
     select_cost = dev_eval.cost + evaluator.outside_cost  # a searcher's own after-the-fact scorings count here
-    picked = max(finalists, key=lambda c: (devs[c.key()].mean, c is search_best))  # a tie keeps the search's best
+    confirmation = None
+    if selection.gate is not None and split is not None:
+        ids = ([e.id for e in split[0]], [e.id for e in split[1]])
+        confirmation = confirm(search_best, baselines, devs, *ids, selection, seed)
+        picked = search_best if confirmation.passed else next(b for b in baselines if b.name == confirmation.baseline)
+        say(confirmation.line(search_best.name))
+    else:
+        score = lambda c: (_dev_score(devs[c.key()], selection), c is search_best)  # noqa: E731 (a tie keeps the search's)
+        picked = max(finalists, key=score)
     which = "best prompt" if picked is search_best else "pick"
     say(f"Scoring the {which} and the baselines on {len(task.test)} test examples")
-    test_eval = _fresh(evaluator)
+    test_eval = _fresh(evaluator, task)
     tests = {c.key(): test_eval.score(c, task.test, split="test") for c in finalists}
-    return Finalists(search_best, search_score, baselines, shots, devs, tests, picked, select_cost, test_eval.cost)
+    return Finalists(
+        search_best, search_score, baselines, shots, devs, tests, picked, select_cost, test_eval.cost, confirmation
+    )
+
+
+def _dev_score(r: EvalResult, selection: Selection) -> float:
+    if selection.select_by == "accuracy":
+        return r.mean  # the task's metric, as the search's own scores
+    xs = select_scores(r, selection.select_by)
+    return sum(xs) / len(xs)
 
 
 def scores(r: EvalResult | None) -> Score | None:
@@ -118,6 +144,6 @@ def rounded(extras: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in extras.items()}
 
 
-def _fresh(ev: Evaluator) -> Evaluator:
-    """The search's task, model, scorer and harness, with no budget and a history of its own."""
-    return Evaluator(ev.task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness)
+def _fresh(ev: Evaluator, task: Task) -> Evaluator:
+    """The search's model, scorer and harness on `task`, with no budget and a history of its own."""
+    return Evaluator(task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness)

@@ -3,6 +3,7 @@ compare them pairwise, and store everything that reproduces the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import secrets
@@ -27,6 +28,7 @@ from promptsearch.finalists import Finalists, baselines_for, decide, rounded, sc
 from promptsearch.records import clean, per_candidate
 from promptsearch.runfolder import RunFolder, resumable_args
 from promptsearch.searchers.base import SearchContext, Searcher, build_config
+from promptsearch.selection import Selection, folds
 from promptsearch.settings import get_settings
 from promptsearch.store.cache import CachedBackend
 from promptsearch.store.db import Store
@@ -116,47 +118,63 @@ def run_search(
     phase: Callable[[str], None] | None = None,
     dry_run: bool = False,
     resume: str | None = None,
+    selection: Selection | dict | None = None,
 ) -> dict[str, Any]:
     """Run a search and return its result document (schema `promptsearch.run/1`, README).
     With `dry_run`, nothing is computed or stored: the searcher runs its schedule against a
     stand-in model, and the plan (schema `promptsearch.plan/1`) counts the calls, tokens and
     dollars the real run would spend. `resume` continues an interrupted run of a searcher
-    that checkpoints (its id, printed when it started), with the arguments it started with."""
+    that checkpoints (its id, printed when it started), with the arguments it started with.
+    `selection`: the selection score and the gate (selection.py; default: accuracy, no gate)."""
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     if resume is not None:
         run_id, args = resumable_args(resume, db)
         task, model, searcher, options, seed, scorer, baseline_shots, harness = (
             args[k] for k in ("task", "model", "searcher", "options", "seed", "scorer", "baseline_shots", "harness")
         )
-        budget, db = Budget(**args["budget"]), db or args.get("db")
+        budget, db, selection = Budget(**args["budget"]), db or args.get("db"), args.get("selection")
+    selection = Selection.of(selection)
     spec = dict(task=task, model=model, searcher=searcher, options=options or {}, seed=seed, scorer=scorer)
-    spec.update(baseline_shots=baseline_shots, harness=harness)  # as given: what a run folder keeps to resume it
+    spec.update(baseline_shots=baseline_shots, harness=harness, selection=selection.to_dict())  # what a folder keeps
     searcher_obj = _searcher(searcher, options)
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
     task, budget, say, started = setup.task, budget or Budget(), phase or (lambda _m: None), time.time()
+    split = folds(task.dev, seed, selection.confirm_share) if selection.gate is not None else None
+    searched = dataclasses.replace(task, dev=split[0]) if split else task  # the confirmation fold stays unseen
     evaluator = Evaluator(
-        task, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness, phase=phase
+        searched, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness, phase=phase
     )
+    _check_selection(selection, harness, task, setup.backend)
     evaluator.check_prices()
     searcher_obj.check(setup.backend)  # a target it cannot work with, a missing package: one line, nothing written
     folder = RunFolder.of(setup.store, run_id)
     context = _context(folder, searcher_obj, setup, spec, budget, started, say, resume, dry_run)
-    say(f"Searching with '{searcher_obj.name}' on {len(task.dev)} dev examples")
+    held = f" ({len(split[1])} more held out to confirm its best)" if split else ""
+    say(f"Searching with '{searcher_obj.name}' on {len(searched.dev)} dev examples{held}")
     hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.where}" if db else "")
-    outcome = _search(searcher_obj, task, evaluator, context, folder, hint)
+    outcome = _search(searcher_obj, searched, evaluator, context, folder, hint)
     search_cost = evaluator.cost  # now: the finalists' scorings go through the same backend after it
     baselines, shots = baselines_for(task, searcher_obj, baseline_shots, seed)
-    finals = decide(evaluator, outcome.best, outcome.best_score, baselines, shots, say)
+    finals = decide(evaluator, outcome.best, outcome.best_score, baselines, shots, say, task, selection, split, seed)
     if dry_run:
         tail = finals.select_cost + finals.test_cost
         return _plan(setup, task, searcher_obj, harness, budget, search_cost, tail, outcome.stopped_by)
-    parts = (setup, searcher_obj, harness, budget, seed)
+    parts = (setup, searcher_obj, harness, budget, seed, selection)
     built = _document(run_id, *parts, outcome, evaluator, search_cost, finals, started)
     doc = RunDocument.from_dict(clean(built.to_dict()))  # no secret reaches it
     setup.store.save_document(doc, finals.tests.values(), started)
     folder.remove()  # finished: its checkpoints are no longer needed
     return doc.to_dict()
+
+
+def _check_selection(selection: Selection, harness: Harness, task: Task, backend) -> None:
+    """A selection score the run cannot compute is one line before anything is written."""
+    if selection.select_by == "gold_prob" and harness.generates(task, backend.can_loglikelihood):
+        raise PromptSearchError(
+            f"--select-by gold_prob needs label scores by log-likelihood, and with harness '{harness.spec}' on "
+            f"task '{task.name}' answers are generated; use --select-by accuracy."
+        )
 
 
 def _searcher(searcher: str | Searcher, options: dict[str, str] | None) -> Searcher:
@@ -241,6 +259,7 @@ def _document(
     harness: Harness,
     budget: Budget,
     seed: int,
+    selection: Selection,
     outcome,
     evaluator: Evaluator,
     search: Usage,
@@ -268,6 +287,7 @@ def _document(
         best=finals.best_record(),
         search_best=finals.search_best_record(seed),
         baselines=finals.baseline_records(seed),
+        confirmation=finals.confirmation,
         candidates=ranked(per_candidate(history)),
         dev_scorings=[DevScoring(r.step, r.candidate.name, round(r.mean, 4), r.n) for r in history],
         stopped_by=outcome.stopped_by,
@@ -279,6 +299,7 @@ def _document(
             task.labels,
             task.instructions,
             budget.to_dict(),
+            selection.to_dict(),
             finals.baseline_shots,
             _harness_record(harness, task),
             outcome.notes,

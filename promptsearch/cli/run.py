@@ -78,6 +78,19 @@ def run(
     scorer: Optional[str] = ScorerOpt,
     db: Optional[str] = DbOpt,
     as_json: bool = JsonOpt,
+    select_by: str = typer.Option(
+        "accuracy",
+        "--select-by",
+        help="What picks the run's answer: accuracy (the task's metric) or gold_prob (the gold label's probability, "
+        "for label tasks scored by log-likelihood). Reports keep the task's metric.",
+    ),
+    gate: Optional[float] = typer.Option(
+        None,
+        "--gate",
+        metavar="LEVEL",
+        help="Hold out half of dev to confirm the search's best; it replaces the best baseline only when the "
+        "paired interval at LEVEL (e.g. 0.9) of its lead there is above zero (default: no gate).",
+    ),
     resume: Optional[str] = typer.Option(
         None,
         "--resume",
@@ -88,6 +101,7 @@ def run(
     """Search for the best prompt on dev, then score it and the baselines on test."""
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
 
     configure_flags(base_url, concurrency)
     opts = parse_options(option)
@@ -111,6 +125,7 @@ def run(
             phase=phase,
             dry_run=dry_run,
             resume=resume,
+            selection=None if resume else Selection(select_by, gate),
         )
     if as_json:
         print(dumps(doc, indent=2))
@@ -187,7 +202,11 @@ def print_run(con, doc: RunDocument) -> None:
     con.print(table)
     best, sb = doc.best, doc.search_best
     con.print(f"[bold green]Best prompt[/bold green] ({escape(best.name)}): {escape(best.prompt)}")
-    if best.returned_baseline:
+    conf = doc.confirmation
+    if conf is not None:
+        color = "green" if conf.passed else "yellow"
+        con.print(f"[{color}]{escape(conf.line(sb.name))}[/{color}]")
+    elif best.returned_baseline:
         con.print(
             f"[yellow]The search did not beat the baseline on dev: its best ({escape(sb.name)}, dev "
             f"{sb.dev.mean:.3f}) is below {escape(best.name)} ({best.dev.mean:.3f}), so the run "

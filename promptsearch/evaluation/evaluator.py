@@ -35,8 +35,17 @@ class EvalResult:
     cost: Usage
     # classification by log-likelihood only; calibrated (and normalised over the labels) when the harness calibrates
     label_logprobs: list[dict[str, float]] | None = None
+    golds: list[tuple[str, ...]] | None = None  # each example's gold labels, where label_logprobs are kept
     step: int = -1  # order among this evaluator's dev scorings
     extras: dict = field(default_factory=dict)  # harness figures: first-sample score, maj@n, unparsed
+
+    @property
+    def gold_probs(self) -> list[float] | None:
+        """Per example, the probability of its gold label(s) normalised over the labels (after
+        calibration when the harness calibrates); None when answers were generated."""
+        if not self.label_logprobs or not self.golds:
+            return None
+        return [gold_prob(lp, g) for lp, g in zip(self.label_logprobs, self.golds)]
 
     @property
     def n(self) -> int:
@@ -269,7 +278,17 @@ class Evaluator:
             if self._parent is not None:  # a search's after-the-fact scoring (a readout): tables keep it apart
                 extras = {**extras, "outside_search": True}
             result = EvalResult(
-                cand, split, mean, se, scores, preds[k], [e.id for e in examples], cost, lps[k] or None, extras=extras
+                cand,
+                split,
+                mean,
+                se,
+                scores,
+                preds[k],
+                [e.id for e in examples],
+                cost,
+                lps[k] or None,
+                [e.answers for e in examples] if lps[k] else None,
+                extras=extras,
             )
             if split == "dev":
                 result.step = len(self.history)
@@ -496,6 +515,13 @@ class Evaluator:
 def _logsumexp(xs: list[float]) -> float:
     m = max(xs)
     return m + math.log(sum(math.exp(x - m) for x in xs)) if len(xs) > 1 else xs[0]
+
+
+def gold_prob(logprobs: dict[str, float], golds: tuple[str, ...]) -> float:
+    """The probability of the gold label(s), the label scores normalised by softmax."""
+    top = max(logprobs.values())
+    z = sum(math.exp(v - top) for v in logprobs.values())
+    return sum(math.exp(logprobs[g] - top) for g in golds if g in logprobs) / z
 
 
 def label_set_logprobs(logprobs: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,187 @@
+"""How a run picks what it returns: the per-example selection score, the confirmation fold
+and the gate against the baselines (README, "Selection you can trust").
+
+- `select_by`: `accuracy` is the task's own metric; `gold_prob` is, per example, the
+  probability of the gold label normalised over the labels (after calibration when the
+  harness calibrates). It needs label scores by log-likelihood; it is finer than accuracy (an
+  example moves it by how sure the model was, not by 0 or 1), so fewer examples tell two
+  prompts apart. Reports always give the task's metric.
+- `gate`: off (None), or a level such as 0.9. With a gate the dev split is cut, seeded and
+  stratified by label, into a selection fold (what the search and the baseline choice see)
+  and a confirmation fold (what neither sees). The search's best replaces the best baseline
+  (best on the selection fold) only when the lower bound of the paired bootstrap interval
+  (two-sided, at `gate`) of their difference on the confirmation fold, in the selection
+  score, is above zero; otherwise the run returns that baseline and says by how much, with
+  what interval, the search fell short.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from promptsearch.errors import PromptSearchError
+from promptsearch.evaluation.stats import PairedDiff, paired_bootstrap
+
+SELECT_BY = ("accuracy", "gold_prob")
+
+
+@dataclass(frozen=True)
+class Selection:
+    select_by: str = "accuracy"
+    gate: float | None = None  # the interval's level; None: no confirmation fold, pick on the whole dev split
+    confirm_share: float = 0.5  # the share of dev held out for confirmation when the gate is on
+
+    def __post_init__(self):
+        if self.select_by not in SELECT_BY:
+            raise PromptSearchError(f"Unknown selection score '{self.select_by}'; use one of: {', '.join(SELECT_BY)}.")
+        if self.gate is not None and not 0.5 <= self.gate < 1:
+            raise PromptSearchError(
+                f"The gate level {self.gate} is not in [0.5, 1); give a confidence level such as 0.9, or no gate."
+            )
+        if not 0 < self.confirm_share < 1:
+            raise PromptSearchError(f"The confirmation share {self.confirm_share} is not between 0 and 1.")
+
+    @classmethod
+    def of(cls, value: Selection | dict | None) -> Selection:
+        if isinstance(value, Selection):
+            return value
+        return cls(**(value or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def score_name(self) -> str:
+        return "gold-label probability" if self.select_by == "gold_prob" else "accuracy"
+
+
+def folds(examples: Sequence, seed: int, share: float) -> tuple[list, list]:
+    """(selection, confirmation): each label's examples shuffled with `seed` and cut at
+    `share`, so both folds keep the label mix; each fold gets at least one example."""
+    by_label: dict[str, list] = {}
+    for e in examples:
+        by_label.setdefault(e.label, []).append(e)
+    rng = random.Random(f"confirm:{seed}")
+    chosen: set[str] = set()
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda e: e.id)
+        rng.shuffle(group)
+        chosen.update(e.id for e in group[: round(len(group) * share)])
+    if len(examples) < 2:
+        raise PromptSearchError("A gate needs at least 2 dev examples (one to select on, one to confirm on).")
+    if not chosen:
+        chosen.add(examples[-1].id)
+    if len(chosen) == len(examples):
+        chosen.discard(examples[0].id)
+    return [e for e in examples if e.id not in chosen], [e for e in examples if e.id in chosen]
+
+
+def select_scores(result, select_by: str) -> list[float]:
+    """A scoring's per-example selection scores."""
+    if select_by == "gold_prob":
+        if result.gold_probs is None:
+            raise PromptSearchError(
+                "--select-by gold_prob needs label scores by log-likelihood, and this scoring generated its "
+                "answers; use --select-by accuracy."
+            )
+        return result.gold_probs
+    return result.scores
+
+
+@dataclass
+class Confirmation:
+    """The gate's evidence: the search's best against the best baseline on the confirmation fold."""
+
+    score: str  # the selection score compared: accuracy or gold_prob
+    level: float
+    seed: int
+    baseline: str  # the best baseline on the selection fold
+    select_ids: list[str]
+    confirm_ids: list[str]
+    diff: PairedDiff  # search's best minus that baseline, on confirm_ids
+    passed: bool
+    search_is_baseline: bool = False  # the search returned one of the baselines itself
+    baseline_select_mean: float = 0.0
+    search_select_mean: float = 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["diff"] = self.diff.to_dict()
+        out["baseline_select_mean"] = round(self.baseline_select_mean, 4)
+        out["search_select_mean"] = round(self.search_select_mean, 4)
+        return out
+
+    @classmethod
+    def parse(cls, d: dict | None) -> Confirmation | None:
+        if not d:
+            return None
+        diff = d["diff"]
+        return cls(
+            d["score"],
+            d["level"],
+            d["seed"],
+            d["baseline"],
+            list(d.get("select_ids") or []),
+            list(d.get("confirm_ids") or []),
+            PairedDiff(diff["diff"], diff["ci_low"], diff["ci_high"], diff["p_value"], diff["n"]),
+            bool(d["passed"]),
+            bool(d.get("search_is_baseline")),
+            d.get("baseline_select_mean", 0.0),
+            d.get("search_select_mean", 0.0),
+        )
+
+    def line(self, search_name: str) -> str:
+        """One line: what the gate decided, by how much, with what interval."""
+        d, pct = self.diff, f"{self.level:.0%}"
+        where = f"on {d.n} held-out dev examples"
+        if self.search_is_baseline:
+            return f"The search returned a baseline itself ({search_name}); nothing to confirm."
+        gap = f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] in {self.score} ({pct} paired interval)"
+        if self.passed:
+            return f"Confirmed {where}: {search_name} beats {self.baseline} by {gap}."
+        return (
+            f"Not confirmed {where}: {search_name} against {self.baseline} is {gap}, whose lower bound is not "
+            f"above zero, so the run returns {self.baseline}."
+        )
+
+
+def confirm(
+    search_best,
+    baselines: list,
+    devs: dict,
+    select_ids: list[str],
+    confirm_ids: list[str],
+    selection: Selection,
+    seed: int,
+) -> Confirmation:
+    """The gate: `devs` holds every finalist's scoring on the whole dev split (candidate key ->
+    EvalResult); the baseline is chosen on the selection fold, the comparison made on the
+    confirmation fold."""
+    assert selection.gate is not None
+
+    def on(cand, ids: list[str]) -> list[float]:
+        r = devs[cand.key()]
+        by_id = dict(zip(r.example_ids, select_scores(r, selection.select_by)))
+        return [by_id[i] for i in ids]
+
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    best_base = max(baselines, key=lambda b: mean(on(b, select_ids)))  # first wins ties: the simplest prompt
+    same = any(b.key() == search_best.key() for b in baselines)
+    mine, theirs = on(search_best, confirm_ids), on(best_base, confirm_ids)
+    diff = paired_bootstrap(mine, theirs, seed=seed, level=selection.gate)
+    diff = PairedDiff(**diff.to_dict())  # rounded as records keep it
+    return Confirmation(
+        selection.select_by,
+        selection.gate,
+        seed,
+        best_base.name,
+        list(select_ids),
+        list(confirm_ids),
+        diff,
+        passed=not same and diff.ci_low > 0,
+        search_is_baseline=same,
+        baseline_select_mean=mean(on(best_base, select_ids)),
+        search_select_mean=mean(on(search_best, select_ids)),
+    )

@@ -1,0 +1,184 @@
+"""Selection you can trust (promptsearch/selection.py): the gold-label probability as a finer
+selection score, the seeded confirmation fold the search never sees, and the gate that keeps
+the best baseline unless the search's best leads it there with an interval above zero."""
+
+import hashlib
+import math
+
+import pytest
+from clitools import invoke, one_line_error
+
+from fakes import GOLD, flat, query_of
+from promptsearch import search
+from promptsearch.backends.base import Backend, Capabilities, LoglikResult
+from promptsearch.candidates import Candidate
+from promptsearch.document import RunDocument
+from promptsearch.evaluation.evaluator import Evaluator, gold_prob
+from promptsearch.searchers.base import Outcome, Searcher
+from promptsearch.selection import Selection, folds
+from promptsearch.tasks.loaders import load_task
+
+TASK = load_task("sentiment")
+SEED = 3
+
+
+def unit(text: str) -> float:
+    """A fixed number in [0, 1) for a text: which examples a prompt gets right."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2**32
+
+
+class Rules(Backend):
+    """Label log-likelihoods scripted per instruction: `right(instruction, input)` says whether
+    the prompt gets an input right; the gold label then has probability `sure`, else 1 - sure."""
+
+    kind = "fake"
+    model_id = "fake:rules"
+
+    def __init__(self, rules: dict[str, object], sure: float = 0.8):
+        self.capabilities = Capabilities(loglikelihood=True, generate=True)
+        self.rules, self.sure = rules, sure
+        self.seen: list[str] = []  # inputs scored, in order
+
+    def identity(self):
+        return {"kind": self.kind, "model": self.model_id, "revision": "1"}
+
+    def loglikelihood(self, requests, soft_prompt=None):
+        out = []
+        for r in requests:
+            text = flat(r.context)
+            query = query_of(text)
+            self.seen.append(query)
+            rule = next((f for key, f in self.rules.items() if key in text), self.rules["*"])
+            gold = GOLD[query]
+            said = gold if rule(query) else ("positive" if gold == "negative" else "negative")
+            p = self.sure if r.continuation.strip() == said else 1 - self.sure
+            out.append(LoglikResult(math.log(p), p > 0.5, 10))
+        return out
+
+    def generate(self, requests, soft_prompt=None, on_result=None):
+        raise AssertionError("label tasks are scored by log-likelihood here")
+
+
+class Returns(Searcher):
+    """Scores one candidate on the dev split it is given and returns it."""
+
+    name = "returns"
+
+    def __init__(self, cand: Candidate):
+        super().__init__()
+        self.cand = cand
+
+    def search(self, task, evaluator, context):
+        r = evaluator.score(self.cand, task.dev)
+        return Outcome(r.candidate, r.mean)
+
+
+MANUAL = "Read the review"  # the task's manual instruction: right on about 60% of inputs
+baseline_right = lambda q: unit("base" + q) < 0.6  # noqa: E731
+select_ids = {e.id for e in folds(TASK.dev, SEED, 0.5)[0]}
+select_inputs = {e.input for e in TASK.dev if e.id in select_ids}
+
+
+def lucky(q: str) -> bool:
+    """Right wherever the manual prompt is, and on every example of the selection fold: better
+    only on the examples a search would have picked it on."""
+    return baseline_right(q) or q in select_inputs
+
+
+def rules(**extra) -> Rules:
+    return Rules({MANUAL: baseline_right, **extra, "*": lambda q: unit("weak" + q) < 0.4})
+
+
+def run(cand: Candidate, backend: Rules, tmp_path, **kw) -> dict:
+    return search("sentiment", model=backend, searcher=Returns(cand), db=str(tmp_path / "s.db"), seed=SEED, **kw)
+
+
+def test_a_candidate_better_only_by_noise_does_not_pass_the_gate(tmp_path):
+    cand = Candidate(instruction="Lucky words.", name="lucky-1")
+    plain = run(cand, rules(**{"Lucky words": lucky}), tmp_path)
+    assert plain["best"]["name"] == "lucky-1"  # without a gate its dev lead (the selection fold's) wins
+    doc = run(cand, rules(**{"Lucky words": lucky}), tmp_path, gate=0.9)
+    conf = doc["confirmation"]
+    assert doc["best"]["name"] == "manual-1" and doc["best"]["picked"] == "baseline"
+    assert conf["passed"] is False and conf["baseline"] == "manual-1" and conf["diff"]["ci_low"] <= 0
+    assert conf["diff"]["diff"] == 0.0 and conf["diff"]["n"] == len(conf["confirm_ids"])
+    assert doc["search_best"]["name"] == "lucky-1"  # kept, and what export --search-best gives
+    shown = " ".join(invoke("show", doc["run_id"], "--db", str(tmp_path / "s.db")).output.split())
+    assert "Not confirmed on" in shown and "so the run returns manual-1" in shown
+
+
+def test_a_truly_better_candidate_passes_the_gate(tmp_path):
+    cand = Candidate(instruction="Strong words.", name="strong-1")
+    doc = run(cand, rules(**{"Strong words": lambda q: unit("strong" + q) < 0.95}), tmp_path, gate=0.9)
+    conf = doc["confirmation"]
+    assert conf["passed"] and conf["diff"]["ci_low"] > 0 and doc["best"]["name"] == "strong-1"
+    assert doc["best"]["picked"] == "search" and doc["record"]["selection"]["gate"] == 0.9
+    shown = " ".join(invoke("show", doc["run_id"], "--db", str(tmp_path / "s.db")).output.split())
+    assert "Confirmed on" in shown and "strong-1 beats manual-1" in shown
+
+
+def test_the_search_never_sees_the_confirmation_fold(tmp_path):
+    backend = rules()
+    doc = run(Candidate(instruction="Anything.", name="any-1"), backend, tmp_path, gate=0.9)
+    conf = doc["confirmation"]
+    confirm_inputs = {e.input for e in TASK.dev if e.id in set(conf["confirm_ids"])}
+    searched = backend.seen[: len(select_ids) * len(TASK.labels)]  # the search's own scoring came first
+    assert not confirm_inputs & set(searched) and set(searched) == select_inputs
+    assert all(s["dev_n"] == len(select_ids) for s in doc["dev_scorings"])
+    assert sorted(conf["select_ids"] + conf["confirm_ids"]) == sorted(e.id for e in TASK.dev)
+
+
+def test_folds_are_seeded_stratified_and_recorded():
+    a, b = folds(TASK.dev, 1, 0.5), folds(TASK.dev, 1, 0.5)
+    assert [e.id for e in a[1]] == [e.id for e in b[1]]
+    assert [e.id for e in folds(TASK.dev, 2, 0.5)[1]] != [e.id for e in a[1]]
+    for label in TASK.labels:  # each fold keeps the label mix
+        share = sum(e.label == label for e in a[1]) / sum(e.label == label for e in TASK.dev)
+        assert abs(share - 0.5) < 0.05
+    assert not {e.id for e in a[0]} & {e.id for e in a[1]}
+
+
+def test_gold_prob_is_the_normalised_probability_of_the_gold_label():
+    lp = {"negative": math.log(0.2), "positive": math.log(0.6)}  # unnormalised
+    assert gold_prob(lp, ("positive",)) == pytest.approx(0.75)
+    res = Evaluator(TASK, rules()).score(Candidate(instruction=MANUAL + "."), TASK.dev[:6])
+    assert res.gold_probs == [pytest.approx(0.8 if s == 1.0 else 0.2) for s in res.scores]
+
+
+def test_select_by_gold_prob_picks_the_surer_prompt(tmp_path):
+    """Two prompts right on the same examples: accuracy cannot tell them apart (the tie keeps
+    the search's best), the gold-label probability can (the manual prompt is surer)."""
+    cand = Candidate(instruction="Unsure words.", name="unsure-1")
+
+    class Unsure(Rules):
+        def loglikelihood(self, requests, soft_prompt=None):
+            out = super().loglikelihood(requests, soft_prompt)
+            return [
+                LoglikResult(math.log(0.55 if res.logprob > math.log(0.5) else 0.45), res.is_greedy, 10)
+                if "Unsure words" in flat(r.context)
+                else res
+                for r, res in zip(requests, out)
+            ]
+
+    unsure = Unsure({MANUAL: baseline_right, "Unsure words": baseline_right, "*": lambda q: unit("weak" + q) < 0.4})
+    by_accuracy = run(cand, unsure, tmp_path)
+    assert by_accuracy["best"]["name"] == "unsure-1"
+    by_prob = run(cand, unsure, tmp_path, select_by="gold_prob")
+    assert by_prob["best"]["name"] == "manual-1" and by_prob["record"]["selection"]["select_by"] == "gold_prob"
+    assert by_prob["best"]["test"]["mean"] == by_accuracy["best"]["test"]["mean"]  # reports keep accuracy
+
+
+def test_selection_settings_that_cannot_work_are_one_line(fake_backend_registered):
+    err = one_line_error(invoke("run", "--model", "fake:x", "--harness", "cot", "--select-by", "gold_prob"))
+    assert "--select-by gold_prob needs label scores by log-likelihood" in err
+    assert "not in [0.5, 1)" in one_line_error(invoke("run", "--model", "fake:x", "--gate", "1.5"))
+    assert "Unknown selection score 'f1'" in one_line_error(invoke("run", "--model", "fake:x", "--select-by", "f1"))
+    assert not fake_backend_registered or not fake_backend_registered[0].requests
+
+
+def test_old_documents_parse_without_confirmation(tmp_path):
+    doc = run(Candidate(instruction="Anything.", name="any-1"), rules(), tmp_path)
+    assert doc["confirmation"] is None
+    old = {k: v for k, v in doc.items() if k != "confirmation"}
+    assert RunDocument.from_dict(old).confirmation is None
+    assert Selection.of(None) == Selection()
