@@ -23,6 +23,7 @@ def search(
     db: str | None = None,
     select_by: str = "accuracy",
     gate: float | None = None,
+    race_level: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Find the best prompt for `task` on its dev split and report it on test against baselines.
@@ -30,8 +31,9 @@ def search(
     `task`: a Task, a built-in name, or a path. `model`: "embedded" (default), "hf:<id or path>",
     or a backend object. `scorer`: a registered name or any `(prediction, example) -> float`.
     `harness`: e.g. "fewshot:k=4", "cot", "sc:n=5,temperature=0.7", or "fewshot:k=4+cot+sc:n=5".
-    `select_by` ("accuracy" or "gold_prob") and `gate` (a level such as 0.9, or None): how the
-    run picks its answer (README, "Selection you can trust").
+    `select_by` ("accuracy" or "gold_prob"), `gate` (a level such as 0.9, or None) and
+    `race_level` (racing's level, or None: by rank): how the run picks its answer (README,
+    "How a run picks its answer").
     Searcher options go as keyword arguments (e.g. `shots=8`). Returns the run document
     (schema `promptsearch.run/1`); the run is stored in the database.
     """
@@ -48,7 +50,7 @@ def search(
         scorer=scorer,
         db=db,
         harness=harness,
-        selection=Selection(select_by, gate),
+        selection=Selection(select_by, gate, race_level=race_level),
     )
 
 

@@ -143,7 +143,15 @@ def run_search(
     split = folds(task.dev, seed, selection.confirm_share) if selection.gate is not None else None
     searched = dataclasses.replace(task, dev=split[0]) if split else task  # the confirmation fold stays unseen
     evaluator = Evaluator(
-        searched, setup.backend, scorer or task.metric, budget=budget, progress=progress, harness=harness, phase=phase
+        searched,
+        setup.backend,
+        scorer or task.metric,
+        budget=budget,
+        progress=progress,
+        harness=harness,
+        phase=phase,
+        select_by=selection.select_by,
+        race_level=selection.race_level,
     )
     _check_selection(selection, harness, task, setup.backend)
     evaluator.check_prices()

@@ -32,6 +32,7 @@ class Selection:
     select_by: str = "accuracy"
     gate: float | None = None  # the interval's level; None: no confirmation fold, pick on the whole dev split
     confirm_share: float = 0.5  # the share of dev held out for confirmation when the gate is on
+    race_level: float | None = None  # racing keeps candidates within noise of the leader at this level
 
     def __post_init__(self):
         if self.select_by not in SELECT_BY:
@@ -39,6 +40,10 @@ class Selection:
         if self.gate is not None and not 0.5 <= self.gate < 1:
             raise PromptSearchError(
                 f"The gate level {self.gate} is not in [0.5, 1); give a confidence level such as 0.9, or no gate."
+            )
+        if self.race_level is not None and not 0.5 <= self.race_level < 1:
+            raise PromptSearchError(
+                f"The racing level {self.race_level} is not in [0.5, 1); give a confidence level such as 0.8."
             )
         if not 0 < self.confirm_share < 1:
             raise PromptSearchError(f"The confirmation share {self.confirm_share} is not between 0 and 1.")

@@ -182,3 +182,52 @@ def test_old_documents_parse_without_confirmation(tmp_path):
     old = {k: v for k, v in doc.items() if k != "confirmation"}
     assert RunDocument.from_dict(old).confirmation is None
     assert Selection.of(None) == Selection()
+
+
+def nested(rate: float):
+    """Right on the inputs whose fixed number is below `rate`: a lower rate is right on a
+    subset of a higher one's examples."""
+    return lambda q: unit("nested" + q) < rate
+
+
+def race_of(level):
+    from promptsearch.searchers.racing import Race
+
+    rates = {"Lead": 0.9, "Aaa": 0.89, "Bbb": 0.88, "Ccc": 0.87, "Bad": 0.1}
+    backend = Rules({**{k: nested(v) for k, v in rates.items()}, "*": nested(0.5)})
+    cands = [Candidate(instruction=f"{k} words.", name=k) for k in rates]
+    race = Race(8, 2, level)
+    race.run(cands, list(TASK.dev), Evaluator(TASK, backend))
+    return race, {c.name: len(race.scores[c.key()]) for c in cands}
+
+
+def test_racing_keeps_a_candidate_within_noise_of_the_leader_and_records_why():
+    by_rank, n_rank = race_of(None)
+    assert n_rank["Ccc"] == 8 and n_rank["Bad"] == 8  # below the cut of 3 of 5: dropped after 8 examples
+    assert {e["name"]: e["why"] for e in by_rank.eliminated if e["n"] == 8} == {"Ccc": "rank", "Bad": "rank"}
+    noisy, n_noisy = race_of(0.8)
+    assert n_noisy["Ccc"] > 8 and n_noisy["Bad"] == 8  # within noise goes on; clearly behind does not
+    bad = next(e for e in noisy.eliminated if e["name"] == "Bad")
+    assert bad["why"] == "behind" and bad["ci_high"] < 0 and bad["leader"] == "Lead" and bad["n"] == 8
+
+
+def test_searchers_rank_by_the_selection_score(tmp_path):
+    """The baseline searcher picks among its prompts by gold-label probability when asked:
+    the manual prompt and a surer k-shot prompt are right on the same examples."""
+
+    class Surer(Rules):
+        def loglikelihood(self, requests, soft_prompt=None):
+            out = super().loglikelihood(requests, soft_prompt)
+            sure = lambda r: "Sentiment: " in flat(r.context)  # noqa: E731 (demos: the k-shot prompt)
+            return [
+                LoglikResult(math.log(0.95 if res.logprob > math.log(0.5) else 0.05), res.is_greedy, 10)
+                if sure(r)
+                else res
+                for r, res in zip(requests, out)
+            ]
+
+    backend = Surer({"*": baseline_right}, sure=0.6)
+    plain = search("sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"))
+    assert plain["search_best"]["name"] == "empty"  # all three equally accurate: the first wins ties
+    surer = search("sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"), select_by="gold_prob")
+    assert surer["search_best"]["name"] == "4-shot" and surer["best"]["name"] == "4-shot"

@@ -91,6 +91,13 @@ def run(
         help="Hold out half of dev to confirm the search's best; it replaces the best baseline only when the "
         "paired interval at LEVEL (e.g. 0.9) of its lead there is above zero (default: no gate).",
     ),
+    race_level: Optional[float] = typer.Option(
+        None,
+        "--race-level",
+        metavar="LEVEL",
+        help="Racing (ape, demos) drops a candidate below the cut only when a paired interval at LEVEL (e.g. 0.8) "
+        "says it is behind the leader (default: by rank alone).",
+    ),
     resume: Optional[str] = typer.Option(
         None,
         "--resume",
@@ -125,7 +132,7 @@ def run(
             phase=phase,
             dry_run=dry_run,
             resume=resume,
-            selection=None if resume else Selection(select_by, gate),
+            selection=None if resume else Selection(select_by, gate, race_level=race_level),
         )
     if as_json:
         print(dumps(doc, indent=2))

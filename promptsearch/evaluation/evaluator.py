@@ -36,6 +36,7 @@ class EvalResult:
     # classification by log-likelihood only; calibrated (and normalised over the labels) when the harness calibrates
     label_logprobs: list[dict[str, float]] | None = None
     golds: list[tuple[str, ...]] | None = None  # each example's gold labels, where label_logprobs are kept
+    select_by: str = "accuracy"  # what `selection` means: the task's metric, or gold_prob
     step: int = -1  # order among this evaluator's dev scorings
     extras: dict = field(default_factory=dict)  # harness figures: first-sample score, maj@n, unparsed
 
@@ -46,6 +47,19 @@ class EvalResult:
         if not self.label_logprobs or not self.golds:
             return None
         return [gold_prob(lp, g) for lp, g in zip(self.label_logprobs, self.golds)]
+
+    @property
+    def selection_scores(self) -> list[float]:
+        """Per example, what searchers rank by: the gold-label probability under
+        `select_by=gold_prob` (where label scores exist), else the task's metric."""
+        probs = self.gold_probs if self.select_by == "gold_prob" else None
+        return probs if probs is not None else self.scores
+
+    @property
+    def selection(self) -> float:
+        """The mean selection score (the task's metric: exactly `mean`)."""
+        probs = self.gold_probs if self.select_by == "gold_prob" else None
+        return sum(probs) / len(probs) if probs else self.mean
 
     @property
     def n(self) -> int:
@@ -63,6 +77,8 @@ class Evaluator:
     max_new_tokens: int = 32
     harness: Harness | str | None = None  # a Harness or a spec such as "fewshot:k=4+cot+sc:n=5"
     phase: Callable[[str], None] | None = None  # searchers announce their phases through this
+    select_by: str = "accuracy"  # what searchers rank by (selection.py): accuracy, or gold_prob
+    race_level: float | None = None  # racing drops only candidates behind the leader at this level
 
     def __post_init__(self):
         self.metric_name, self._scorer = resolve_scorer(self.scorer or self.task.metric)
@@ -105,6 +121,8 @@ class Evaluator:
             max_new_tokens=self.max_new_tokens,
             harness=self.harness,
             phase=self.phase,
+            select_by=self.select_by,
+            race_level=self.race_level,
         )
         child._parent = self  # its scorings' cost is taken out of this evaluator's (budgeted) cost
         return child
@@ -288,6 +306,7 @@ class Evaluator:
                 cost,
                 lps[k] or None,
                 [e.answers for e in examples] if lps[k] else None,
+                select_by=self.select_by,
                 extras=extras,
             )
             if split == "dev":

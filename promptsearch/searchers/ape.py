@@ -72,7 +72,7 @@ class APESearcher(Searcher):
         self._seen: set[str] = set()
         self._shown: set[str] = set()  # demo inputs the proposer saw (lower-cased)
         self._dropped: dict[str, int] = {}
-        self._race = Race(cfg.race_start, cfg.eta)
+        self._race = Race(cfg.race_start, cfg.eta, evaluator.race_level)
         self._cut = ""
         stopped = ""
         notes = {
@@ -116,6 +116,7 @@ class APESearcher(Searcher):
         found = self._race.best()
         if found is None:
             raise BudgetExhausted(stopped or "no candidate was scored")
+        notes["eliminated"] = self._race.eliminated
         return Outcome(*found, stopped, notes)
 
     # --- proposing -----------------------------------------------------------------------

@@ -128,7 +128,7 @@ class AutoPromptSearcher(Searcher):
                 )
                 if it % cfg.eval_every == 0 or it == cfg.iterations or stale >= cfg.patience:
                     res = evaluator.score(_cand(proto, trigger, tok, it), task.dev)
-                    if best_dev is None or res.mean > best_dev.mean:
+                    if best_dev is None or res.selection > best_dev.selection:
                         best_dev = res
                 if stale >= cfg.patience:
                     stopped = f"no better trigger for {cfg.patience} iterations"
@@ -333,7 +333,7 @@ def _search_labels(backend, evaluator: Evaluator, task: Task, proto: Candidate, 
         for ws in word_sets
     ]
     results = evaluator.score_many(label_cands, task.dev)
-    k = max(range(len(results)), key=lambda i: (results[i].mean, -i))
+    k = max(range(len(results)), key=lambda i: (results[i].selection, -i))
     log = [
         {
             "words": {lab: w[0] for lab, w in zip(names, ws)},

@@ -57,5 +57,5 @@ class BaselineSearcher(Searcher):
         scored = evaluator.history
         if not scored:
             raise BudgetExhausted(stopped or "no candidate could be scored within the budget")
-        best = max(scored, key=lambda r: r.mean)  # first wins ties: the simplest prompt
+        best = max(scored, key=lambda r: r.selection)  # first wins ties: the simplest prompt
         return Outcome(best.candidate, best.mean, stopped)

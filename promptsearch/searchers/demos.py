@@ -65,7 +65,7 @@ class DemoSearcher(Searcher):
         notes = {"instruction": text, "instruction_from": source, "shots": k, "select": cfg.select}
         cands = self.candidates(task, k, seed, text)
         notes["candidates"] = len(cands)
-        race = Race(cfg.race_start, cfg.eta)
+        race = Race(cfg.race_start, cfg.eta, evaluator.race_level)
         stopped = ""
         evaluator.say(f"demos: racing {len(cands)} candidates of {k} demos on {len(task.dev)} dev examples")
         with until_budget() as stop:
@@ -74,6 +74,7 @@ class DemoSearcher(Searcher):
         found = race.best()
         if found is None:
             raise BudgetExhausted(stopped or "no demo set was scored")
+        notes["eliminated"] = race.eliminated
         return Outcome(*found, stopped, notes)
 
     def candidates(self, task: Task, k: int, seed: int, text: str) -> list[Candidate]:

@@ -87,7 +87,8 @@ class Adapter:
                 {"input": ex.input, "answer": pred, "gold": answer_text(self.task, ex), "score": s}
                 for ex, pred, s in zip(batch, res.predictions, res.scores)
             ]
-        return EvaluationBatch(outputs=list(res.predictions), scores=list(res.scores), trajectories=traces)
+        scores = list(res.selection_scores)  # what gepa's Pareto front and acceptance compare
+        return EvaluationBatch(outputs=list(res.predictions), scores=scores, trajectories=traces)
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch, components_to_update: list[str]):
         records = [

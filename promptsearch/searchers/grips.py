@@ -155,9 +155,10 @@ class GrIPSSearcher(Searcher):
             ops = [o for o in ops if o != "par"]
         rng = random.Random(f"grips:{seed}")
         use_paper = cfg.objective == "paper" and bool(task.labels)
-        objective = (lambda r: paper_objective(r, task)) if use_paper else (lambda r: r.mean)
+        objective = (lambda r: paper_objective(r, task)) if use_paper else (lambda r: r.selection)
+        plain = "metric" if evaluator.select_by == "accuracy" else evaluator.select_by
         notes: dict = {
-            "objective": "balanced accuracy + 0.1 entropy" if use_paper else "metric",
+            "objective": "balanced accuracy + 0.1 entropy" if use_paper else plain,
             "ops": ops,
             "templates": [PARAPHRASE.record()] if prop else [],
             "iterations": [],

@@ -84,7 +84,7 @@ class OPROSearcher(Searcher):
 
         def score(cands: list[Candidate]) -> None:
             for c, r in zip(cands, evaluator.score_many(cands, sample)):
-                scored.append((c, r.mean))
+                scored.append((c, r.selection))
 
         with until_budget() as stop:
             starts = [
@@ -146,7 +146,7 @@ class OPROSearcher(Searcher):
         full: list[tuple[Candidate, float]] = []
         try:
             for c, _ in top:
-                full.append((c, evaluator.score(c, task.dev).mean))
+                full.append((c, evaluator.score(c, task.dev).selection))
         except BudgetExhausted:
             if not full:
                 return top[0]

@@ -246,7 +246,7 @@ class RLSearcher(Searcher):
             stopped = stopped or str(e)
         if not race_results:
             raise BudgetExhausted(stopped or "no written prompt was scored on dev")
-        best = max(race_results, key=lambda r: r.mean)
+        best = max(race_results, key=lambda r: r.selection)
         zero = sum(c["zero_spread"] for c in curve)
         notes = {
             "style": cfg.style,

@@ -114,7 +114,7 @@ class SoftPromptSearcher(Searcher):
                     )
                     log[-1]["dev"] = round(res.mean, 4)
                     evaluator.say(f"Soft prompt step {step}/{cfg.steps}: train loss {loss:.3f}, dev {res.mean:.3f}")
-                    if best is None or res.mean > best.mean:
+                    if best is None or res.selection > best.selection:
                         best, stale = res, 0
                         # the whole prompt module (P-tuning's encoder too), as PEFT's own
                         # state dict keeps only the encoder's output

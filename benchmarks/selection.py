@@ -1,0 +1,198 @@
+"""Selection you can trust, measured: calibrated searches on the few-shot table's datasets,
+the run's pick made the old way (accuracy on the whole dev split against the baselines on the
+same examples) and the new way (gold-label probability, racing that keeps candidates within
+noise of the leader, and the gate on a held-out confirmation half of dev).
+
+Per run: the test score of what the run returns minus the test score of the best baseline
+chosen without test (the best on the whole dev split of the empty, manual and calibrated
+16-shot prompts), with its paired bootstrap interval over the test examples; and the
+winner's dev-test gap (the search's best: its metric on the dev examples it was selected on,
+minus its test score).
+
+    python benchmarks/selection.py [--datasets sst-2/16-42 trec/16-42] [--searchers demos ape]
+        [--variants before after] [--max-evals 600]      # runs what is missing, row by row
+    python benchmarks/selection.py --table              # the write-up's tables from results/
+
+Budgets are in example scorings (`--max-evals`, dev and train scorings during the search), so
+a busy machine changes nothing but the time. One SQLite database for all runs
+(benchmarks/out/selection.db): a rerun reads every answer from the cache; results are written
+to benchmarks/results/selection.json as each run finishes, and a rerun skips finished rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "benchmarks" / "fewshot_table.yaml"  # the datasets, as the few-shot table loads them
+RESULTS = ROOT / "benchmarks" / "results" / "selection.json"
+DB = ROOT / "benchmarks" / "out" / "selection.db"
+DATASETS = ("sst-2/16-13", "sst-2/16-42", "sst-2/16-100", "mr/16-42", "subj/16-42", "agnews/16-42", "trec/16-42")
+SEARCHERS = ("demos", "ape", "mipro", "grips", "gepa")
+VARIANTS = {
+    "before": {},  # accuracy, the pick on the whole dev split, racing by rank
+    "after": {"select_by": "gold_prob", "gate": 0.9, "race_level": 0.8},
+}
+
+
+def tasks() -> dict[str, str]:
+    """name -> the task as the sweep resolves it (a JSON string with the changes)."""
+    import yaml
+
+    out = {}
+    for entry in yaml.safe_load(SPEC.read_text())["tasks"]:
+        entry = dict(entry)
+        entry["task"] = str((ROOT / entry["task"]).resolve())
+        out[entry["name"]] = json.dumps(entry)
+    return out
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    tmp.replace(RESULTS)
+
+
+def row(doc: dict, wall: float, max_evals: int) -> dict:
+    from promptsearch.document import RunDocument
+
+    d = RunDocument.from_dict(doc)
+    base = max(d.baselines, key=lambda b: b.dev.mean)  # first wins ties, as the runner's baselines are ordered
+    own = d.search_best
+    seen = next((c for c in d.candidates if c.candidate == own.candidate), None)
+    conf = d.confirmation
+    vs = base.best_minus_baseline
+    return {
+        "run_id": d.run_id,
+        "returned": d.best.name,
+        "returned_baseline": d.best.returned_baseline,
+        "test": d.best.test.mean,
+        "n_test": d.best.test.n,
+        "best_baseline": base.name,
+        "best_baseline_test": base.test.mean,
+        "vs_best_baseline": vs.to_dict() if vs else None,
+        "search_best": own.name,
+        "search_best_test": own.test.mean,
+        "search_best_selected_on": seen.dev_mean if seen else None,
+        "search_best_selected_n": seen.dev_n if seen else None,
+        "gap": round(seen.dev_mean - own.test.mean, 4) if seen else None,
+        "confirmation": None if conf is None else {"passed": conf.passed, **conf.diff.to_dict()},
+        "calls": d.cost.total.calls,
+        "search_evals_budget": max_evals,
+        "stopped_by": d.stopped_by,
+        "wall_seconds": round(wall, 1),
+    }
+
+
+def run(args) -> None:
+    from promptsearch.budget import Budget
+    from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
+    from promptsearch.sweep.spec import resolve_task
+
+    known = tasks()
+    results = load()
+    todo = [(d, s, v) for d in args.datasets for s in args.searchers for v in args.variants]
+    todo = [t for t in todo if "/".join(t) not in results]
+    print(f"{len(todo)} runs to make ({len(results)} done)", flush=True)
+    DB.parent.mkdir(parents=True, exist_ok=True)
+    for dataset, searcher, variant in todo:
+        key = f"{dataset}/{searcher}/{variant}"
+        started = time.time()
+        doc = run_search(
+            resolve_task(known[dataset]),
+            model=args.model,
+            searcher=searcher,
+            budget=Budget(max_evals=args.max_evals),
+            seed=args.seed,
+            db=str(DB),
+            baseline_shots=16,
+            harness="calibrate",
+            selection=Selection(**VARIANTS[variant]),
+        )
+        results = load()  # another process may have written rows meanwhile
+        results[key] = row(doc, time.time() - started, args.max_evals)
+        save(results)
+        r = results[key]
+        vs = r["vs_best_baseline"] or {}
+        print(
+            f"{key}: returned {r['returned']} test {r['test']:.3f} vs {r['best_baseline']} "
+            f"{vs.get('diff', 0):+.3f} [{vs.get('ci_low', 0):+.3f}, {vs.get('ci_high', 0):+.3f}], "
+            f"gap {r['gap']}, {r['wall_seconds']:.0f} s",
+            flush=True,
+        )
+
+
+def table(results: dict) -> str:
+    lines = []
+    for variant in VARIANTS:
+        rows = {k: v for k, v in results.items() if k.endswith("/" + variant)}
+        if not rows:
+            continue
+        worse = [k for k, v in rows.items() if v["vs_best_baseline"] and v["vs_best_baseline"]["ci_high"] < 0]
+        better = [k for k, v in rows.items() if v["vs_best_baseline"] and v["vs_best_baseline"]["ci_low"] > 0]
+        gaps = [v["gap"] for v in rows.values() if v["gap"] is not None]
+        diffs = [v["vs_best_baseline"]["diff"] for v in rows.values() if v["vs_best_baseline"]]
+        returned_base = sum(v["returned_baseline"] for v in rows.values())
+        lines.append(
+            f"- **{variant}** ({len(rows)} runs): returned a baseline in {returned_base}; worse than the best "
+            f"baseline with CI below zero in {len(worse)} ({', '.join(worse) or 'none'}); better with CI above "
+            f"zero in {len(better)}; mean test minus best baseline {statistics.mean(diffs):+.4f}; winners' mean "
+            f"dev-test gap {statistics.mean(gaps):+.4f}"
+        )
+    header = "| dataset | searcher | " + " | ".join(f"{v}: returned, test − best baseline [CI], gap" for v in VARIANTS)
+    lines += ["", header + " |", "|---|---|" + "---|" * len(VARIANTS)]
+    pairs = sorted({tuple(k.split("/")[:3]) for k in results})
+    for dataset_a, dataset_b, searcher in pairs:
+        cells = []
+        for variant in VARIANTS:
+            r = results.get(f"{dataset_a}/{dataset_b}/{searcher}/{variant}")
+            if r is None:
+                cells.append("–")
+                continue
+            vs = r["vs_best_baseline"]
+            ci = f"{vs['diff']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "(is it)"
+            gap = f", {r['gap']:+.3f}" if r["gap"] is not None else ""
+            cells.append(f"{r['returned']}, {ci}{gap}")
+        lines.append(f"| {dataset_a}/{dataset_b} | {searcher} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--searchers", nargs="+", default=list(SEARCHERS), choices=SEARCHERS)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--max-evals", type=int, default=600, help="example scorings per search")
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--table", action="store_true", help="print the tables from the results file and exit")
+    args = ap.parse_args()
+    if args.table:
+        print(table(load()))
+        return
+    try:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("PROMPTSEARCH_THREADS", "1")))
+    except ImportError:
+        pass
+    run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
