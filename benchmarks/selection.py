@@ -124,10 +124,14 @@ def run(args) -> None:
             harness="calibrate",
             selection=Selection(**VARIANTS[variant]),
         )
-        results = load()  # another process may have written rows meanwhile
-        results[key] = row(doc, time.time() - started, args.max_evals)
-        save(results)
-        r = results[key]
+        r = row(doc, time.time() - started, args.max_evals)
+        import fcntl
+
+        with open(RESULTS.with_suffix(".lock"), "w") as lock:  # processes on other datasets write here too
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results = load()
+            results[key] = r
+            save(results)
         vs = r["vs_best_baseline"] or {}
         print(
             f"{key}: returned {r['returned']} test {r['test']:.3f} vs {r['best_baseline']} "
