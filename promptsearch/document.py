@@ -104,6 +104,7 @@ class CandidateEntry:
     dev_mean: float
     dev_n: int  # how many dev examples the mean is on: the rung a race let it reach
     outside_search: bool = False  # scored after the search, outside its budget (a soft readout)
+    selection: dict | None = None  # its selection score: score (accuracy, gold_prob), mean, n, ci_low, ci_high
 
     @classmethod
     def parse(cls, d: dict) -> CandidateEntry:
@@ -115,13 +116,26 @@ class CandidateEntry:
             d["dev_mean"],
             d.get("dev_n", 0),
             bool(d.get("outside_search")),
+            d.get("selection"),
         )
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("step", "name", "prompt", "candidate")}
         if self.outside_search:
             out["outside_search"] = True
-        return {**out, "dev_mean": self.dev_mean, "dev_n": self.dev_n}
+        out = {**out, "dev_mean": self.dev_mean, "dev_n": self.dev_n}
+        if self.selection is not None:
+            out["selection"] = self.selection
+        return out
+
+    @property
+    def selection_cell(self) -> str:
+        """ "0.812 [0.72, 0.90]": the selection score with its interval; "" for older runs."""
+        s = self.selection
+        if not s or s.get("mean") is None:
+            return ""
+        ci = f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]" if s.get("ci_low") is not None else ""
+        return f"{s['mean']:.3f}{ci}"
 
 
 def ranked(cands: list[CandidateEntry]) -> list[CandidateEntry]:

@@ -67,21 +67,33 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 
 def per_candidate(history: list) -> list:
     """One CandidateEntry per distinct candidate: its mean over every dev example it was scored
-    on (racing scores a candidate in several slices), in the order candidates first appeared."""
+    on (racing scores a candidate in several slices), in the order candidates first appeared;
+    with its selection score's mean, n and 95% interval (normal, over those examples)."""
     from promptsearch.document import CandidateEntry
+    from promptsearch.evaluation.stats import mean_se
 
-    seen: dict[str, tuple[CandidateEntry, dict]] = {}
+    seen: dict[str, tuple[CandidateEntry, dict, dict]] = {}
     for r in history:
         c = r.candidate
-        entry, scores = seen.setdefault(
-            c.key(), (CandidateEntry(r.step, c.name, c.describe(), c.to_dict(), 0.0, 0), {})
+        entry, scores, picks = seen.setdefault(
+            c.key(), (CandidateEntry(r.step, c.name, c.describe(), c.to_dict(), 0.0, 0), {}, {})
         )
         if r.extras.get("outside_search"):  # scored after the search, outside its budget (a soft readout)
             entry.outside_search = True
         scores.update(zip(r.example_ids, r.scores))
-    for entry, scores in seen.values():
+        picks.update(zip(r.example_ids, r.selection_scores))
+        entry.selection = {"score": r.select_by if r.select_by == "gold_prob" and r.gold_probs else "accuracy"}
+    for entry, scores, picks in seen.values():
         entry.dev_mean, entry.dev_n = round(sum(scores.values()) / len(scores), 4), len(scores)
-    return [entry for entry, _ in seen.values()]
+        m, se = mean_se(list(picks.values()))
+        half = 1.96 * se if se == se else None  # no interval from one example
+        entry.selection.update(
+            mean=round(m, 4),
+            n=len(picks),
+            ci_low=None if half is None else round(m - half, 4),
+            ci_high=None if half is None else round(m + half, 4),
+        )
+    return [entry for entry, _, _ in seen.values()]
 
 
 def method_label(name: str, config: dict, keys: tuple[str, ...] | list[str], defaults: dict | None = None) -> str:

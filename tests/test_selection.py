@@ -115,6 +115,12 @@ def test_a_truly_better_candidate_passes_the_gate(tmp_path):
     assert doc["best"]["picked"] == "search" and doc["record"]["selection"]["gate"] == 0.9
     shown = " ".join(invoke("show", doc["run_id"], "--db", str(tmp_path / "s.db")).output.split())
     assert "Confirmed on" in shown and "strong-1 beats manual-1" in shown
+    entry = doc["candidates"][0]["selection"]  # each candidate: its selection score, n and interval
+    assert entry["score"] == "accuracy" and entry["n"] == len(conf["select_ids"])
+    assert entry["ci_low"] < entry["mean"] < entry["ci_high"] and "dev [95% CI]" in shown
+    page = tmp_path / "r.html"
+    assert invoke("report", doc["run_id"], "--db", str(tmp_path / "s.db"), "-o", str(page)).exit_code == 0
+    assert "id='confirmation'" in page.read_text() and "selection [95% CI]" in page.read_text()
 
 
 def test_the_search_never_sees_the_confirmation_fold(tmp_path):
@@ -166,6 +172,10 @@ def test_select_by_gold_prob_picks_the_surer_prompt(tmp_path):
     by_prob = run(cand, unsure, tmp_path, select_by="gold_prob")
     assert by_prob["best"]["name"] == "manual-1" and by_prob["record"]["selection"]["select_by"] == "gold_prob"
     assert by_prob["best"]["test"]["mean"] == by_accuracy["best"]["test"]["mean"]  # reports keep accuracy
+    sel = by_prob["candidates"][0]["selection"]
+    assert sel["score"] == "gold_prob" and sel["mean"] == pytest.approx(0.55 * 0.6 + 0.45 * 0.4, abs=0.06)
+    shown = invoke("show", by_prob["run_id"], "--db", str(tmp_path / "s.db")).output
+    assert "gold prob [95% CI]" in " ".join(shown.split())
 
 
 def test_selection_settings_that_cannot_work_are_one_line(fake_backend_registered):

@@ -203,9 +203,13 @@ def print_run(con, doc: RunDocument) -> None:
     table.add_column("prompt", overflow="fold", max_width=70)
     table.add_column("dev", justify="right")
     table.add_column("n", justify="right")
+    score = next((c.selection["score"] for c in cands if c.selection), None)
+    if score:
+        table.add_column(f"{'gold prob' if score == 'gold_prob' else 'dev'} [95% CI]", justify="right")
     for i, c in enumerate(cands[:10], 1):
         name = c.name + (" (after the search)" if c.outside_search else "")
-        table.add_row(str(i), escape(name), escape(c.prompt), f"{c.dev_mean:.3f}", str(c.dev_n or ""))
+        row = [str(i), escape(name), escape(c.prompt), f"{c.dev_mean:.3f}", str(c.dev_n or "")]
+        table.add_row(*row, *([c.selection_cell] if score else []))
     con.print(table)
     best, sb = doc.best, doc.search_best
     con.print(f"[bold green]Best prompt[/bold green] ({escape(best.name)}): {escape(best.prompt)}")

@@ -143,7 +143,8 @@ def render(doc: RunDocument, tests: list[Any]) -> str:
     top = ranked(doc.candidates)[:10]
     top_rows = "".join(
         f"<tr><td class='num'>{i}</td><td>{escape(c.name)}</td><td><pre>{escape(c.prompt)}</pre></td>"
-        f"<td class='num'>{c.dev_mean:.3f}</td><td class='num'>{c.dev_n}</td></tr>"
+        f"<td class='num'>{c.dev_mean:.3f}</td><td class='num'>{c.dev_n}</td>"
+        f"<td class='num'>{escape(c.selection_cell)}</td></tr>"
         for i, c in enumerate(top, 1)
     )
     base_rows = "".join(
@@ -178,7 +179,10 @@ def render(doc: RunDocument, tests: list[Any]) -> str:
         )
     sb = doc.search_best
     picked = ""
-    if best.returned_baseline:
+    if doc.confirmation is not None:
+        passed = "Confirmed" if doc.confirmation.passed else "Not confirmed"
+        picked = f"<p id='confirmation'><b>{passed}</b>: {escape(doc.confirmation.line(sb.name))}</p>"
+    elif best.returned_baseline:
         picked = (
             f"<p id='picked-baseline'><b>The search did not beat the baseline on dev</b>: its best, "
             f"{escape(sb.name)} (dev {_score(sb.dev)}, test {_score(sb.test)}), is below "
@@ -221,7 +225,7 @@ def render(doc: RunDocument, tests: list[Any]) -> str:
 {training_section}<h2>Score against budget</h2>
 <img id="budget-plot" alt="dev score of each candidate against budget spent" src="{budget_plot(doc)}">
 <h2>Top candidates (dev)</h2>
-<table id="candidates"><thead><tr><th>#</th><th>name</th><th>prompt</th><th>dev</th><th>n</th></tr></thead><tbody>{top_rows}</tbody></table>
+<table id="candidates"><thead><tr><th>#</th><th>name</th><th>prompt</th><th>dev</th><th>n</th><th>selection [95% CI]</th></tr></thead><tbody>{top_rows}</tbody></table>
 <h2>Test: best vs baselines</h2>
 <table id="baselines"><thead><tr><th>baseline</th><th>dev</th><th>test</th><th>best − baseline [95% CI]</th><th>p</th></tr></thead><tbody>{base_rows}</tbody></table>
 <h2>Per-example differences</h2>
