@@ -20,6 +20,7 @@ from promptsearch.sweep.executors import LocalExecutor, RayExecutor
 from promptsearch.sweep.run import run_sweep
 from promptsearch.sweep.spec import load_spec
 from promptsearch.sweep.table import collect, markdown
+from promptsearch.sweep.worker import run_arguments
 
 runner = CliRunner()
 
@@ -113,6 +114,8 @@ def test_bad_specs_are_one_line(tmp_path, tiny_model):
         ({"tasks": [{"task": "sentiment", "instruction": "x"}]}, "unknown key 'instruction'"),
         ({"tasks": [{"task": "sentiment", "test_sample": 0}]}, "'test_sample' must be a whole number >= 1"),
         ({"baseline_shots": -1}, "'baseline_shots' must be a whole number >= 0"),
+        ({"selection": {"gates": 0.9}}, "selection: unknown key 'gates'. Did you mean: gate?"),
+        ({"selection": {"gate": 2}}, "not in [0.5, 1)"),
     ]
     for extra, says in cases:
         spec = write_spec(tmp_path, tiny_model, **extra)
@@ -167,7 +170,11 @@ def test_grids_and_tasks_with_changes(tmp_path, tiny_model):
     assert {t.harness for t in spec.trials} == {"zero-shot", "calibrate"}
     assert {t.config().get("baseline_shots") for t in spec.trials} == {None, 0}
     # a spec without the new keys keeps its trials' keys: baseline_shots left out of the config
-    assert "baseline_shots" not in plain.trials[0].config()
+    assert "baseline_shots" not in plain.trials[0].config() and "selection" not in plain.trials[0].config()
+    gated = load_spec(write_spec(tmp_path, tiny_model, selection={"gate": 0.9, "select_by": "gold_prob"}))
+    assert gated.trials[0].config()["selection"] == {"gate": 0.9, "select_by": "gold_prob"}
+    assert run_arguments(gated.trials[0].config())["selection"] == {"gate": 0.9, "select_by": "gold_prob"}
+    assert gated.trials[0].key() != plain.trials[0].key()
     assert plain.trials[0].key() == load_spec(write_spec(tmp_path, tiny_model)).trials[0].key()
     trial = next(t for t in spec.trials if t.task.startswith("{"))
     assert task_name(trial.task) == "agnews/16-42" and trial.label().startswith("agnews/16-42 · baseline")

@@ -13,6 +13,7 @@
     resources: {num_cpus: 1, num_gpus: 0}   # per trial, for Ray
     retries: 2                     # a trial whose worker dies is started again this many times
     baseline_shots: 0              # the k-shot baseline each run scores beside its best (default: the searcher's)
+    selection: {select_by: gold_prob, gate: 0.9, race_level: 0.8}   # how each run picks (README; default: none)
     grids:                         # optional: several grids in one sweep, each one changing the keys above
       - {searchers: [ape], harnesses: [calibrate]}
 
@@ -33,7 +34,8 @@ from typing import Any
 
 from promptsearch.errors import PromptSearchError
 
-GRID_KEYS = {"tasks", "models", "searchers", "harnesses", "seeds", "budget", "baseline_shots"}
+GRID_KEYS = {"tasks", "models", "searchers", "harnesses", "seeds", "budget", "baseline_shots", "selection"}
+SELECTION_KEYS = {"select_by", "gate", "race_level", "confirm_share"}
 KEYS = GRID_KEYS | {"name", "resources", "retries", "db", "grids"}
 TASK_KEYS = {"task", "name", "instructions", "template", "labels", "test_sample"}
 SEARCHER_KEYS = {"name", "options"}
@@ -50,12 +52,14 @@ class Trial:
     seed: int
     budget: tuple[tuple[str, float], ...]
     baseline_shots: int | None = None
+    selection: tuple[tuple[str, Any], ...] = ()
 
     def config(self) -> dict[str, Any]:
         d = asdict(self)
-        d["options"], d["budget"] = dict(self.options), dict(self.budget)
-        if d["baseline_shots"] is None:  # left out, so trials of specs without it keep their keys
-            del d["baseline_shots"]
+        d["options"], d["budget"], d["selection"] = dict(self.options), dict(self.budget), dict(self.selection)
+        for k in ("baseline_shots", "selection"):  # left out, so trials of specs without them keep their keys
+            if not d[k] and d[k] != 0:
+                del d[k]
         return d
 
     def key(self) -> str:
@@ -193,10 +197,22 @@ def _grid(doc: dict, where: str) -> list[Trial]:
     shots = doc.get("baseline_shots")
     if shots is not None and (not isinstance(shots, int) or isinstance(shots, bool) or shots < 0):
         raise PromptSearchError(f"{where}: 'baseline_shots' must be a whole number >= 0.")
+    selection = doc.get("selection") or {}
+    if not isinstance(selection, dict):
+        raise PromptSearchError(f"{where}: 'selection' takes {', '.join(sorted(SELECTION_KEYS))}.")
+    _known_keys(selection, SELECTION_KEYS, f"{where}, selection")
+    try:
+        from promptsearch.selection import Selection
+
+        Selection(**selection)
+    except (PromptSearchError, TypeError) as e:
+        raise PromptSearchError(f"{where}: {e}") from None
     tasks = [_task(t, i, where) for i, t in enumerate(_list(doc, "tasks", where), 1)]
     models = [str(m) for m in _list(doc, "models", where, ["embedded"])]
+    budget_items = tuple(sorted((k, float(v)) for k, v in budget.items()))
+    chosen = tuple(sorted(selection.items()))
     return [
-        Trial(t, m, s, o, h, seed, tuple(sorted((k, float(v)) for k, v in budget.items())), shots)
+        Trial(t, m, s, o, h, seed, budget_items, shots, chosen)
         for t, m, (s, o), h, seed in itertools.product(tasks, models, searchers, harnesses, seeds)
     ]
 

@@ -29,6 +29,8 @@ def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
         mine = {t.example_id: t.score for t in tests if t.candidate == best.name}
         bar = {t.example_id: t.score for t in tests if t.candidate == "manual-1"}
         label = doc.label + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
+        if config.get("selection"):  # gated or otherwise selected runs are rows of their own
+            label += " · " + ", ".join(f"{k}={v}" for k, v in sorted(config["selection"].items()))
         cell = cells.setdefault(
             (label, task_name(config["task"])), {"tests": [], "scores": [], "bar": [], "own": [], "returned": []}
         )

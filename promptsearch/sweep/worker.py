@@ -56,6 +56,7 @@ def run_arguments(config: dict) -> dict[str, Any]:
         "seed": config["seed"],
         "harness": None if config["harness"] == "zero-shot" else config["harness"],
         "baseline_shots": config.get("baseline_shots"),
+        "selection": config.get("selection"),
     }
 
 
