@@ -24,6 +24,7 @@ def search(
     select_by: str = "accuracy",
     gate: float | None = None,
     race_level: float | None = None,
+    select_on: str = "dev",
     **options: Any,
 ) -> dict[str, Any]:
     """Find the best prompt for `task` on its dev split and report it on test against baselines.
@@ -32,7 +33,8 @@ def search(
     or a backend object. `scorer`: a registered name or any `(prediction, example) -> float`.
     `harness`: e.g. "fewshot:k=4", "cot", "sc:n=5,temperature=0.7", or "fewshot:k=4+cot+sc:n=5".
     `select_by` ("accuracy" or "gold_prob"), `gate` (a level such as 0.9, or None) and
-    `race_level` (racing's level, or None: by rank): how the run picks its answer (README,
+    `race_level` (racing's level, or None: by rank) and `select_on` ("dev" or "train+dev"):
+    how the run picks its answer (README,
     "How a run picks its answer").
     Searcher options go as keyword arguments (e.g. `shots=8`). Returns the run document
     (schema `promptsearch.run/1`); the run is stored in the database.
@@ -50,7 +52,7 @@ def search(
         scorer=scorer,
         db=db,
         harness=harness,
-        selection=Selection(select_by, gate, race_level=race_level),
+        selection=Selection(select_by, gate, race_level=race_level, select_on=select_on),
     )
 
 

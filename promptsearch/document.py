@@ -105,6 +105,7 @@ class CandidateEntry:
     dev_n: int  # how many dev examples the mean is on: the rung a race let it reach
     outside_search: bool = False  # scored after the search, outside its budget (a soft readout)
     selection: dict | None = None  # its selection score: score (accuracy, gold_prob), mean, n, ci_low, ci_high
+    examples: list[str] | None = None  # the ids of the examples it was scored on (dev, and held-out train)
 
     @classmethod
     def parse(cls, d: dict) -> CandidateEntry:
@@ -117,6 +118,7 @@ class CandidateEntry:
             d.get("dev_n", 0),
             bool(d.get("outside_search")),
             d.get("selection"),
+            d.get("examples"),
         )
 
     def to_dict(self) -> dict:
@@ -126,6 +128,8 @@ class CandidateEntry:
         out = {**out, "dev_mean": self.dev_mean, "dev_n": self.dev_n}
         if self.selection is not None:
             out["selection"] = self.selection
+        if self.examples is not None:
+            out["examples"] = self.examples
         return out
 
     @property

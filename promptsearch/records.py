@@ -85,6 +85,7 @@ def per_candidate(history: list) -> list:
         entry.selection = {"score": r.select_by if r.select_by == "gold_prob" and r.gold_probs else "accuracy"}
     for entry, scores, picks in seen.values():
         entry.dev_mean, entry.dev_n = round(sum(scores.values()) / len(scores), 4), len(scores)
+        entry.examples = list(scores)
         m, se = mean_se(list(picks.values()))
         half = 1.96 * se if se == se else None  # no interval from one example
         entry.selection.update(

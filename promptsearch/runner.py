@@ -3,7 +3,6 @@ compare them pairwise, and store everything that reproduces the run."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import secrets
@@ -28,7 +27,7 @@ from promptsearch.finalists import Finalists, baselines_for, decide, rounded, sc
 from promptsearch.records import clean, per_candidate
 from promptsearch.runfolder import RunFolder, resumable_args
 from promptsearch.searchers.base import SearchContext, Searcher, build_config
-from promptsearch.selection import Selection, folds
+from promptsearch.selection import Plan, Selection, plan
 from promptsearch.settings import get_settings
 from promptsearch.store.cache import CachedBackend
 from promptsearch.store.db import Store
@@ -140,8 +139,8 @@ def run_search(
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
     task, budget, say, started = setup.task, budget or Budget(), phase or (lambda _m: None), time.time()
-    split = folds(task.dev, seed, selection.confirm_share) if selection.gate is not None else None
-    searched = dataclasses.replace(task, dev=split[0]) if split else task  # the confirmation fold stays unseen
+    chosen = plan(task, selection, seed, searcher_obj.trains_on_train, say)  # the confirmation fold stays unseen
+    searched, split = chosen.searched, chosen.split
     evaluator = Evaluator(
         searched,
         setup.backend,
@@ -163,12 +162,14 @@ def run_search(
     hint = f"promptsearch run --resume {run_id}" + (f" --db {setup.store.where}" if db else "")
     outcome = _search(searcher_obj, searched, evaluator, context, folder, hint)
     search_cost = evaluator.cost  # now: the finalists' scorings go through the same backend after it
-    baselines, shots = baselines_for(task, searcher_obj, baseline_shots, seed)
-    finals = decide(evaluator, outcome.best, outcome.best_score, baselines, shots, say, task, selection, split, seed)
+    baselines, shots = baselines_for(chosen.finals, searcher_obj, baseline_shots, seed)
+    finals = decide(
+        evaluator, outcome.best, outcome.best_score, baselines, shots, say, chosen.finals, selection, split, seed
+    )
     if dry_run:
         tail = finals.select_cost + finals.test_cost
         return _plan(setup, task, searcher_obj, harness, budget, search_cost, tail, outcome.stopped_by)
-    parts = (setup, searcher_obj, harness, budget, seed, selection)
+    parts = (setup, searcher_obj, harness, budget, seed, chosen)
     built = _document(run_id, *parts, outcome, evaluator, search_cost, finals, started)
     doc = RunDocument.from_dict(clean(built.to_dict()))  # no secret reaches it
     setup.store.save_document(doc, finals.tests.values(), started)
@@ -267,7 +268,7 @@ def _document(
     harness: Harness,
     budget: Budget,
     seed: int,
-    selection: Selection,
+    chosen: Plan,
     outcome,
     evaluator: Evaluator,
     search: Usage,
@@ -307,7 +308,7 @@ def _document(
             task.labels,
             task.instructions,
             budget.to_dict(),
-            selection.to_dict(),
+            chosen.record(),
             finals.baseline_shots,
             _harness_record(harness, task),
             outcome.notes,

@@ -18,13 +18,14 @@ and the gate against the baselines (README, "Selection you can trust").
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
 
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.stats import PairedDiff, paired_bootstrap
 
 SELECT_BY = ("accuracy", "gold_prob")
+SELECT_ON = ("dev", "train+dev")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Selection:
     gate: float | None = None  # the interval's level; None: no confirmation fold, pick on the whole dev split
     confirm_share: float = 0.5  # the share of dev held out for confirmation when the gate is on
     race_level: float | None = None  # racing keeps candidates within noise of the leader at this level
+    select_on: str = "dev"  # "train+dev": the search also selects on train examples held out from it
+    train_share: float = 0.5  # the share of train held out to select on, under select_on=train+dev
 
     def __post_init__(self):
         if self.select_by not in SELECT_BY:
@@ -45,6 +48,10 @@ class Selection:
             raise PromptSearchError(
                 f"The racing level {self.race_level} is not in [0.5, 1); give a confidence level such as 0.8."
             )
+        if self.select_on not in SELECT_ON:
+            raise PromptSearchError(f"Unknown select_on '{self.select_on}'; use one of: {', '.join(SELECT_ON)}.")
+        if not 0 < self.train_share < 1:
+            raise PromptSearchError(f"The held-out train share {self.train_share} is not between 0 and 1.")
         if not 0 < self.confirm_share < 1:
             raise PromptSearchError(f"The confirmation share {self.confirm_share} is not between 0 and 1.")
 
@@ -62,7 +69,7 @@ class Selection:
         return "gold-label probability" if self.select_by == "gold_prob" else "accuracy"
 
 
-def folds(examples: Sequence, seed: int, share: float) -> tuple[list, list]:
+def folds(examples: Sequence, seed: int, share: float, what: str = "dev") -> tuple[list, list]:
     """(selection, confirmation): each label's examples shuffled with `seed` and cut at
     `share`, so both folds keep the label mix; each fold gets at least one example."""
     by_label: dict[str, list] = {}
@@ -75,12 +82,47 @@ def folds(examples: Sequence, seed: int, share: float) -> tuple[list, list]:
         rng.shuffle(group)
         chosen.update(e.id for e in group[: round(len(group) * share)])
     if len(examples) < 2:
-        raise PromptSearchError("A gate needs at least 2 dev examples (one to select on, one to confirm on).")
+        raise PromptSearchError(f"Cutting {what} in two needs at least 2 examples; the task has {len(examples)}.")
     if not chosen:
         chosen.add(examples[-1].id)
     if len(chosen) == len(examples):
         chosen.discard(examples[0].id)
     return [e for e in examples if e.id not in chosen], [e for e in examples if e.id in chosen]
+
+
+@dataclass
+class Plan:
+    """What the search sees and what the finalists are compared on."""
+
+    searched: Any  # the task the search gets: its dev is what it selects on
+    finals: Any  # the task the finalists are scored on (the whole dev; train as the search had it)
+    split: tuple[list, list] | None  # (selection, confirmation) folds of dev, under a gate
+    held_train: list  # train examples held out of the search's train and added to what it selects on
+    select_on: str  # what was used: "dev", or "train+dev"
+    selection: Selection
+
+    def record(self) -> dict:
+        """The run record's `selection`: the settings, what was used, the train ids held out."""
+        return {**self.selection.to_dict(), "used": self.select_on, "held_train": [e.id for e in self.held_train]}
+
+
+def plan(task, selection: Selection, seed: int, trains_on_train: bool, say) -> Plan:
+    """The search's task under `selection`: with a gate, dev's confirmation fold is taken out;
+    with select_on=train+dev, a seeded, stratified share of train is taken out of train (so no
+    demo, proposer or training step sees it) and added to what the search selects on, shuffled
+    in with dev. A searcher that trains on train (soft prompts, AutoPrompt, RL) selects on dev."""
+    split = folds(task.dev, seed, selection.confirm_share) if selection.gate is not None else None
+    dev = list(split[0]) if split else list(task.dev)
+    if selection.select_on == "dev":
+        return Plan(replace(task, dev=dev) if split else task, task, split, [], "dev", selection)
+    if trains_on_train:
+        say("select_on=train+dev: this searcher trains on train, so it selects on dev only")
+        return Plan(replace(task, dev=dev) if split else task, task, split, [], "dev", selection)
+    kept, held = folds(task.train, seed, selection.train_share, "train")
+    mixed = dev + held
+    random.Random(f"select-on:{seed}").shuffle(mixed)
+    say(f"Selecting on {len(dev)} dev and {len(held)} train examples held out of the search's train")
+    return Plan(replace(task, train=kept, dev=mixed), replace(task, train=kept), split, held, "train+dev", selection)
 
 
 def select_scores(result, select_by: str) -> list[float]:

@@ -241,3 +241,33 @@ def test_searchers_rank_by_the_selection_score(tmp_path):
     assert plain["search_best"]["name"] == "empty"  # all three equally accurate: the first wins ties
     surer = search("sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"), select_by="gold_prob")
     assert surer["search_best"]["name"] == "4-shot" and surer["best"]["name"] == "4-shot"
+
+
+def test_train_examples_held_out_are_selected_on_and_never_seen(tmp_path, proposer_fake):
+    """select_on=train+dev: a share of train leaves the search's train (no demo set, no
+    proposer prompt holds it) and joins what candidates are scored on."""
+    doc = search("sentiment", model="fake:x", searcher="demos", db=str(tmp_path / "t.db"), select_on="train+dev")
+    rec = doc["record"]["selection"]
+    held = set(rec["held_train"])
+    assert rec["used"] == "train+dev" and 0 < len(held) < len(TASK.train)
+    dev_ids = {e.id for e in TASK.dev}
+    for c in doc["candidates"]:
+        assert not set(c["candidate"].get("demos") or ()) & held  # never shown what it is scored on
+        assert set(c["examples"]) <= dev_ids | held
+    assert any(set(c["examples"]) & held for c in doc["candidates"])
+    ape = search("sentiment", model="fake:x", searcher="ape", db=str(tmp_path / "a.db"), select_on="train+dev")
+    held_inputs = {e.input for e in TASK.train if e.id in set(ape["record"]["selection"]["held_train"])}
+    written = [flat(q.prompt) for q in proposer_fake[-1].requests if hasattr(q, "prompt")]
+    assert written and not any(text in w for w in written for text in held_inputs)  # the proposer never saw them
+    assert all(b["dev"]["n"] == len(TASK.dev) for b in ape["baselines"])  # the finalists compare on dev
+
+
+def test_a_searcher_that_trains_on_train_selects_on_dev():
+    from promptsearch.selection import plan
+
+    said = []
+    chosen = plan(TASK, Selection(select_on="train+dev"), 0, True, said.append)
+    assert chosen.select_on == "dev" and chosen.searched.train == TASK.train and "dev only" in said[0]
+    both = plan(TASK, Selection(select_on="train+dev", gate=0.9), 0, False, said.append)
+    assert both.select_on == "train+dev" and len(both.searched.dev) == len(both.split[0]) + len(both.held_train)
+    assert not {e.id for e in both.split[1]} & {e.id for e in both.searched.dev}  # the confirmation fold stays out

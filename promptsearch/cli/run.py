@@ -91,6 +91,12 @@ def run(
         help="Hold out half of dev to confirm the search's best; it replaces the best baseline only when the "
         "paired interval at LEVEL (e.g. 0.9) of its lead there is above zero (default: no gate).",
     ),
+    select_on: str = typer.Option(
+        "dev",
+        "--select-on",
+        help="dev, or train+dev: the search also selects on train examples held out of its train (no demo, "
+        "proposer or training step sees them); searchers that train on train (soft, autoprompt, rl) stay on dev.",
+    ),
     race_level: Optional[float] = typer.Option(
         None,
         "--race-level",
@@ -132,7 +138,7 @@ def run(
             phase=phase,
             dry_run=dry_run,
             resume=resume,
-            selection=None if resume else Selection(select_by, gate, race_level=race_level),
+            selection=None if resume else Selection(select_by, gate, race_level=race_level, select_on=select_on),
         )
     if as_json:
         print(dumps(doc, indent=2))

@@ -37,6 +37,7 @@ class AutoPromptSearcher(Searcher):
     """Gradient-guided token search for a trigger (AutoPrompt, with GCG's sampler)."""
 
     name = "autoprompt"
+    trains_on_train = True
     method_options = ("search_labels",)
     needs = "a local transformers target (embedded or hf:...)"
     requires = ("local_model",)

@@ -124,6 +124,7 @@ class Searcher:
     # the search starts, with one line
     requires: ClassVar[tuple[str, ...]] = ()
     checkpoints: ClassVar[bool] = False  # saves its state under `workdir` and can resume from it
+    trains_on_train: ClassVar[bool] = False  # fits weights or tokens to train (select_on=train+dev: dev only)
     # options that make it a different method, not a different budget or schedule (soft's
     # `method`, say): leaderboard rows and `runs` are keyed and labelled by them
     method_options: ClassVar[tuple[str, ...]] = ()

@@ -41,6 +41,7 @@ class RLSearcher(Searcher):
     """A prompt-writing policy trained with TRL's GRPO or RLOO on the evaluator's reward."""
 
     name = "rl"
+    trains_on_train = True
     method_options = ("style",)
     needs = "a local transformers policy (default: the target, when it is local)"
     checkpoints = True

@@ -37,6 +37,7 @@ class SoftPromptSearcher(Searcher):
     """Learned continuous prompts (PEFT): prompt tuning, P-tuning or prefix tuning."""
 
     name = "soft"
+    trains_on_train = True
     method_options = ("method", "init")
     needs = "a local transformers target (embedded or hf:...)"
     requires = ("local_model",)

@@ -35,7 +35,7 @@ from typing import Any
 from promptsearch.errors import PromptSearchError
 
 GRID_KEYS = {"tasks", "models", "searchers", "harnesses", "seeds", "budget", "baseline_shots", "selection"}
-SELECTION_KEYS = {"select_by", "gate", "race_level", "confirm_share"}
+SELECTION_KEYS = {"select_by", "gate", "race_level", "confirm_share", "select_on", "train_share"}
 KEYS = GRID_KEYS | {"name", "resources", "retries", "db", "grids"}
 TASK_KEYS = {"task", "name", "instructions", "template", "labels", "test_sample"}
 SEARCHER_KEYS = {"name", "options"}
