@@ -41,6 +41,7 @@ SEARCHERS = ("demos", "ape", "mipro", "grips", "gepa")
 VARIANTS = {
     "before": {},  # accuracy, the pick on the whole dev split, racing by rank
     "after": {"select_by": "gold_prob", "gate": 0.9, "race_level": 0.8},
+    "after+train": {"select_by": "gold_prob", "gate": 0.9, "race_level": 0.8, "select_on": "train+dev"},
 }
 
 
