@@ -159,7 +159,8 @@ def table(results: dict) -> str:
             f"zero in {len(better)}; mean test minus best baseline {statistics.mean(diffs):+.4f}; winners' mean "
             f"dev-test gap {statistics.mean(gaps):+.4f}"
         )
-    header = "| dataset | searcher | " + " | ".join(f"{v}: returned, test − best baseline [CI], gap" for v in VARIANTS)
+    what = "returned and its test, minus best baseline [CI], gap"
+    header = "| dataset | searcher | " + " | ".join(f"{v}: {what}" for v in VARIANTS)
     lines += ["", header + " |", "|---|---|" + "---|" * len(VARIANTS)]
     pairs = sorted({tuple(k.split("/")[:3]) for k in results})
     for dataset_a, dataset_b, searcher in pairs:
@@ -172,7 +173,7 @@ def table(results: dict) -> str:
             vs = r["vs_best_baseline"]
             ci = f"{vs['diff']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "(is it)"
             gap = f", {r['gap']:+.3f}" if r["gap"] is not None else ""
-            cells.append(f"{r['returned']}, {ci}{gap}")
+            cells.append(f"{r['returned']} {r['test']:.3f}, {ci}{gap}")
         lines.append(f"| {dataset_a}/{dataset_b} | {searcher} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
