@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable
 
 
@@ -87,15 +88,21 @@ def run_trial(config: dict, db: str | None, phase: Callable[[str], None] | None 
 ORPHANED = "the sweep that started this worker ended (killed?); run the sweep again to finish it"
 
 
-def _watch_parent(done: threading.Event) -> None:
+def _watch_parent(done: threading.Event, orphaned: threading.Event, db: str | None, key: str | None) -> None:
     """Interrupt the run when stdin closes: the sweep process that holds its other end died."""
     sys.stdin.read()
+    orphaned.set()
     if done.is_set():
         return
     import _thread
 
     _thread.interrupt_main()  # a KeyboardInterrupt in the run: the cache keeps every answer so far
-    threading.Timer(60, os._exit, (3,)).start()  # a run that does not reach Python code again still ends
+
+    def hard_stop() -> None:  # a run that does not reach Python code again still ends
+        _mark_interrupted(db, key)
+        os._exit(3)
+
+    threading.Timer(60, hard_stop).start()
 
 
 def _mark_interrupted(db: str | None, key: str | None) -> None:
@@ -124,8 +131,15 @@ def main() -> None:
         sys.exit(2)
     orders = json.loads(line)
     config, db, key = orders["config"], orders.get("db") or None, orders.get("trial")
-    done = threading.Event()
-    threading.Thread(target=_watch_parent, args=(done,), daemon=True).start()
+    done, orphaned = threading.Event(), threading.Event()
+    threading.Thread(target=_watch_parent, args=(done, orphaned, db, key), daemon=True).start()
+
+    def if_orphaned() -> None:
+        """The sweep is gone, so nobody records how this trial ended: a rerun starts it again
+        (its answers come from the cache)."""
+        if orphaned.is_set():
+            _mark_interrupted(db, key)
+            sys.exit(130)
 
     def phase(message: str) -> None:
         print("phase: " + " ".join(str(message).split()), flush=True)
@@ -133,15 +147,22 @@ def main() -> None:
     try:
         result = run_trial(config, db, phase)
         done.set()
+        time.sleep(0.05)  # a sweep that died just now: let the watchdog see it
+        if_orphaned()
         print("result: " + json.dumps(result), flush=True)
     except KeyboardInterrupt:
         done.set()
         _mark_interrupted(db, key)
         sys.exit(130)
+    except BrokenPipeError:  # the sweep died as the result went out
+        _mark_interrupted(db, key)
+        sys.exit(130)
     except PromptSearchError as e:
+        if_orphaned()
         print("error: " + redact(str(e)).splitlines()[0], flush=True)
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 - recorded with the trial; the sweep goes on
+        if_orphaned()
         print(f"error: {type(e).__name__}: {redact(str(e)).splitlines()[0] if str(e) else ''}", flush=True)
         sys.exit(1)
 
