@@ -15,7 +15,7 @@ from promptsearch.evaluation.evaluator import EvalResult, Evaluator
 from promptsearch.evaluation.stats import PairedDiff, paired_bootstrap
 from promptsearch.searchers.base import Searcher
 from promptsearch.searchers.baseline import baseline_candidates
-from promptsearch.selection import Confirmation, Selection, confirm, select_scores
+from promptsearch.selection import Confirmation, Selection, confirm
 from promptsearch.tasks.base import Task
 
 
@@ -112,7 +112,7 @@ def decide(
         picked = search_best if confirmation.passed else next(b for b in baselines if b.name == confirmation.baseline)
         say(confirmation.line(search_best.name))
     else:
-        score = lambda c: (_dev_score(devs[c.key()], selection), c is search_best)  # noqa: E731 (a tie keeps the search's)
+        score = lambda c: (devs[c.key()].selection, c is search_best)  # noqa: E731 (a tie keeps the search's)
         picked = max(finalists, key=score)
     which = "best prompt" if picked is search_best else "pick"
     say(f"Scoring the {which} and the baselines on {len(task.test)} test examples")
@@ -121,13 +121,6 @@ def decide(
     return Finalists(
         search_best, search_score, baselines, shots, devs, tests, picked, select_cost, test_eval.cost, confirmation
     )
-
-
-def _dev_score(r: EvalResult, selection: Selection) -> float:
-    if selection.select_by == "accuracy":
-        return r.mean  # the task's metric, as the search's own scores
-    xs = select_scores(r, selection.select_by)
-    return sum(xs) / len(xs)
 
 
 def scores(r: EvalResult | None) -> Score | None:
@@ -146,4 +139,4 @@ def rounded(extras: dict) -> dict:
 
 def _fresh(ev: Evaluator, task: Task) -> Evaluator:
     """The search's model, scorer and harness on `task`, with no budget and a history of its own."""
-    return Evaluator(task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness)
+    return Evaluator(task, ev.backend, ev.scorer, progress=ev.progress, harness=ev.harness, select_by=ev.select_by)

@@ -125,18 +125,6 @@ def plan(task, selection: Selection, seed: int, trains_on_train: bool, say) -> P
     return Plan(replace(task, train=kept, dev=mixed), replace(task, train=kept), split, held, "train+dev", selection)
 
 
-def select_scores(result, select_by: str) -> list[float]:
-    """A scoring's per-example selection scores."""
-    if select_by == "gold_prob":
-        if result.gold_probs is None:
-            raise PromptSearchError(
-                "--select-by gold_prob needs label scores by log-likelihood, and this scoring generated its "
-                "answers; use --select-by accuracy."
-            )
-        return result.gold_probs
-    return result.scores
-
-
 @dataclass
 class Confirmation:
     """The gate's evidence: the search's best against the best baseline on the confirmation fold."""
@@ -204,13 +192,13 @@ def confirm(
     seed: int,
 ) -> Confirmation:
     """The gate: `devs` holds every finalist's scoring on the whole dev split (candidate key ->
-    EvalResult); the baseline is chosen on the selection fold, the comparison made on the
-    confirmation fold."""
+    EvalResult, scored with the run's `select_by`); the baseline is chosen on the selection
+    fold, the comparison made on the confirmation fold."""
     assert selection.gate is not None
 
     def on(cand, ids: list[str]) -> list[float]:
         r = devs[cand.key()]
-        by_id = dict(zip(r.example_ids, select_scores(r, selection.select_by)))
+        by_id = dict(zip(r.example_ids, r.selection_scores))
         return [by_id[i] for i in ids]
 
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
