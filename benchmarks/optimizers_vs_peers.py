@@ -7,6 +7,9 @@ task's natural manual prompt as its seed instruction:
 
 - ours: `gepa`, `opro`, `grips`, `mipro` through `run_search` on `openai:<model>` (chat:
   answers generated and parsed, as any chat API target), a budget of `--calls` model calls;
+- `logprobs:<name>` (with `--llama-python`): ours again, through llama.cpp's server on the
+  embedded model's GGUF file with labels scored from first-token log-probabilities
+  (`scoring=logprobs`), against the manual prompt scored the same way (`manual-logprobs`);
 - `gepa.optimize` with its default adapter (system prompt + user message, litellm to the
   server), stopped by a stop callback at the same `--calls`;
 - DSPy 3.x: `dspy.GEPA` (stopped at the same `--calls` through `gepa_kwargs`) and
@@ -57,6 +60,9 @@ MANUAL = {
 }
 OURS = ("gepa", "opro", "grips", "mipro")  # through the server, as the peers
 LOCAL = tuple(f"local:{n}" for n in OURS)  # on the embedded model in-process (log-likelihood scoring)
+# through llama.cpp's server on the embedded model's GGUF file, labels scored by first-token
+# log-probabilities (`scoring=logprobs`): needs --llama-python
+LOGPROBS = tuple(f"logprobs:{n}" for n in OURS)
 PEERS = ("gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light", "dspy.MIPROv2-light-plain")
 CONCURRENCY = 16
 TASK_TOKENS, WRITER_TOKENS = 64, 256  # peers' max tokens for answers and for written instructions
@@ -183,13 +189,15 @@ def label_words(task) -> list[str]:
 # --- ours ---------------------------------------------------------------------------------
 
 
-def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base_db: Path, tmp: Path) -> dict:
+def run_ours(
+    name: str, task, model: str, proxy: CountingProxy, calls: int, base_db: Path, tmp: Path, label: str = ""
+) -> dict:
     """One of ours through the server: `calls` caps the model requests (proposer included)."""
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
     from promptsearch.store.db import Store
 
-    db = tmp / f"ours-{name}-{task.name}.db"
+    db = tmp / f"ours-{label or 'chat'}-{name}-{task.name}.db"
     shutil.copy(base_db, db)  # holds only the baselines' test answers: the search starts cold
     tags = {"Searching": "search", "Checking": "select", "Scoring": "test"}
 
@@ -215,7 +223,7 @@ def run_ours(name: str, task, model: str, proxy: CountingProxy, calls: int, base
     scores = [tests[e.id] for e in task.test]
     search = proxy.get(f"{name}/search")
     return {
-        "system": f"ours: {name}",
+        "system": f"ours: {name}" + (f", {label}" if label else ""),
         "test": interval(scores),
         "scores": scores,
         "prompt": best["prompt"],
@@ -445,7 +453,7 @@ def run_dspy(kind: str, task, folder: str, proxy: CountingProxy, calls: int, tmp
 # --- the run ------------------------------------------------------------------------------
 
 
-def manual_reference(task, model: str, proxy: CountingProxy, db: Path) -> dict:
+def manual_reference(task, model: str, proxy: CountingProxy, db: Path, label: str = "") -> dict:
     """The seed instruction on test in our harness (also warms `db` with the baselines' test
     answers, so our runs do not each pay for them)."""
     from promptsearch.candidates import Candidate
@@ -458,7 +466,7 @@ def manual_reference(task, model: str, proxy: CountingProxy, db: Path) -> dict:
     for cand in (Candidate(instruction=task.instructions[0], name="manual-1"), Candidate(name="empty")):
         res[cand.name] = Evaluator(setup.task, setup.backend).score(cand, task.test, split="test").scores
     return {
-        "system": "manual prompt (no search)",
+        "system": "manual prompt (no search)" + (f", {label}" if label else ""),
         "test": interval(res["manual-1"]),
         "scores": res["manual-1"],
         "prompt": task.instructions[0],
@@ -475,8 +483,9 @@ def main() -> None:
         "--systems",
         nargs="+",
         default=[*LOCAL, "gepa", "gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light"],
-        choices=[*LOCAL, *OURS, *PEERS],
+        choices=[*LOCAL, *OURS, *PEERS, *LOGPROBS],
     )
+    ap.add_argument("--llama-python", help="a Python with llama-cpp-python[server]: for the logprobs:* systems")
     ap.add_argument("--calls", type=int, default=150, help="model calls per search (MIPROv2 light keeps its own)")
     ap.add_argument("--test-n", type=int, default=100, help="test examples (a fixed random subsample)")
     ap.add_argument("--results", type=Path, default=RESULTS)
@@ -485,7 +494,7 @@ def main() -> None:
 
     from promptsearch.backends.embedded import prepare
     from promptsearch.settings import configure, get_settings
-    from servers import free_port, start_transformers_serve, stop
+    from servers import free_port, start_llama_cpp, start_transformers_serve, stop
 
     results = {} if args.fresh or not args.results.exists() else json.loads(args.results.read_text())
     folder = str(prepare(get_settings().model_dir))
@@ -496,6 +505,14 @@ def main() -> None:
     configure(concurrency=CONCURRENCY)
     model = f"openai:{folder},base_url={proxy.url}"
     print(f"server on :{port}, proxy {proxy.url}, logs in {tmp}", flush=True)
+    llama = lp_proxy = None
+    if any(s in LOGPROBS for s in args.systems):
+        if not args.llama_python:
+            ap.error("the logprobs:* systems need --llama-python (a Python with llama-cpp-python[server])")
+        lp_port = free_port()
+        llama = start_llama_cpp(args.llama_python, lp_port, tmp / "llama.log")
+        lp_proxy = CountingProxy(lp_port)
+        lp_model = f"openai:smollm2,base_url={lp_proxy.url},scoring=logprobs"
     try:
         for dataset in args.datasets:
             proxy.reset()  # counts (and the peers' stop callbacks) are per dataset
@@ -520,7 +537,17 @@ def main() -> None:
                 print(f"{key}: running", flush=True)
                 t0 = time.perf_counter()
                 try:
-                    if system in LOCAL:
+                    if system in LOGPROBS:
+                        lp_db = tmp / f"{dataset}-logprobs-base.db"
+                        if f"manual-logprobs|{dataset}" not in results or not lp_db.exists():
+                            lp_proxy.reset()
+                            results[f"manual-logprobs|{dataset}"] = manual_reference(
+                                task, lp_model, lp_proxy, lp_db, "llama.cpp, first-token logprobs"
+                            )
+                        row = run_ours(
+                            system.split(":", 1)[1], task, lp_model, lp_proxy, args.calls, lp_db, tmp, "logprobs"
+                        )
+                    elif system in LOCAL:
                         row = run_local(system.split(":", 1)[1], task, args.calls, tmp)
                     elif system in OURS:
                         if not base_db.exists():
@@ -549,6 +576,9 @@ def main() -> None:
     finally:
         stop(server)
         proxy.shutdown()
+        if llama is not None:
+            stop(llama)
+            lp_proxy.shutdown()
         configure()
     results["_meta"] = {
         "calls_per_search": args.calls,
@@ -572,7 +602,8 @@ def rebase(results: dict) -> None:
         if key.startswith(("_", "manual")) or "scores" not in row:
             continue
         system, dataset = key.split("|")
-        bar = results.get(f"manual-local|{dataset}" if system in LOCAL else f"manual|{dataset}")
+        bar_name = "manual-local" if system in LOCAL else "manual-logprobs" if system in LOGPROBS else "manual"
+        bar = results.get(f"{bar_name}|{dataset}")
         if bar and len(bar["scores"]) == len(row["scores"]):
             row["minus_manual"] = paired_bootstrap(row["scores"], bar["scores"]).to_dict()
 
@@ -582,7 +613,7 @@ def table(results: dict) -> str:
         "| system | dataset | test acc [95% CI] | minus manual [95% CI] | model calls | tokens | search wall |",
         "|---|---|---|---|---|---|---|",
     ]
-    order = ["manual", *OURS, *PEERS, "manual-local", *LOCAL]  # served rows first, then in-process
+    order = ["manual", *OURS, *PEERS, "manual-logprobs", *LOGPROBS, "manual-local", *LOCAL]  # served, then in-process
 
     def rank(key: str) -> tuple:
         system, dataset = key.split("|")

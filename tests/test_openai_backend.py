@@ -26,7 +26,9 @@ KEY = "sk-test-TOPSECRET-0123456789"
 
 
 def backend(url: str, **kw) -> OpenAIBackend:
-    kw = {"concurrency": 1, "max_tries": 3, "retry_max_wait": 0.05, "timeout": 10, **kw}
+    # these servers generate and return no log-probabilities: score by generation, as
+    # scoring=auto would after its probe (tests/test_first_token.py tests the probe)
+    kw = {"concurrency": 1, "max_tries": 3, "retry_max_wait": 0.05, "timeout": 10, "scoring": "generate", **kw}
     return OpenAIBackend("scripted-model", base_url=url, **kw)
 
 
@@ -128,11 +130,11 @@ def test_chat_models_classify_by_generating():
 
 def test_servers_without_logprobs_are_probed_once(tmp_path):
     with ScriptedServer() as srv:  # completions, but no logprobs in the answer
-        b = backend(srv.url, api="completions")
+        b = backend(srv.url, api="completions", scoring="auto")
         res, doc = run_eval(small_sentiment(), Candidate(name="p"), model=b, split="dev")
         assert len(srv.requests) == 1 + 6  # the probe, then generation
         assert res.predictions == ["positive"] * 6
-        b2 = backend(srv.url, api="completions")
+        b2 = backend(srv.url, api="completions", scoring="auto")
         _, doc2 = run_eval(small_sentiment(), Candidate(name="p"), model=b2, split="dev")
         assert doc2["cost"]["calls"] == 0 and len(srv.requests) == 7  # probe answer cached too
 

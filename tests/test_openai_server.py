@@ -65,7 +65,13 @@ def test_eval_through_the_server_then_from_the_cache(served):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert doc["model"] == {"kind": "openai", "model": f"openai:{name}", "api": "chat", "server": url}
+    assert doc["model"] == {
+        "kind": "openai",
+        "model": f"openai:{name}",
+        "api": "chat",
+        "server": url,
+        "scoring": "generate",
+    }
     assert doc["cost"]["calls"] == 8 and doc["cost"]["tokens"] > 8 * 20 and doc["score"]["n"] == 8
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["cost"]["calls"] == 0 and again["cost"]["cache_hits"] == 8

@@ -180,7 +180,7 @@ def test_select_by_gold_prob_picks_the_surer_prompt(tmp_path):
 
 def test_selection_settings_that_cannot_work_are_one_line(fake_backend_registered):
     err = one_line_error(invoke("run", "--model", "fake:x", "--harness", "cot", "--select-by", "gold_prob"))
-    assert "--select-by gold_prob needs label scores by log-likelihood" in err
+    assert "--select-by gold_prob needs label scores (log-likelihoods or first-token" in err
     assert "not in [0.5, 1)" in one_line_error(invoke("run", "--model", "fake:x", "--gate", "1.5"))
     assert "Unknown selection score 'f1'" in one_line_error(invoke("run", "--model", "fake:x", "--select-by", "f1"))
     assert not fake_backend_registered or not fake_backend_registered[0].requests

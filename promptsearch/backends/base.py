@@ -51,6 +51,23 @@ class GenRequest:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class FirstTokenRequest:
+    """The `top_k` most likely first tokens of a chat model's answer to `prompt`, with their
+    log-probabilities: how label tasks are scored on a chat API that returns
+    `top_logprobs` (evaluation/first_token.py turns them into label scores)."""
+
+    prompt: Prompt
+    top_k: int = 20
+
+
+@dataclass
+class FirstTokenResult:
+    top: list  # [token text, log-probability] pairs, as the server listed them
+    n_tokens: int  # prompt + generated tokens
+    completion_tokens: int = 0
+
+
 @dataclass
 class LoglikResult:
     logprob: float
@@ -138,6 +155,9 @@ class Capabilities:
     streaming: bool = False  # calls `on_result(i, answer)` as answers finish (the cache writes as they come)
     chat: bool = False  # wraps a user text in its own chat template (a chat API)
     local_model: bool = False  # exposes the LocalModel interface (backends/local.py): gradient and RL searchers
+    # returns the top log-probabilities of a chat answer's first token (FirstTokenRequest);
+    # None: ask the server once (`probe_first_token`)
+    first_token: bool | None = False
 
 
 class Backend:
@@ -178,6 +198,28 @@ class Backend:
     def can_generate(self) -> bool:
         return self.capabilities.generate
 
+    @property
+    def can_first_token(self) -> bool:
+        """Whether chat answers' first-token log-probabilities can be had now (asked once)."""
+        return bool(self.capabilities.first_token)
+
+    @property
+    def label_scoring(self) -> str:
+        """How label tasks are scored on this backend: `loglikelihood` (each label word's
+        log-likelihood), `first_token` (the first answer token's top log-probabilities) or
+        `generate` (an answer generated and parsed)."""
+        if self.can_loglikelihood:
+            return "loglikelihood"
+        return "first_token" if self.can_first_token else "generate"
+
+    def probe_first_token(self) -> bool:
+        """Ask the server whether chat answers come with top log-probabilities."""
+        return bool(self.capabilities.first_token)
+
+    def planned_first_token(self) -> bool:
+        """What a dry run assumes `probe_first_token` would answer, without asking."""
+        return bool(self.capabilities.first_token)
+
     def identity(self) -> dict[str, str]:
         """What makes this model's outputs what they are: kind, model id, revision."""
         raise NotImplementedError
@@ -206,6 +248,13 @@ class Backend:
         from promptsearch.errors import PromptSearchError
 
         raise PromptSearchError(f"'{self.model_id}' does not generate text.")
+
+    def first_token(self, requests: Sequence[FirstTokenRequest], on_result: Any = None) -> list[FirstTokenResult]:
+        from promptsearch.errors import PromptSearchError
+
+        raise PromptSearchError(
+            f"'{self.model_id}' returns no first-token log-probabilities; use a harness that generates."
+        )
 
     def embed(self, texts: Sequence[str]) -> list[EmbedResult]:
         raise no_embeddings(self.model_id)

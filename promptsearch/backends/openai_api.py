@@ -4,7 +4,13 @@ llama.cpp's server, `transformers serve`, ...
     openai:<model>                       chat completions (the default)
     openai:<model>,api=completions       legacy completions: log-probabilities via echo where
                                          the server returns them (vLLM does)
-    openai:<model>,base_url=http://h:8000/v1,logprobs=off
+    openai:<model>,base_url=http://h:8000/v1,scoring=generate
+
+`scoring` says how label tasks are scored: `logprobs` (chat: the first answer token's top
+log-probabilities, evaluation/first_token.py; completions: each label's log-likelihood by
+echo), `generate` (an answer generated and parsed), or `auto` (the default: the server is
+asked once, and one that returns no log-probabilities is scored by generation, with one line
+saying so). `logprobs=auto|on|off` is the older spelling of the same for api=completions.
 
 Retries are tenacity's (exponential backoff with jitter on 429, 5xx, timeouts and dropped
 connections, a bounded number of tries); the SDK's own retries are off so the two never
@@ -25,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 from promptsearch.backends.base import (
     Backend,
     Capabilities,
+    FirstTokenRequest,
+    FirstTokenResult,
     GenRequest,
     GenResult,
     LoglikRequest,
@@ -38,6 +46,7 @@ from promptsearch.errors import PromptSearchError
 log = logging.getLogger("promptsearch.openai")
 OPENAI_URL = "https://api.openai.com/v1"
 OnResult = Callable[[int, object], None]
+SCORINGS = ("auto", "logprobs", "generate")
 
 
 def clean_url(url: str) -> str:
@@ -74,11 +83,16 @@ class OpenAIBackend(Backend):
         timeout: float = 120.0,
         logprobs: str = "auto",
         prices_path=None,
+        scoring: str = "auto",
     ):
         if api not in ("chat", "completions"):
             raise PromptSearchError(f"openai:{model}: api={api!r} must be chat or completions.")
         if logprobs not in ("auto", "on", "off"):
             raise PromptSearchError(f"openai:{model}: logprobs={logprobs!r} must be auto, on or off.")
+        if scoring not in SCORINGS:
+            raise PromptSearchError(f"openai:{model}: scoring={scoring!r} must be auto, logprobs or generate.")
+        if api == "completions" and scoring != "auto":  # the same choice, as the completions API makes it
+            logprobs = "on" if scoring == "logprobs" else "off"
         if concurrency < 1 or max_tries < 1:
             raise PromptSearchError("--concurrency and PROMPTSEARCH_MAX_TRIES must be at least 1.")
         url = (base_url or OPENAI_URL).strip()
@@ -102,6 +116,7 @@ class OpenAIBackend(Backend):
         self.retry_max_wait = retry_max_wait
         self.timeout = timeout
         self.logprobs = logprobs
+        self.scoring = scoring
         self.model_id = f"openai:{model}"
         from promptsearch.pricing import price_for
 
@@ -110,6 +125,7 @@ class OpenAIBackend(Backend):
         self._abort = threading.Event()
         self._answered = 0  # requests answered by the server in this process
         self._can_ll: bool | None = None
+        self._can_ft: bool | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBackend({self.model!r}, api={self.api!r}, base_url={self.where!r})"
@@ -135,7 +151,47 @@ class OpenAIBackend(Backend):
         `probe_loglikelihood` asks once (`logprobs=on` asserts it)."""
         chat = self.api == "chat"
         ll = False if chat or self.logprobs == "off" else True if self.logprobs == "on" else None
-        return Capabilities(loglikelihood=ll, generate=True, streaming=True, chat=chat)
+        ft = False if not chat or self.scoring == "generate" else True if self.scoring == "logprobs" else None
+        return Capabilities(loglikelihood=ll, generate=True, streaming=True, chat=chat, first_token=ft)
+
+    @property
+    def can_first_token(self) -> bool:
+        if self._can_ft is None:
+            self._can_ft = self.probe_first_token()
+        return self._can_ft
+
+    def planned_first_token(self) -> bool:
+        return self.api == "chat" and self.scoring != "generate"
+
+    def probe_first_token(self) -> bool:
+        """Whether the server returns the top log-probabilities of a chat answer's first token
+        (`scoring=auto`: asked once per server and model; the cache keeps the answer). A server
+        that ignores `logprobs` (transformers serve does) is scored by generation, and one line
+        says so."""
+        if self.api != "chat" or self.scoring == "generate":
+            return False
+        if self.scoring == "logprobs":
+            return True
+        import openai
+
+        try:
+            got = self._first_token_one(FirstTokenRequest("Is the sky blue? Answer yes or no.", 5), probing=True)
+        except PromptSearchError as e:
+            cause = e.__cause__
+            refused = isinstance(cause, openai.APIStatusError) and cause.status_code in (400, 422)
+            if not (refused and "logprob" in self._detail(cause).lower()):
+                raise  # a wrong model name, say: the error it is
+            got = None  # the server refuses logprobs
+        if got is not None and got.top:
+            return True
+        log.warning(
+            "%s returns no log-probabilities for chat answers (it ignores `logprobs`): label tasks on %s are "
+            "scored by generating and parsing answers; openai:%s,scoring=generate skips this check.",
+            self.where,
+            self.model_id,
+            self.model,
+        )
+        return False
 
     @property
     def can_loglikelihood(self) -> bool:
@@ -381,6 +437,45 @@ class OpenAIBackend(Backend):
         prompt_tokens, completion_tokens = _usage(resp, context + cont)
         return LoglikResult(total, greedy, prompt_tokens + completion_tokens, completion_tokens)
 
+    def first_token(self, requests: Sequence[FirstTokenRequest], on_result: OnResult | None = None):
+        if self.api != "chat" or self.scoring == "generate":  # whether a server that may gives them: asked once
+            raise PromptSearchError(
+                f"{self.model_id} is set to score by generating answers (api={self.api}, scoring={self.scoring})."
+            )
+        return self._map(self._first_token_one, list(requests), on_result)
+
+    def _first_token_one(self, r: FirstTokenRequest, probing: bool = False) -> FirstTokenResult | None:
+        """One chat answer token with its top log-probabilities; None when the server
+        answered without them while `probing` (otherwise that is an error)."""
+        text = self._text(r.prompt)
+        resp = self._request(
+            lambda: self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": text}],
+                temperature=0,
+                logprobs=True,
+                top_logprobs=r.top_k,
+                **self._max_tokens(1),
+            )
+        )
+        top = _top_logprobs(resp)
+        if top is None:
+            if probing:
+                return None
+            raise PromptSearchError(
+                f"{self.where} returned no log-probabilities for a chat answer; "
+                f"use openai:{self.model},scoring=generate to score by generation."
+            )
+        prompt_tokens, completion_tokens = _usage(resp, text)
+        return FirstTokenResult(top, prompt_tokens + completion_tokens, completion_tokens)
+
+    def _max_tokens(self, n: int) -> dict:
+        """OpenAI's own API takes max_completion_tokens; other servers (llama.cpp's among them)
+        read max_tokens, which is sent beside it."""
+        if self.official:
+            return {"max_completion_tokens": n}
+        return {"max_completion_tokens": n, "extra_body": {"max_tokens": n}}
+
     def generate(
         self, requests: Sequence[GenRequest], soft_prompt: SoftPrompt | None = None, on_result: OnResult | None = None
     ) -> list[GenResult]:
@@ -401,7 +496,7 @@ class OpenAIBackend(Backend):
                 lambda: self._client.chat.completions.create(
                     model=self.model,
                     messages=[{"role": "user", "content": text}],
-                    max_completion_tokens=r.max_new_tokens,
+                    **self._max_tokens(r.max_new_tokens),
                     **kwargs,
                 )
             )
@@ -420,6 +515,23 @@ class OpenAIBackend(Backend):
         return GenResult(out, prompt_tokens + completion_tokens, completion_tokens)
 
 
+def _top_logprobs(resp) -> list | None:
+    """[token, log-probability] pairs of the first answer token, from OpenAI's chat shape
+    (`logprobs.content[0].top_logprobs`) or the completions shape some servers return for
+    chat (`logprobs.top_logprobs[0]`, a dict); None when there are none."""
+    choice = resp.choices[0] if resp.choices else None
+    lp = choice.logprobs if choice is not None else None
+    if lp is None:
+        return None
+    content = lp.content or []
+    if content and content[0].top_logprobs:
+        return [[t.token, float(t.logprob)] for t in content[0].top_logprobs]
+    legacy = (lp.model_extra or {}).get("top_logprobs") or []
+    if legacy and isinstance(legacy[0], dict) and legacy[0]:
+        return [[tok, float(v)] for tok, v in legacy[0].items()]
+    return None
+
+
 def _usage(resp, prompt: str, out: str = "x") -> tuple[int, int]:
     """(prompt tokens, completion tokens) as the server reports them; estimated at ~4
     characters a token where it reports none."""
@@ -434,16 +546,17 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     options = {}
     for o in opts:
         key, sep, value = o.partition("=")
-        if not sep or key not in ("api", "base_url", "logprobs"):
+        if not sep or key not in ("api", "base_url", "logprobs", "scoring"):
             raise PromptSearchError(
-                f"openai:{spec}: option {o!r} must be api=chat|completions, base_url=URL or logprobs=auto|on|off."
+                f"openai:{spec}: option {o!r} must be api=chat|completions, base_url=URL, "
+                "scoring=auto|logprobs|generate or logprobs=auto|on|off."
             )
         options[key] = value
     return model, options
 
 
 def load_openai(spec: str, settings) -> OpenAIBackend:
-    """`openai:<model>[,api=chat|completions][,base_url=URL][,logprobs=auto|on|off]`."""
+    """`openai:<model>[,api=chat|completions][,base_url=URL][,scoring=auto|logprobs|generate]`."""
     model, opts = _parse_spec(spec)
     if not model:
         raise PromptSearchError("Model 'openai:' needs a model name, e.g. openai:gpt-4o-mini.")
@@ -458,4 +571,5 @@ def load_openai(spec: str, settings) -> OpenAIBackend:
         timeout=settings.request_timeout,
         logprobs=opts.get("logprobs", "auto"),
         prices_path=settings.prices_path,
+        scoring=opts.get("scoring", "auto"),
     )

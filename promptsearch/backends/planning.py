@@ -17,6 +17,8 @@ from typing import Sequence
 from promptsearch.backends.base import (
     Backend,
     EmbedResult,
+    FirstTokenRequest,
+    FirstTokenResult,
     GenRequest,
     GenResult,
     LoglikRequest,
@@ -62,6 +64,13 @@ class PlanningBackend(Backend):
     def can_loglikelihood(self) -> bool:
         return self.probe_loglikelihood()
 
+    def probe_first_token(self) -> bool:
+        return self.inner.planned_first_token()
+
+    @property
+    def can_first_token(self) -> bool:
+        return self.probe_first_token()
+
     def local_model(self):
         return self.inner.local_model()
 
@@ -74,6 +83,15 @@ class PlanningBackend(Backend):
             n = estimate_tokens(r.context) + estimate_tokens(r.continuation)
             extra = 1 if self.kind == "openai" else 0  # the token an echo request generates
             out.append(LoglikResult(-(h % 10_000) / 1000.0, False, n + extra, extra))
+        return out
+
+    def first_token(self, requests: Sequence[FirstTokenRequest], on_result=None) -> list[FirstTokenResult]:
+        """Placeholder tokens (no label among them) with fixed pseudo-random log-probabilities."""
+        out = []
+        for r in requests:
+            h = int(_digest(prompt_key(r.prompt), r.top_k)[:8], 16)
+            top = [[f"placeholder-{i}", -(i + 1) - (h % 1000) / 1000.0] for i in range(r.top_k)]
+            out.append(FirstTokenResult(top, estimate_tokens(r.prompt) + 1, 1))
         return out
 
     def embed(self, texts: Sequence[str]) -> list[EmbedResult]:

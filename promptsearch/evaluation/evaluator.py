@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from promptsearch.backends.base import Backend, GenRequest, GenResult, LoglikRequest, Prompt
+from promptsearch.backends.base import Backend, FirstTokenRequest, GenRequest, GenResult, LoglikRequest, Prompt
 from promptsearch.budget import Budget
 from promptsearch.candidates import Candidate
 from promptsearch.cost import Usage
 from promptsearch.errors import PromptSearchError
-from promptsearch.evaluation import calibration
+from promptsearch.evaluation import calibration, first_token
 from promptsearch.evaluation.harness import ANSWER_PROMPT, Harness, extract, parse_harness, vote
 from promptsearch.evaluation.meter import Meter, missing
 from promptsearch.evaluation.render import continuation, render, task_for
@@ -94,11 +94,11 @@ class Evaluator:
                 f"Harness '{self.harness.spec}' calibrates label scores, but task '{self.task.name}' "
                 "has open answers and no labels; drop calibrate."
             )
-        if self.harness.calibrate and not self.backend.can_loglikelihood:
+        if self.harness.calibrate and self.backend.label_scoring == "generate":
             raise PromptSearchError(
-                f"Harness '{self.harness.spec}' calibrates label log-likelihoods, which "
+                f"Harness '{self.harness.spec}' calibrates label scores, which "
                 f"'{self.backend.model_id}' does not return (it answers by generating); drop calibrate, "
-                "or use a server with prompt log-probabilities (api=completions)."
+                "or use a server that returns log-probabilities (see the README, 'Which servers score how')."
             )
         self._by_id = {e.id: e for e in self.task.train}
         self._vectors: dict = {}  # input text -> unit embedding (kNN demos)
@@ -205,7 +205,7 @@ class Evaluator:
                     f"Candidate '{cand.name}' shows example {sorted(overlap)[0]!r} as a demo while scoring it; "
                     "demos come from the train split, so score dev or test."
                 )
-        generates = self.harness.generates(self.task, self.backend.can_loglikelihood)
+        generates = self.harness.generates(self.task, self.backend.label_scoring != "generate")
         batched = not generates and all(c.soft_prompt is None for c in cands)
         if not batched and len(cands) > 1:
             return [r for c in cands for r in self.score_many([c], examples, split)]
@@ -214,11 +214,12 @@ class Evaluator:
         lps: list[list[dict[str, float]]] = [[] for _ in cands]
         firsts: list[list[str]] = [[] for _ in cands]
         stats: dict[str, int] = {}
+        counts: list[dict[str, int]] = [{} for _ in cands]  # first-token scoring's bounds and shared tokens
         self._embed(examples, cands)
         label = f"{split} · {cands[0].name or shorten(cands[0].describe(), 30)}" + (
             f" +{len(cands) - 1}" if len(cands) > 1 else ""
         )
-        listed = self.harness.lists_options(self.task, self.backend.can_loglikelihood)
+        listed = self._lists_options(generates)
         prompts = [
             [render(t, c, ex, self._demos_for(self.shown(c, ex), ex), options=listed) for ex in examples]
             for c, t in zip(cands, tasks)
@@ -250,10 +251,12 @@ class Evaluator:
                 firsts[0] += f
             else:
                 reqs, spans = self._classify_requests(tasks, part)
-                res = self.backend.loglikelihood(reqs, **({"soft_prompt": soft} if soft is not None else {}))
-                for k, (p, lp) in enumerate(self._classify_read(tasks, spans, res)):
+                res = self._label_call(reqs, soft)
+                for k, (p, lp, c) in enumerate(self._classify_read(tasks, spans, res)):
                     preds[k] += p
                     lps[k] += lp
+                    for name, v in c.items():
+                        counts[k][name] = counts[k].get(name, 0) + v
             if self.progress:
                 self.progress(label, len(preds[0]), len(examples))
         if searching:
@@ -291,6 +294,8 @@ class Evaluator:
                     extras.update({"maj@n": mean, "first_sample": mean_se(first_scores)[0]})
             if calibrated:
                 extras = {"calibration": calibrated[k]}
+            if not generates and self.backend.label_scoring == "first_token":
+                extras = {**extras, "first_token": {"top_k": first_token.TOP_K, **counts[k]}}
             # a batch's cost is shared evenly among its candidates
             cost = spent if len(cands) == 1 else _share(spent, len(cands))
             if self._parent is not None:  # a search's after-the-fact scoring (a readout): tables keep it apart
@@ -369,7 +374,8 @@ class Evaluator:
             todo.append((i, key))
             ts.append(t)
             self._embed(inputs, [c])
-            prompts.append([render(t, c, x, self._demos_for(self.shown(c, x), x)) for x in inputs])
+            listed = self._lists_options(False)
+            prompts.append([render(t, c, x, self._demos_for(self.shown(c, x), x), options=listed) for x in inputs])
         reqs, spans = self._classify_requests(ts, prompts)
         return reqs, spans, todo
 
@@ -381,10 +387,8 @@ class Evaluator:
             return
         res = []
         for s in range(0, len(reqs), self.chunk_size * 2):
-            res += self.backend.loglikelihood(
-                reqs[s : s + self.chunk_size * 2], **({"soft_prompt": soft} if soft is not None else {})
-            )
-        for (_i, key), (_, rows) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
+            res += self._label_call(reqs[s : s + self.chunk_size * 2], soft)
+        for (_i, key), (_, rows, _c) in zip(todo, self._classify_read([tasks[i] for i, _ in todo], spans, res)):
             self._bias[key] = (calibration.estimate(rows, self.harness.calibrate), len(rows))
 
     # --- demos ---------------------------------------------------------------------------
@@ -423,10 +427,28 @@ class Evaluator:
         ids = {d.id for d in cand_demos}
         return cand_demos + [d for d in self.harness.demos(self.task, ex) if d.id not in ids]
 
+    def _lists_options(self, generates: bool) -> bool:
+        """Whether prompts name the labels ("Answer with one of: ..."): for a generated answer
+        (as the harness says), and for first-token scoring, which reads the answer's first token."""
+        if not generates and self.task.labels and self.backend.label_scoring == "first_token":
+            return self.harness.show_options is not False
+        return self.harness.lists_options(self.task, self.backend.can_loglikelihood)
+
+    def _label_call(self, reqs: list, soft=None) -> list:
+        if reqs and isinstance(reqs[0], FirstTokenRequest):
+            return self.backend.first_token(reqs)
+        return self.backend.loglikelihood(reqs, **({"soft_prompt": soft} if soft is not None else {}))
+
     def _classify_requests(self, tasks: list[Task], prompts: list[list[Prompt]]):
-        """One request per (candidate, prompt, label word); spans index them back."""
-        reqs: list[LoglikRequest] = []
+        """One request per (candidate, prompt, label word), or with first-token scoring one per
+        (candidate, prompt); spans index them back."""
+        reqs: list = []
         spans = []
+        if self.backend.label_scoring == "first_token":
+            for ps in prompts:
+                spans.append(list(range(len(reqs), len(reqs) + len(ps))))
+                reqs += [FirstTokenRequest(ctx, first_token.TOP_K) for ctx in ps]
+            return reqs, spans
         for task, ps in zip(tasks, prompts):
             rows = []
             for ctx in ps:
@@ -441,16 +463,24 @@ class Evaluator:
 
     @staticmethod
     def _classify_read(tasks: list[Task], spans, res):
-        """Per candidate: predicted labels and each label's log-probability (over a label's
-        several words, the log of their summed probabilities)."""
+        """Per candidate: predicted labels, each label's log-probability (over a label's
+        several words, the log of their summed probabilities) and, with first-token scoring,
+        how many label scores were bounds (`outside_top_k`) and how many examples had a first
+        token shared by labels (`shared_first_token`)."""
         out = []
         for task, rows in zip(tasks, spans):
-            preds, lps = [], []
+            preds, lps, counts = [], [], {}
             for row in rows:
-                lp = {lab: _logsumexp([res[i].logprob for i in range(a, b)]) for lab, (a, b) in row.items()}
+                if isinstance(row, int):  # first-token scoring
+                    got = first_token.label_scores(res[row].top, task.labels)
+                    lp = got.logprobs
+                    counts["outside_top_k"] = counts.get("outside_top_k", 0) + got.outside_top_k
+                    counts["shared_first_token"] = counts.get("shared_first_token", 0) + got.shared
+                else:
+                    lp = {lab: _logsumexp([res[i].logprob for i in range(a, b)]) for lab, (a, b) in row.items()}
                 preds.append(max(task.labels, key=lp.__getitem__))
                 lps.append(lp)
-            out.append((preds, lps))
+            out.append((preds, lps, counts))
         return out
 
     def _gen_requests(self, task: Task, prompts: list[Prompt]) -> list[GenRequest]:

@@ -11,6 +11,8 @@ from typing import Sequence
 from promptsearch.backends.base import (
     Backend,
     EmbedResult,
+    FirstTokenRequest,
+    FirstTokenResult,
     GenRequest,
     GenResult,
     LoglikRequest,
@@ -44,6 +46,7 @@ class CachedBackend(Backend):
         self.write = write
         self._usage = Usage()
         self._can_ll: bool | None = None
+        self._can_ft: bool | None = None
         self._unwritten: list[dict] = []  # a capability probe's answer, waiting for the first answers
         self._planned: dict[str, dict] = {}  # a dry run's planned answers, by key (never written)
 
@@ -62,27 +65,30 @@ class CachedBackend(Backend):
         (`capabilities.loglikelihood` is None) asks once, and the answer is cached like any
         request, so cached runs stay offline."""
         if self._can_ll is None:
-            if self.inner.capabilities.loglikelihood is not None:
-                self._can_ll = bool(self.inner.capabilities.loglikelihood)
-            else:
-                key = request_key(self.identity(), "probe", {"capability": "loglikelihood"})
-                found = self.store.cache_get([key])
-                if key in found:
-                    self._can_ll = bool(found[key]["value"])
-                else:
-                    self._can_ll = bool(self.inner.probe_loglikelihood())
-                    if self.write:  # written with the first answers, so a run that stores nothing leaves no file
-                        self._unwritten.append(
-                            dict(
-                                key=key,
-                                backend=self.model_id,
-                                kind="probe",
-                                request="{}",
-                                response=json.dumps({"value": self._can_ll}),
-                                n_tokens=0,
-                            )
-                        )
+            self._can_ll = self._probe(
+                "loglikelihood", self.inner.capabilities.loglikelihood, self.inner.probe_loglikelihood
+            )
         return self._can_ll
+
+    @property
+    def can_first_token(self) -> bool:
+        """As `can_loglikelihood`, for chat answers' first-token log-probabilities."""
+        if self._can_ft is None:
+            self._can_ft = self._probe("first_token", self.inner.capabilities.first_token, self.inner.probe_first_token)
+        return self._can_ft
+
+    def _probe(self, capability: str, declared: bool | None, ask) -> bool:
+        if declared is not None:
+            return bool(declared)
+        key = request_key(self.identity(), "probe", {"capability": capability})
+        found = self.store.cache_get([key])
+        if key in found:
+            return bool(found[key]["value"])
+        value = bool(ask())
+        if self.write:  # written with the first answers, so a run that stores nothing leaves no file
+            row = dict(key=key, backend=self.model_id, kind="probe", request="{}", n_tokens=0)
+            self._unwritten.append({**row, "response": json.dumps({"value": value})})
+        return value
 
     def identity(self) -> dict:
         return self.inner.identity()
@@ -197,6 +203,8 @@ class CachedBackend(Backend):
             return []
         if isinstance(requests[0], GenRequest):
             kind, payloads = "gen", self._gen_payloads(requests, soft_prompt)
+        elif isinstance(requests[0], FirstTokenRequest):
+            kind, payloads = "first_token", self._ft_payloads(requests)
         else:
             kind, payloads = "loglik", self._ll_payloads(requests, soft_prompt)
         keys = [request_key(self.identity(), kind, p) for p in payloads]
@@ -236,6 +244,20 @@ class CachedBackend(Backend):
             return self.inner.generate(rs, **kwargs)
 
         out = self._run("gen", requests, self._gen_payloads(requests, soft_prompt), call, lambda d: GenResult(**d))
+        return _streamed(out, on_result)
+
+    @staticmethod
+    def _ft_payloads(requests: Sequence[FirstTokenRequest]) -> list[dict]:
+        return [{"prompt": prompt_key(r.prompt), "top_k": r.top_k} for r in requests]
+
+    def first_token(self, requests: Sequence[FirstTokenRequest], on_result=None) -> list[FirstTokenResult]:
+        """First-token top log-probabilities of chat answers, cached by request (kind
+        `first_token`: never the key of a generation of the same prompt)."""
+
+        def call(rs, on_result):
+            return self.inner.first_token(rs, **({"on_result": on_result} if on_result is not None else {}))
+
+        out = self._run("first_token", requests, self._ft_payloads(requests), call, lambda d: FirstTokenResult(**d))
         return _streamed(out, on_result)
 
     def embed(self, texts: Sequence[str]) -> list[EmbedResult]:

@@ -1,0 +1,177 @@
+"""Label scores through a chat server: generate-and-parse against first-token log-probabilities
+(and those calibrated), beside the in-process log-likelihood scores of the same prompt.
+
+The server is llama.cpp's (llama-cpp-python[server]) on the embedded model's own GGUF file
+(SmolLM2-135M-Instruct Q4_1), started on 127.0.0.1; the target is `openai:smollm2` with
+`scoring=generate` or `scoring=logprobs`. In-process rows score the same instruction on the
+embedded model (its fp32 de-quantisation of that file) by label log-likelihood. Test sets:
+SST-2 16-42 (a stratified sample, `--sst2-n`, seed 0) and TREC 16-42 (all 500).
+
+    python benchmarks/api_scoring.py --llama-python /tmp/lcpenv/bin/python   # resumes from results/
+    python benchmarks/api_scoring.py --table
+
+Every row is written to benchmarks/results/api_scoring.json as it finishes; model answers
+are cached in benchmarks/out/api_scoring.db, so a rerun is free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the server helpers the tests use
+DATA = ROOT.parent / "shared" / "data" / "rlprompt"
+RESULTS = ROOT / "benchmarks" / "results" / "api_scoring.json"
+DB = ROOT / "benchmarks" / "out" / "api_scoring.db"
+MANUAL = {
+    "sst-2": "Is the following movie review positive or negative?",
+    "trec": "What kind of answer does the following question ask for?",
+}
+ROWS = {  # name -> (served?, scoring, harness)
+    "served, generate and parse": (True, "generate", "zero-shot"),
+    "served, first-token logprobs": (True, "logprobs", "zero-shot"),
+    "served, logprobs + calibration": (True, "logprobs", "calibrate"),
+    "in-process log-likelihood": (False, None, "zero-shot"),
+    "in-process + calibration": (False, None, "calibrate"),
+}
+
+
+def task_for(dataset: str, sst2_n: int):
+    from promptsearch.tasks.loaders import load_task
+
+    t = load_task(str(DATA / dataset / "16-42"))
+    if dataset == "sst-2" and sst2_n < len(t.test):  # equal shares per label, seed 0
+        by: dict[str, list] = {}
+        for e in t.test:
+            by.setdefault(e.label, []).append(e)
+        rng = random.Random(0)
+        t = replace(t, test=[e for lab in sorted(by) for e in rng.sample(by[lab], sst2_n // len(by))])
+    return t
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    tmp.replace(RESULTS)
+
+
+def run(args) -> None:
+    from promptsearch.backends.openai_api import OpenAIBackend
+    from promptsearch.candidates import Candidate
+    from promptsearch.evaluation.stats import paired_bootstrap
+    from promptsearch.runner import run_eval
+    from servers import free_port, start_llama_cpp, stop
+
+    results = load()
+    todo = [(d, r) for d in args.datasets for r in ROWS if f"{d}/{r}" not in results]
+    print(f"{len(todo)} rows to score ({len(results)} done)", flush=True)
+    if not todo:
+        return
+    DB.parent.mkdir(parents=True, exist_ok=True)
+    proc = None
+    if any(ROWS[r][0] for _, r in todo):
+        port = free_port()
+        proc = start_llama_cpp(args.llama_python, port, Path(tempfile.mkdtemp()) / "server.log", threads=args.threads)
+        url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for dataset, name in todo:
+            served, scoring, harness = ROWS[name]
+            task = task_for(dataset, args.sst2_n)
+            model = (
+                OpenAIBackend("smollm2", base_url=url, scoring=scoring, concurrency=1, timeout=120)
+                if served
+                else "embedded"
+            )
+            t0 = time.time()
+            res, doc = run_eval(
+                task, Candidate(instruction=MANUAL[dataset], name="manual"), model=model, harness=harness, db=str(DB)
+            )
+            row = {
+                "accuracy": round(res.mean, 4),
+                "stderr": round(res.stderr, 4),
+                "n": res.n,
+                "scoring": doc["model"].get("scoring"),
+                "calls": doc["cost"]["calls"],
+                "wall_seconds": round(time.time() - t0, 1),
+                "scores": res.scores,
+                "extras": {k: v for k, v in res.extras.items() if k != "calibration"},
+            }
+            if res.extras.get("calibration"):
+                row["calibration"] = res.extras["calibration"]
+            results = load()
+            results[f"{dataset}/{name}"] = row
+            save(results)
+            print(f"{dataset}/{name}: {row['accuracy']:.3f} (n={row['n']}), {row['wall_seconds']:.0f} s", flush=True)
+    finally:
+        if proc is not None:
+            stop(proc)
+    results = load()
+    for dataset in args.datasets:  # the aims: served within 0.02 of in-process, calibrated and not
+        for served, local in (
+            ("served, first-token logprobs", "in-process log-likelihood"),
+            ("served, logprobs + calibration", "in-process + calibration"),
+        ):
+            a, b = results.get(f"{dataset}/{served}"), results.get(f"{dataset}/{local}")
+            if a and b:
+                results[f"{dataset}/{served}"]["vs_in_process"] = paired_bootstrap(a["scores"], b["scores"]).to_dict()
+    save(results)
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| dataset | row | accuracy | n | calls | outside top 20 | shared first token | unparsed | vs in-process |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, r in sorted(results.items()):
+        dataset, name = key.split("/", 1)
+        ft = r["extras"].get("first_token") or {}
+        vs = r.get("vs_in_process")
+        vs_text = f"{vs['diff']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else ""
+        unparsed = r["extras"].get("unparsed_examples", "")
+        lines.append(
+            f"| {dataset} | {name} | {r['accuracy']:.3f} ± {1.96 * r['stderr']:.3f} | {r['n']} | {r['calls']} | "
+            f"{ft.get('outside_top_k', '')} | {ft.get('shared_first_token', '')} | {unparsed} | {vs_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--llama-python", help="a Python with llama-cpp-python[server] installed")
+    ap.add_argument("--datasets", nargs="+", default=list(MANUAL), choices=list(MANUAL))
+    ap.add_argument("--sst2-n", type=int, default=500, help="SST-2 test examples (stratified, seed 0)")
+    ap.add_argument("--threads", type=int, default=1, help="the server's threads")
+    ap.add_argument("--table", action="store_true", help="print the table from the results file and exit")
+    args = ap.parse_args()
+    if args.table:
+        print(table(load()))
+        return
+    if not args.llama_python:
+        ap.error("--llama-python is needed to start the server (see benchmarks/README.md)")
+    try:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("PROMPTSEARCH_THREADS", "1")))
+    except ImportError:
+        pass
+    run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
