@@ -44,7 +44,29 @@ ROWS = {  # name -> (served?, scoring, harness)
     "served, logprobs + calibration": (True, "logprobs", "calibrate"),
     "in-process log-likelihood": (False, None, "zero-shot"),
     "in-process + calibration": (False, None, "calibrate"),
+    # the served prompt, chat template and all, scored in-process by label log-likelihood
+    # (label words in both cases): what the server's own arithmetic is measured against
+    "in-process, chat-formatted": (False, "chat", "zero-shot"),
+    "in-process, chat-formatted + calibration": (False, "chat", "calibrate"),
 }
+
+
+def chat_formatted(task, instruction: str):
+    """The task as the chat server sees it: the user message (instruction, the labels named,
+    the example) inside the embedded model's chat template, ending where the answer starts;
+    label words in lower and title case. Scored with no instruction of its own."""
+    from transformers import AutoTokenizer
+
+    from promptsearch.backends.embedded import prepare
+    from promptsearch.evaluation.render import options_line
+    from promptsearch.settings import get_settings
+    from promptsearch.tasks.base import label_words
+
+    tok = AutoTokenizer.from_pretrained(str(prepare(get_settings().model_dir)))
+    user = f"{instruction}\n{options_line(task)}\n\n{task.template}"
+    template = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    labels = {lab: [w, w[:1].upper() + w[1:]] for lab, ws in task.labels.items() for w in label_words(ws)[:1]}
+    return replace(task, template=template, labels=labels)
 
 
 def task_for(dataset: str, sst2_n: int):
@@ -93,15 +115,16 @@ def run(args) -> None:
         for dataset, name in todo:
             served, scoring, harness = ROWS[name]
             task = task_for(dataset, args.sst2_n)
+            cand = Candidate(instruction=MANUAL[dataset], name="manual")
+            if scoring == "chat":
+                task, cand = chat_formatted(task, MANUAL[dataset]), Candidate(name="manual, chat-formatted")
             model = (
                 OpenAIBackend("smollm2", base_url=url, scoring=scoring, concurrency=1, timeout=120)
                 if served
                 else "embedded"
             )
             t0 = time.time()
-            res, doc = run_eval(
-                task, Candidate(instruction=MANUAL[dataset], name="manual"), model=model, harness=harness, db=str(DB)
-            )
+            res, doc = run_eval(task, cand, model=model, harness=harness, db=str(DB))
             row = {
                 "accuracy": round(res.mean, 4),
                 "stderr": round(res.stderr, 4),

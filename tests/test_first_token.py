@@ -117,14 +117,28 @@ def biased_neg(text: str) -> bool:
     return biased("Review:" + text)[0][1] < LN(0.9 * 0.7) - 1e-9
 
 
-def test_auto_falls_back_to_generation_on_a_server_that_ignores_logprobs(tmp_path, caplog):
-    with ScriptedServer(reply=lambda p: "negative") as srv, caplog.at_level(logging.WARNING, "promptsearch"):
-        res, doc = run_eval(small(), Candidate(name="p"), model=backend(srv.url), split="dev")
-        probe = srv.requests[0]
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_auto_falls_back_to_generation_on_a_server_that_ignores_logprobs(tmp_path):
+    grab, log = Lines(), logging.getLogger("promptsearch.openai")  # the CLI's logging may not propagate
+    log.addHandler(grab)
+    try:
+        with ScriptedServer(reply=lambda p: "negative") as srv:
+            res, doc = run_eval(small(), Candidate(name="p"), model=backend(srv.url), split="dev")
+            probe = srv.requests[0]
+    finally:
+        log.removeHandler(grab)
     assert probe["logprobs"] is True  # asked once ...
     assert sum(bool(r.get("logprobs")) for r in srv.requests) == 1  # ... and never again
     assert doc["model"]["scoring"] == "generate" and res.label_logprobs is None
-    lines = [r.getMessage() for r in caplog.records if "returns no log-probabilities" in r.getMessage()]
+    lines = [line for line in grab.lines if "returns no log-probabilities" in line]
     assert len(lines) == 1 and "scored by generating and parsing answers" in lines[0]
     assert set(res.predictions) == {"negative"}
 
