@@ -96,7 +96,6 @@ def save(results: dict) -> None:
 def run(args) -> None:
     from promptsearch.backends.openai_api import OpenAIBackend
     from promptsearch.candidates import Candidate
-    from promptsearch.evaluation.stats import paired_bootstrap
     from promptsearch.runner import run_eval
     from servers import free_port, start_llama_cpp, stop
 
@@ -144,33 +143,42 @@ def run(args) -> None:
     finally:
         if proc is not None:
             stop(proc)
-    results = load()
-    for dataset in args.datasets:  # the aims: served within 0.02 of in-process, calibrated and not
-        for served, local in (
-            ("served, first-token logprobs", "in-process log-likelihood"),
-            ("served, logprobs + calibration", "in-process + calibration"),
-        ):
-            a, b = results.get(f"{dataset}/{served}"), results.get(f"{dataset}/{local}")
-            if a and b:
-                results[f"{dataset}/{served}"]["vs_in_process"] = paired_bootstrap(a["scores"], b["scores"]).to_dict()
-    save(results)
 
 
 def table(results: dict) -> str:
+    """Rows with their paired bootstrap difference to in-process scoring of the raw task
+    template and of the served prompt itself (calibrated rows against calibrated rows)."""
+    from promptsearch.evaluation.stats import paired_bootstrap
+
+    def vs(key: str, other: str) -> str:
+        a, b = results.get(key), results.get(other)
+        if not a or not b or len(a["scores"]) != len(b["scores"]):
+            return ""
+        d = paired_bootstrap(a["scores"], b["scores"])
+        return f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+
     lines = [
-        "| dataset | row | accuracy | n | calls | outside top 20 | shared first token | unparsed | vs in-process |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| dataset | row | accuracy (95%) | calls | label scores that were bounds | examples with a shared first "
+        "token | unparsed | minus in-process, task template | minus in-process, same chat prompt |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for key, r in sorted(results.items()):
-        dataset, name = key.split("/", 1)
-        ft = r["extras"].get("first_token") or {}
-        vs = r.get("vs_in_process")
-        vs_text = f"{vs['diff']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else ""
-        unparsed = r["extras"].get("unparsed_examples", "")
-        lines.append(
-            f"| {dataset} | {name} | {r['accuracy']:.3f} ± {1.96 * r['stderr']:.3f} | {r['n']} | {r['calls']} | "
-            f"{ft.get('outside_top_k', '')} | {ft.get('shared_first_token', '')} | {unparsed} | {vs_text} |"
-        )
+    for dataset in sorted({k.split("/", 1)[0] for k in results}):
+        for name in ROWS:
+            key = f"{dataset}/{name}"
+            r = results.get(key)
+            if r is None:
+                continue
+            ft = r["extras"].get("first_token") or {}
+            cal = " + calibration" if "calibration" in name else ""
+            raw = "in-process + calibration" if cal else "in-process log-likelihood"
+            chat = "in-process, chat-formatted" + cal
+            served = name.startswith("served") and "logprobs" in name
+            lines.append(
+                f"| {dataset} | {name} | {r['accuracy']:.3f} ± {1.96 * r['stderr']:.3f} | {r['calls']} | "
+                f"{ft.get('outside_top_k', '')} | {ft.get('shared_first_token', '')} | "
+                f"{r['extras'].get('unparsed_examples', '')} | "
+                f"{vs(key, f'{dataset}/{raw}') if served else ''} | {vs(key, f'{dataset}/{chat}') if served else ''} |"
+            )
     return "\n".join(lines)
 
 

@@ -63,6 +63,7 @@ LOCAL = tuple(f"local:{n}" for n in OURS)  # on the embedded model in-process (l
 # through llama.cpp's server on the embedded model's GGUF file, labels scored by first-token
 # log-probabilities (`scoring=logprobs`): needs --llama-python
 LOGPROBS = tuple(f"logprobs:{n}" for n in OURS)
+LOGPROBS_CAL = tuple(f"logprobs-cal:{n}" for n in OURS)  # the same, batch-calibrated (harness calibrate)
 PEERS = ("gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light", "dspy.MIPROv2-light-plain")
 CONCURRENCY = 16
 TASK_TOKENS, WRITER_TOKENS = 64, 256  # peers' max tokens for answers and for written instructions
@@ -190,7 +191,15 @@ def label_words(task) -> list[str]:
 
 
 def run_ours(
-    name: str, task, model: str, proxy: CountingProxy, calls: int, base_db: Path, tmp: Path, label: str = ""
+    name: str,
+    task,
+    model: str,
+    proxy: CountingProxy,
+    calls: int,
+    base_db: Path,
+    tmp: Path,
+    label: str = "",
+    harness: str = "zero-shot",
 ) -> dict:
     """One of ours through the server: `calls` caps the model requests (proposer included)."""
     from promptsearch.budget import Budget
@@ -216,6 +225,7 @@ def run_ours(
         budget=Budget(max_calls=calls),
         baseline_shots=0,
         phase=phase,
+        harness=harness,
     )
     wall = time.perf_counter() - t0
     best = doc.get("search_best", doc["best"])
@@ -453,7 +463,9 @@ def run_dspy(kind: str, task, folder: str, proxy: CountingProxy, calls: int, tmp
 # --- the run ------------------------------------------------------------------------------
 
 
-def manual_reference(task, model: str, proxy: CountingProxy, db: Path, label: str = "") -> dict:
+def manual_reference(
+    task, model: str, proxy: CountingProxy, db: Path, label: str = "", harness: str = "zero-shot"
+) -> dict:
     """The seed instruction on test in our harness (also warms `db` with the baselines' test
     answers, so our runs do not each pay for them)."""
     from promptsearch.candidates import Candidate
@@ -464,7 +476,8 @@ def manual_reference(task, model: str, proxy: CountingProxy, db: Path, label: st
     setup = prepare(task, model, db=str(db))
     res = {}
     for cand in (Candidate(instruction=task.instructions[0], name="manual-1"), Candidate(name="empty")):
-        res[cand.name] = Evaluator(setup.task, setup.backend).score(cand, task.test, split="test").scores
+        ev = Evaluator(setup.task, setup.backend, harness=harness)
+        res[cand.name] = ev.score(cand, task.test, split="test").scores
     return {
         "system": "manual prompt (no search)" + (f", {label}" if label else ""),
         "test": interval(res["manual-1"]),
@@ -483,7 +496,7 @@ def main() -> None:
         "--systems",
         nargs="+",
         default=[*LOCAL, "gepa", "gepa.optimize", "dspy.GEPA", "dspy.MIPROv2-light"],
-        choices=[*LOCAL, *OURS, *PEERS, *LOGPROBS],
+        choices=[*LOCAL, *OURS, *PEERS, *LOGPROBS, *LOGPROBS_CAL],
     )
     ap.add_argument("--llama-python", help="a Python with llama-cpp-python[server]: for the logprobs:* systems")
     ap.add_argument("--calls", type=int, default=150, help="model calls per search (MIPROv2 light keeps its own)")
@@ -506,7 +519,7 @@ def main() -> None:
     model = f"openai:{folder},base_url={proxy.url}"
     print(f"server on :{port}, proxy {proxy.url}, logs in {tmp}", flush=True)
     llama = lp_proxy = None
-    if any(s in LOGPROBS for s in args.systems):
+    if any(s in LOGPROBS + LOGPROBS_CAL for s in args.systems):
         if not args.llama_python:
             ap.error("the logprobs:* systems need --llama-python (a Python with llama-cpp-python[server])")
         lp_port = free_port()
@@ -537,15 +550,20 @@ def main() -> None:
                 print(f"{key}: running", flush=True)
                 t0 = time.perf_counter()
                 try:
-                    if system in LOGPROBS:
-                        lp_db = tmp / f"{dataset}-logprobs-base.db"
-                        if f"manual-logprobs|{dataset}" not in results or not lp_db.exists():
+                    if system in LOGPROBS + LOGPROBS_CAL:
+                        kind = system.split(":", 1)[0]  # logprobs, logprobs-cal
+                        harness = "calibrate" if kind == "logprobs-cal" else "zero-shot"
+                        lp_db = tmp / f"{dataset}-{kind}-base.db"
+                        if f"manual-{kind}|{dataset}" not in results or not lp_db.exists():
                             lp_proxy.reset()
-                            results[f"manual-logprobs|{dataset}"] = manual_reference(
-                                task, lp_model, lp_proxy, lp_db, "llama.cpp, first-token logprobs"
+                            what = "llama.cpp, first-token logprobs" + (
+                                ", calibrated" if harness != "zero-shot" else ""
+                            )
+                            results[f"manual-{kind}|{dataset}"] = manual_reference(
+                                task, lp_model, lp_proxy, lp_db, what, harness
                             )
                         row = run_ours(
-                            system.split(":", 1)[1], task, lp_model, lp_proxy, args.calls, lp_db, tmp, "logprobs"
+                            system.split(":", 1)[1], task, lp_model, lp_proxy, args.calls, lp_db, tmp, kind, harness
                         )
                     elif system in LOCAL:
                         row = run_local(system.split(":", 1)[1], task, args.calls, tmp)
@@ -588,6 +606,8 @@ def main() -> None:
         "peer_max_tokens": {"answer": TASK_TOKENS, "writer": WRITER_TOKENS},
         "cpus": os.cpu_count(),
     }
+    if llama is not None:
+        results["_meta"]["logprobs_target"] = "embedded model's GGUF (Q4_1), llama-cpp-python[server], scoring=logprobs"
     args.results.write_text(json.dumps(results, indent=1))
     print(table(results))
 
@@ -602,7 +622,9 @@ def rebase(results: dict) -> None:
         if key.startswith(("_", "manual")) or "scores" not in row:
             continue
         system, dataset = key.split("|")
-        bar_name = "manual-local" if system in LOCAL else "manual-logprobs" if system in LOGPROBS else "manual"
+        bar_name = "manual-local" if system in LOCAL else "manual"
+        if system in LOGPROBS + LOGPROBS_CAL:
+            bar_name = "manual-" + system.split(":", 1)[0]
         bar = results.get(f"{bar_name}|{dataset}")
         if bar and len(bar["scores"]) == len(row["scores"]):
             row["minus_manual"] = paired_bootstrap(row["scores"], bar["scores"]).to_dict()
@@ -613,7 +635,8 @@ def table(results: dict) -> str:
         "| system | dataset | test acc [95% CI] | minus manual [95% CI] | model calls | tokens | search wall |",
         "|---|---|---|---|---|---|---|",
     ]
-    order = ["manual", *OURS, *PEERS, "manual-logprobs", *LOGPROBS, "manual-local", *LOCAL]  # served, then in-process
+    order = ["manual", *OURS, *PEERS, "manual-logprobs", *LOGPROBS, "manual-logprobs-cal", *LOGPROBS_CAL]
+    order += ["manual-local", *LOCAL]  # served rows first, then in-process
 
     def rank(key: str) -> tuple:
         system, dataset = key.split("|")

@@ -237,3 +237,20 @@ def test_the_recording_has_labels_outside_the_top_k():
     rec = json.loads(RECORDING.read_text())
     assert rec["expected"]["trec"]["first_token"]["outside_top_k"] > 0
     assert "llama-cpp-python" in rec["server"]
+
+
+@pytest.mark.parametrize("searcher", ["demos", "mipro", "grips", "gepa"])
+def test_searches_run_on_first_token_scores(searcher, tmp_path):
+    with ScriptedServer(top=biased, reply=lambda p: "Decide whether the review is positive or negative.") as srv:
+        doc = run_search(
+            small(n_dev=8),
+            model=backend(srv.url, scoring="logprobs"),
+            searcher=searcher,
+            budget=Budget(max_evals=48),
+            harness="calibrate",
+            db=str(tmp_path / f"{searcher}.db"),
+        )
+        label_requests = [r for r in srv.requests if r.get("logprobs")]
+    assert doc["model"]["scoring"] == "first_token" and doc["candidates"]
+    assert all(r["max_tokens"] == 1 and r["top_logprobs"] == 20 for r in label_requests)
+    assert doc["best"]["test"]["n"] == 6
