@@ -178,6 +178,42 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def pooled(results: dict) -> str:
+    """Per (searcher, way): what the runs return against the calibrated 16-shot baseline on the
+    pooled test examples of every column measured, with the paired bootstrap interval (the
+    issue's seven-column aim, over the columns there are)."""
+    from promptsearch.evaluation.stats import paired_bootstrap
+    from promptsearch.store.db import Store
+
+    store, lines = Store(str(DB)), []
+    for searcher in SEARCHERS:
+        for variant in VARIANTS:
+            rows = {k: r for k, r in results.items() if k.endswith(f"/{searcher}/{variant}")}
+            a, b, cols = [], [], []
+            for key, r in sorted(rows.items()):
+                tests: dict = {}
+                for t in store.run_tests(r["run_id"]):
+                    tests.setdefault(t.candidate, {})[t.example_id] = t.score
+                got, base = tests.get(r["returned"]), tests.get("16-shot")
+                if not got or not base:
+                    continue
+                ids = sorted(got)
+                a += [got[i] for i in ids]
+                b += [base[i] for i in ids]
+                cols.append((key.rsplit("/", 2)[0], sum(got.values()) / len(got), sum(base.values()) / len(base)))
+            if len(cols) < 2:
+                continue
+            d = paired_bootstrap(a, b)
+            mean_a = statistics.mean(c[1] for c in cols)
+            mean_b = statistics.mean(c[2] for c in cols)
+            lines.append(
+                f"- {searcher} {variant}, {len(cols)} of {len(DATASETS)} columns ({', '.join(c[0] for c in cols)}): "
+                f"mean of columns {mean_a:.4f} against the calibrated 16-shot's {mean_b:.4f}; pooled over {d.n:,} "
+                f"test examples {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -190,6 +226,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.table:
         print(table(load()))
+        print()
+        print(pooled(load()))
         return
     try:
         import torch
