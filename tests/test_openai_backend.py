@@ -128,6 +128,14 @@ def test_chat_models_classify_by_generating():
     assert res.predictions == ["negative"] * 6 and doc["cost"]["calls"] == 6
 
 
+def test_a_server_with_logprobs_is_probed_once(tiny_model, tmp_path):
+    with LogprobServer(tiny_model) as srv:
+        b = OpenAIBackend("tiny", api="completions", base_url=srv.url, concurrency=1)
+        res, doc = run_eval(small_sentiment(), Candidate(name="p"), model=b, split="dev", db=str(tmp_path / "p.db"))
+        assert srv.count == 1 + 6 * 2  # the probe, then a request per (example, label)
+    assert doc["model"]["scoring"] == "loglikelihood" and res.label_logprobs
+
+
 def test_servers_without_logprobs_are_probed_once(tmp_path):
     with ScriptedServer() as srv:  # completions, but no logprobs in the answer
         b = backend(srv.url, api="completions", scoring="auto")

@@ -397,7 +397,7 @@ class OpenAIBackend(Backend):
     ) -> list[LoglikResult]:
         if soft_prompt is not None:
             raise PromptSearchError(f"{self.model_id} cannot take soft prompts; they need a local model (hf:...).")
-        if not self.can_loglikelihood:
+        if self.api == "chat" or self.logprobs == "off":  # whether the server gives them is asked once, by the cache
             raise PromptSearchError(
                 f"{self.model_id} at {self.where} returns no log-probabilities; "
                 "it scores by generating answers instead."
