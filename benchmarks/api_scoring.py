@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -70,16 +69,14 @@ def chat_formatted(task, instruction: str):
 
 
 def task_for(dataset: str, sst2_n: int):
-    from promptsearch.tasks.loaders import load_task
+    """The 16-42 split; SST-2's test as a stratified sample (equal shares per label, seed 0),
+    drawn as the sweep spec's `test_sample` draws it."""
+    from promptsearch.sweep.spec import resolve_task
 
-    t = load_task(str(DATA / dataset / "16-42"))
-    if dataset == "sst-2" and sst2_n < len(t.test):  # equal shares per label, seed 0
-        by: dict[str, list] = {}
-        for e in t.test:
-            by.setdefault(e.label, []).append(e)
-        rng = random.Random(0)
-        t = replace(t, test=[e for lab in sorted(by) for e in rng.sample(by[lab], sst2_n // len(by))])
-    return t
+    spec = {"task": str(DATA / dataset / "16-42")}
+    if dataset == "sst-2":
+        spec["test_sample"] = sst2_n
+    return resolve_task(json.dumps(spec))
 
 
 def load() -> dict:

@@ -46,18 +46,23 @@ def start_transformers_serve(
         *extra_args,
     ]
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    return _until_up(proc, f"http://127.0.0.1:{port}/health", "transformers serve", log, timeout)
+
+
+def _until_up(proc: subprocess.Popen, url: str, name: str, log: Path, timeout: float) -> subprocess.Popen:
+    """Wait until `url` answers 200; a server that exits or never answers is an error naming its log."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"transformers serve exited with {proc.returncode}; see {log}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
                     return proc
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError(f"transformers serve did not come up in {timeout:.0f} s; see {log}")
+    raise RuntimeError(f"{name} did not come up in {timeout:.0f} s; see {log}")
 
 
 def embedded_gguf() -> Path:
@@ -76,18 +81,7 @@ def start_llama_cpp(python: str, port: int, log: Path, threads: int = 1, timeout
     cmd = [python, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--n_threads", str(threads), "--model_alias", "smollm2", "--n_ctx", "4096"]
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp's server exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"llama.cpp's server did not come up in {timeout:.0f} s; see {log}")
+    return _until_up(proc, f"http://127.0.0.1:{port}/v1/models", "llama.cpp's server", log, timeout)
 
 
 def stop(proc: subprocess.Popen) -> None:

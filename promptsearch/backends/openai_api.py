@@ -397,7 +397,7 @@ class OpenAIBackend(Backend):
     ) -> list[LoglikResult]:
         if soft_prompt is not None:
             raise PromptSearchError(f"{self.model_id} cannot take soft prompts; they need a local model (hf:...).")
-        if self.api == "chat" or self.logprobs == "off":  # whether the server gives them is asked once, by the cache
+        if self.api == "chat" or self.logprobs == "off":  # otherwise the cache wrapper has asked the server once
             raise PromptSearchError(
                 f"{self.model_id} at {self.where} returns no log-probabilities; "
                 "it scores by generating answers instead."
@@ -438,7 +438,7 @@ class OpenAIBackend(Backend):
         return LoglikResult(total, greedy, prompt_tokens + completion_tokens, completion_tokens)
 
     def first_token(self, requests: Sequence[FirstTokenRequest], on_result: OnResult | None = None):
-        if self.api != "chat" or self.scoring == "generate":  # whether a server that may gives them: asked once
+        if self.api != "chat" or self.scoring == "generate":  # otherwise the cache wrapper has asked the server once
             raise PromptSearchError(
                 f"{self.model_id} is set to score by generating answers (api={self.api}, scoring={self.scoring})."
             )

@@ -16,7 +16,7 @@ from promptsearch.evaluation.harness import ANSWER_PROMPT, Harness, extract, par
 from promptsearch.evaluation.meter import Meter, missing
 from promptsearch.evaluation.render import continuation, render, task_for
 from promptsearch.evaluation.scorers import Scorer, resolve_scorer
-from promptsearch.evaluation.stats import mean_se
+from promptsearch.evaluation.stats import logsumexp, mean_se
 from promptsearch.tasks.base import Example, Task, label_words
 from promptsearch.text import shorten
 
@@ -363,6 +363,7 @@ class Evaluator:
         if cal is None:
             return [], [], []
         todo, ts, prompts, seen = [], [], [], set(self._bias)
+        listed = self._lists_options(False)
         for i, (c, t) in enumerate(zip(cands, tasks)):
             key = self._bias_key(c, examples)
             if key in seen:
@@ -374,7 +375,6 @@ class Evaluator:
             todo.append((i, key))
             ts.append(t)
             self._embed(inputs, [c])
-            listed = self._lists_options(False)
             prompts.append([render(t, c, x, self._demos_for(self.shown(c, x), x), options=listed) for x in inputs])
         reqs, spans = self._classify_requests(ts, prompts)
         return reqs, spans, todo
@@ -477,7 +477,7 @@ class Evaluator:
                     counts["outside_top_k"] = counts.get("outside_top_k", 0) + got.outside_top_k
                     counts["shared_first_token"] = counts.get("shared_first_token", 0) + got.shared
                 else:
-                    lp = {lab: _logsumexp([res[i].logprob for i in range(a, b)]) for lab, (a, b) in row.items()}
+                    lp = {lab: logsumexp([res[i].logprob for i in range(a, b)]) for lab, (a, b) in row.items()}
                 preds.append(max(task.labels, key=lp.__getitem__))
                 lps.append(lp)
             out.append((preds, lps, counts))
@@ -559,11 +559,6 @@ class Evaluator:
         if math.isnan(value):
             raise PromptSearchError(f"Scorer '{self.metric_name}' returned NaN on example {ex.id}.")
         return value
-
-
-def _logsumexp(xs: list[float]) -> float:
-    m = max(xs)
-    return m + math.log(sum(math.exp(x - m) for x in xs)) if len(xs) > 1 else xs[0]
 
 
 def gold_prob(logprobs: dict[str, float], golds: tuple[str, ...]) -> float:

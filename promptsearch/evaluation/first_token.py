@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from promptsearch.evaluation.stats import logsumexp
 from promptsearch.tasks.base import label_words
 
 TOP_K = 20  # the most OpenAI's chat API returns
@@ -64,15 +65,10 @@ def label_scores(top: list, labels: dict) -> LabelScores:
         for lab in hits:
             mass[lab].append(lp - math.log(len(hits)))
     absent = [lab for lab, m in mass.items() if not m]
-    out = {lab: _logsumexp(m) for lab, m in mass.items() if m}
+    out = {lab: logsumexp(m) for lab, m in mass.items() if m}
     if absent:
         least = math.exp(min(listed)) if listed else 1.0
         left = max(0.0, 1.0 - sum(math.exp(v) for v in listed))
         bound = max(min(least, left / len(absent)), FLOOR)
         out.update({lab: math.log(bound) for lab in absent})
     return LabelScores({lab: out[lab] for lab in labels}, len(absent), shared)
-
-
-def _logsumexp(xs: list[float]) -> float:
-    m = max(xs)
-    return m + math.log(sum(math.exp(x - m) for x in xs))

@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def logsumexp(xs: list[float]) -> float:
+    """log(sum(exp(x))) without overflow."""
+    import math
+
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs)) if len(xs) > 1 else xs[0]
+
+
 def mean_se(scores: list[float]) -> tuple[float, float]:
     import numpy as np
 
