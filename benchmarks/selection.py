@@ -178,6 +178,20 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def stored_as(store, run_id: str, name: str, tests: dict) -> str:
+    """The name a finalist's test scores are stored under: a returned baseline whose prompt is
+    the same as a search candidate's (mipro's first candidate is often the manual prompt) is
+    scored on test once, under the candidate's name."""
+    if name in tests:
+        return name
+    from promptsearch.document import RunDocument
+
+    doc = RunDocument.from_json(store.get_run(run_id).result)
+    finalists = [doc.best, doc.search_best, *doc.baselines]
+    prompt = next(f.prompt for f in finalists if f.name == name)
+    return next((f.name for f in finalists if f.prompt == prompt and f.name in tests), name)
+
+
 def pooled(results: dict) -> str:
     """Per (searcher, way): what the runs return against the calibrated 16-shot baseline on the
     pooled test examples of every column measured, with the paired bootstrap interval (the
@@ -194,7 +208,7 @@ def pooled(results: dict) -> str:
                 tests: dict = {}
                 for t in store.run_tests(r["run_id"]):
                     tests.setdefault(t.candidate, {})[t.example_id] = t.score
-                got, base = tests.get(r["returned"]), tests.get("16-shot")
+                got, base = tests.get(stored_as(store, r["run_id"], r["returned"], tests)), tests.get("16-shot")
                 if not got or not base:
                     continue
                 ids = sorted(got)
