@@ -63,6 +63,7 @@ def key(s: dict) -> str:
 
 def run_one(s: dict) -> dict:
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
     from promptsearch.tasks.loaders import load_task
 
     template, labels = TEMPLATES[s["template"]]
@@ -71,7 +72,17 @@ def run_one(s: dict) -> dict:
     if s["searcher"] == "rl":
         opts = {"style": s["style"]}
     t0 = time.time()
-    doc = run_search(task, model="embedded", searcher=s["searcher"], options=opts, seed=0, db=str(DB), baseline_shots=0)
+    whole_dev = Selection.whole_dev()  # the pick these results were made with (before the gate)
+    doc = run_search(
+        task,
+        model="embedded",
+        searcher=s["searcher"],
+        options=opts,
+        seed=0,
+        db=str(DB),
+        baseline_shots=0,
+        selection=whole_dev,
+    )
     best = doc["best"]
     base = {
         b["name"]: {"prompt": b["prompt"], "test": b["test"]["mean"], "diff": b["best_minus_baseline"]}

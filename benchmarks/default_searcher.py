@@ -43,6 +43,7 @@ CAP_SECONDS = 150
 def run_one(task: str, searcher: str, harness: str) -> dict:
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
 
     t0 = time.time()
     doc = run_search(
@@ -53,6 +54,7 @@ def run_one(task: str, searcher: str, harness: str) -> dict:
         seed=0,
         db=str(DB),
         budget=Budget(max_seconds=CAP_SECONDS),
+        selection=Selection.whole_dev(),  # the pick these results were made with (before the gate)
     )
     sb = doc.get("search_best", doc["best"])
     return {

@@ -204,6 +204,7 @@ def run_ours(
     """One of ours through the server: `calls` caps the model requests (proposer included)."""
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
     from promptsearch.store.db import Store
 
     db = tmp / f"ours-{label or 'chat'}-{name}-{task.name}.db"
@@ -226,6 +227,7 @@ def run_ours(
         baseline_shots=0,
         phase=phase,
         harness=harness,
+        selection=Selection.whole_dev(),  # the pick these results were made with (before the gate)
     )
     wall = time.perf_counter() - t0
     best = doc.get("search_best", doc["best"])
@@ -258,12 +260,20 @@ def run_local(name: str, task, calls: int, tmp: Path) -> dict:
     (96 x 6 = 576 requests) is past a 150-call budget before the search starts."""
     from promptsearch.budget import Budget
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
     from promptsearch.store.db import Store
 
     db = tmp / f"local-{name}-{task.name}.db"
     t0 = time.perf_counter()
     doc = run_search(
-        task, model="embedded", searcher=name, seed=0, db=str(db), budget=Budget(max_evals=calls), baseline_shots=0
+        task,
+        model="embedded",
+        searcher=name,
+        seed=0,
+        db=str(db),
+        budget=Budget(max_evals=calls),
+        baseline_shots=0,
+        selection=Selection.whole_dev(),
     )
     wall = time.perf_counter() - t0
     best = doc.get("search_best", doc["best"])

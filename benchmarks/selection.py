@@ -39,7 +39,7 @@ DB = ROOT / "benchmarks" / "out" / "selection.db"
 DATASETS = ("sst-2/16-13", "sst-2/16-42", "sst-2/16-100", "mr/16-42", "subj/16-42", "agnews/16-42", "trec/16-42")
 SEARCHERS = ("demos", "ape", "mipro", "grips", "gepa")
 VARIANTS = {
-    "before": {},  # accuracy, the pick on the whole dev split, racing by rank
+    "before": {"select_by": "accuracy", "gate": None, "race_level": None},  # Selection.whole_dev()
     "after": {"select_by": "gold_prob", "gate": 0.9, "race_level": 0.8},
     "after+train": {"select_by": "gold_prob", "gate": 0.9, "race_level": 0.8, "select_on": "train+dev"},
 }
@@ -192,6 +192,28 @@ def stored_as(store, run_id: str, name: str, tests: dict) -> str:
     return next((f.name for f in finalists if f.prompt == prompt and f.name in tests), name)
 
 
+def matched(results: dict, a: str = "before", b: str = "after") -> str:
+    """The two ways on the (dataset, searcher) pairs run both ways: mean test minus the best
+    baseline, mean dev-test gap of the winners, and runs below the best baseline with CI < 0."""
+    pairs = sorted(
+        {k.rsplit("/", 1)[0] for k in results if k.endswith("/" + a)}
+        & {k.rsplit("/", 1)[0] for k in results if k.endswith("/" + b)}
+    )
+    if not pairs:
+        return ""
+    out = []
+    for way in (a, b):
+        rows = [results[f"{p}/{way}"] for p in pairs]
+        diffs = [r["vs_best_baseline"]["diff"] if r["vs_best_baseline"] else 0.0 for r in rows]
+        gaps = [r["gap"] for r in rows if r["gap"] is not None]
+        worse = sum(bool(r["vs_best_baseline"] and r["vs_best_baseline"]["ci_high"] < 0) for r in rows)
+        out.append(
+            f"{way}: test minus best baseline {statistics.mean(diffs):+.4f}, winners' dev-test gap "
+            f"{statistics.mean(gaps):+.4f}, below the best baseline with CI < 0 in {worse}"
+        )
+    return f"- {len(pairs)} (dataset, searcher) pairs run {a} and {b}: " + "; ".join(out)
+
+
 def pooled(results: dict) -> str:
     """Per (searcher, way): what the runs return against the calibrated 16-shot baseline on the
     pooled test examples of every column measured, with the paired bootstrap interval (the
@@ -241,6 +263,8 @@ def main() -> None:
     if args.table:
         print(table(load()))
         print()
+        print(matched(load()))
+        print(matched(load(), "after", "after+train"))
         print(pooled(load()))
         return
     try:

@@ -47,6 +47,7 @@ def key(s: dict) -> str:
 
 def run_one(s: dict) -> dict:
     from promptsearch.runner import run_search
+    from promptsearch.selection import Selection
     from promptsearch.tasks.loaders import load_task
 
     if s["task"] == "sst-2":
@@ -63,6 +64,7 @@ def run_one(s: dict) -> dict:
         seed=0,
         db=str(DB),
         baseline_shots=0,
+        selection=Selection.whole_dev(),  # the pick these results were made with (before the gate)
     )
     notes = doc["record"]["searcher_notes"]
     base = {b["name"]: {"test": b["test"]["mean"], "diff": b["best_minus_baseline"]} for b in doc["baselines"]}

@@ -36,6 +36,12 @@ class Finalists:
     def picked_search(self) -> bool:
         return self.picked is self.search_best
 
+    def named_tests(self) -> list[tuple[str, EvalResult]]:
+        """Each finalist's name with its test scoring: a baseline whose prompt is the search's
+        best is scored once and stored under both names, so the one a run returns is found."""
+        named = {c.name: self.tests[c.key()] for c in [self.search_best, *self.baselines]}
+        return list(named.items())
+
     def baseline_records(self, seed: int) -> list[Finalist]:
         best = self.tests[self.picked.key()]
         out = []

@@ -124,7 +124,8 @@ def run_search(
     stand-in model, and the plan (schema `promptsearch.plan/1`) counts the calls, tokens and
     dollars the real run would spend. `resume` continues an interrupted run of a searcher
     that checkpoints (its id, printed when it started), with the arguments it started with.
-    `selection`: the selection score and the gate (selection.py; default: accuracy, no gate)."""
+    `selection`: the selection score, the gate and racing's level (selection.py; default:
+    `Selection()`, gold_prob where labels are scored, a gate at 0.9, racing at 0.8)."""
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     if resume is not None:
         run_id, args = resumable_args(resume, db)
@@ -139,6 +140,8 @@ def run_search(
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
     task, budget, say, started = setup.task, budget or Budget(), phase or (lambda _m: None), time.time()
+    _check_selection(selection, harness, task, setup.backend)
+    selection = selection.resolved(not harness.generates(task, setup.backend.label_scoring != "generate"))
     chosen = plan(task, selection, seed, searcher_obj.trains_on_train, say)  # the confirmation fold stays unseen
     searched, split = chosen.searched, chosen.split
     evaluator = Evaluator(
@@ -152,7 +155,6 @@ def run_search(
         select_by=selection.select_by,
         race_level=selection.race_level,
     )
-    _check_selection(selection, harness, task, setup.backend)
     evaluator.check_prices()
     searcher_obj.check(setup.backend)  # a target it cannot work with, a missing package: one line, nothing written
     folder = RunFolder.of(setup.store, run_id)
@@ -164,7 +166,7 @@ def run_search(
     search_cost = evaluator.cost  # now: the finalists' scorings go through the same backend after it
     baselines, shots = baselines_for(chosen.finals, searcher_obj, baseline_shots, seed)
     finals = decide(
-        evaluator, outcome.best, outcome.best_score, baselines, shots, say, chosen.finals, selection, split, seed
+        evaluator, outcome.best, outcome.best_score, baselines, shots, say, chosen.finals, chosen.selection, split, seed
     )
     if dry_run:
         tail = finals.select_cost + finals.test_cost
@@ -172,7 +174,7 @@ def run_search(
     parts = (setup, searcher_obj, harness, budget, seed, chosen)
     built = _document(run_id, *parts, outcome, evaluator, search_cost, finals, started)
     doc = RunDocument.from_dict(clean(built.to_dict()))  # no secret reaches it
-    setup.store.save_document(doc, finals.tests.values(), started)
+    setup.store.save_document(doc, finals.named_tests(), started)
     folder.remove()  # finished: its checkpoints are no longer needed
     return doc.to_dict()
 
@@ -222,10 +224,12 @@ def _context(
     """The search's context; for a searcher that checkpoints, its run folder, made (with what
     `runs` lists and `--resume` reads) or claimed (a resumed run)."""
     if not searcher.checkpoints or dry_run:
-        return SearchContext(seed=spec["seed"], runs=setup.store)
+        return SearchContext(seed=spec["seed"], runs=setup.store, task_hash=setup.task.hash())
     if resume is not None:
         folder.claim()
-        return SearchContext(seed=spec["seed"], workdir=folder.path, resuming=True, runs=setup.store)
+        return SearchContext(
+            seed=spec["seed"], workdir=folder.path, resuming=True, runs=setup.store, task_hash=setup.task.hash()
+        )
     # arguments given as objects (a loaded task, a backend) cannot be written: such a run is listed, not resumable
     resumable = all(isinstance(spec[k], (str, type(None))) for k in ("task", "model", "searcher", "scorer"))
     resumable = resumable and not isinstance(spec["harness"], Harness)
@@ -246,7 +250,7 @@ def _context(
     folder.start(written, resumable)
     if resumable:
         say(f"Run {folder.path.name} keeps its checkpoints in {folder.path}")
-    return SearchContext(seed=spec["seed"], workdir=folder.path, runs=setup.store)
+    return SearchContext(seed=spec["seed"], workdir=folder.path, runs=setup.store, task_hash=setup.task.hash())
 
 
 def _search(searcher: Searcher, task: Task, evaluator: Evaluator, context: SearchContext, folder, hint: str):

@@ -3,10 +3,12 @@ and the gate against the baselines (README, "Selection you can trust").
 
 - `select_by`: `accuracy` is the task's own metric; `gold_prob` is, per example, the
   probability of the gold label normalised over the labels (after calibration when the
-  harness calibrates). It needs label scores by log-likelihood; it is finer than accuracy (an
-  example moves it by how sure the model was, not by 0 or 1), so fewer examples tell two
-  prompts apart. Reports always give the task's metric.
-- `gate`: off (None), or a level such as 0.9. With a gate the dev split is cut, seeded and
+  harness calibrates). It needs label scores (log-likelihoods or first-token
+  log-probabilities); it is finer than accuracy (an example moves it by how sure the model
+  was, not by 0 or 1), so fewer examples tell two prompts apart. `auto` (the default) is
+  gold_prob where the run scores labels and accuracy where answers are generated. Reports
+  always give the task's metric.
+- `gate`: off (None), or a level such as 0.9 (the default). With a gate the dev split is cut, seeded and
   stratified by label, into a selection fold (what the search and the baseline choice see)
   and a confirmation fold (what neither sees). The search's best replaces the best baseline
   (best on the selection fold) only when the lower bound of the paired bootstrap interval
@@ -24,20 +26,40 @@ from typing import Any, Sequence
 from promptsearch.errors import PromptSearchError
 from promptsearch.evaluation.stats import PairedDiff, paired_bootstrap
 
-SELECT_BY = ("accuracy", "gold_prob")
+SELECT_BY = ("auto", "accuracy", "gold_prob")
 SELECT_ON = ("dev", "train+dev")
+OFF = ("off", "none", "no")
+MIN_GATE_DEV = 4  # below this a confirmation fold would hold one or two examples: the run picks on the whole dev
+
+
+def level(value: float | str | None, what: str = "level") -> float | None:
+    """A confidence level as the CLI, the API and sweep specs give it: a number, or off/none/None
+    (YAML reads a bare `off` as false)."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in OFF):
+        return None
+    if value is True:
+        raise PromptSearchError(f"The {what} is 'true'; give a level such as 0.9, or off.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise PromptSearchError(f"The {what} '{value}' is not a number; give a level such as 0.9, or off.") from None
 
 
 @dataclass(frozen=True)
 class Selection:
-    select_by: str = "accuracy"
-    gate: float | None = None  # the interval's level; None: no confirmation fold, pick on the whole dev split
+    """How a run picks its answer. The defaults are the measured ones (benchmarks/selection.py,
+    README "How a run picks its answer"); `Selection.whole_dev()` is how runs picked before."""
+
+    select_by: str = "auto"  # gold_prob where labels are scored, else accuracy (resolved by the runner)
+    gate: float | None = 0.9  # the interval's level; None: no confirmation fold, pick on the whole dev split
     confirm_share: float = 0.5  # the share of dev held out for confirmation when the gate is on
-    race_level: float | None = None  # racing keeps candidates within noise of the leader at this level
+    race_level: float | None = 0.8  # racing keeps candidates within noise of the leader; None: by rank alone
     select_on: str = "dev"  # "train+dev": the search also selects on train examples held out from it
     train_share: float = 0.5  # the share of train held out to select on, under select_on=train+dev
 
     def __post_init__(self):
+        object.__setattr__(self, "gate", level(self.gate, "gate level"))
+        object.__setattr__(self, "race_level", level(self.race_level, "racing level"))
         if self.select_by not in SELECT_BY:
             raise PromptSearchError(f"Unknown selection score '{self.select_by}'; use one of: {', '.join(SELECT_BY)}.")
         if self.gate is not None and not 0.5 <= self.gate < 1:
@@ -60,6 +82,18 @@ class Selection:
         if isinstance(value, Selection):
             return value
         return cls(**(value or {}))
+
+    @classmethod
+    def whole_dev(cls) -> Selection:
+        """The pick before the gate: accuracy on the whole dev split, racing by rank alone (what
+        the benchmarks made before benchmarks/selection.py ran with)."""
+        return cls(select_by="accuracy", gate=None, race_level=None)
+
+    def resolved(self, scores_labels: bool) -> Selection:
+        """`auto` made concrete: gold_prob where the run scores labels, else accuracy."""
+        if self.select_by != "auto":
+            return self
+        return replace(self, select_by="gold_prob" if scores_labels else "accuracy")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +145,9 @@ def plan(task, selection: Selection, seed: int, trains_on_train: bool, say) -> P
     with select_on=train+dev, a seeded, stratified share of train is taken out of train (so no
     demo, proposer or training step sees it) and added to what the search selects on, shuffled
     in with dev. A searcher that trains on train (soft prompts, AutoPrompt, RL) selects on dev."""
+    if selection.gate is not None and len(task.dev) < MIN_GATE_DEV:
+        say(f"No gate: dev has {len(task.dev)} examples, fewer than the {MIN_GATE_DEV} it needs to hold half out")
+        selection = replace(selection, gate=None)
     split = folds(task.dev, seed, selection.confirm_share) if selection.gate is not None else None
     dev = list(split[0]) if split else list(task.dev)
     if selection.select_on == "dev":

@@ -8,6 +8,7 @@ import inspect
 from promptsearch.backends.base import Backend, Capabilities, GenResult, LoglikResult, TokenIds, prompt_segments
 from promptsearch.tasks.builtin import sentiment
 
+WHOLE_DEV = dict(select_by="accuracy", gate=None, race_level=None)  # Selection.whole_dev(): the pick before the gate
 GOLD = {ex.input: ex.label for split in ("train", "dev", "test") for ex in sentiment().split(split)}
 
 

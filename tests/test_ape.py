@@ -127,7 +127,7 @@ def test_same_seed_same_run_and_cli_options(tmp_path):
     _, _, ev_b, b = run_ape(seed=3, rounds=1)
     assert a.best == b.best and [r.candidate for r in ev_a.history] == [r.candidate for r in ev_b.history]
     doc = search("sentiment", model=Scripted(), searcher="ape", db=str(tmp_path / "a.db"), chat="off", rounds=1)
-    assert doc["searcher"]["name"] == "ape" and doc["best"]["candidate"]["origin"].startswith("ape:")
+    assert doc["searcher"]["name"] == "ape" and doc["search_best"]["candidate"]["origin"].startswith("ape:")
     assert doc["record"]["searcher_notes"]["templates"][0]["hash"]
 
 

@@ -4,7 +4,7 @@ their score is on."""
 
 from typer.testing import CliRunner
 
-from fakes import FakeBackend
+from fakes import WHOLE_DEV, FakeBackend
 from promptsearch import search
 from promptsearch.candidates import Candidate
 from promptsearch.cli import app
@@ -37,7 +37,7 @@ class Scripted(Searcher):
 def test_a_search_worse_than_a_baseline_on_dev_returns_the_baseline_and_says_so(tmp_path):
     db = str(tmp_path / "w.db")
     worse = Candidate(instruction="Say a word.", name="worse-1")  # the fake says "negative": half right
-    doc = search("sentiment", model=FakeBackend(), searcher=Scripted([(worse, None)]), db=db)
+    doc = search("sentiment", model=FakeBackend(), searcher=Scripted([(worse, None)]), db=db, **WHOLE_DEV)
     dev_n = len(load_task("sentiment").dev)
     assert doc["best"]["picked"] == "baseline" and doc["best"]["name"] == "manual-1"
     assert doc["best"]["dev"] == {"mean": 1.0, "stderr": 0.0, "n": dev_n}
@@ -57,8 +57,9 @@ def test_a_search_worse_than_a_baseline_on_dev_returns_the_baseline_and_says_so(
 
 def test_a_search_that_beats_the_baselines_keeps_its_best(tmp_path):
     good = Candidate(instruction="Give the writer's opinion of it.", name="good-1")
-    doc = search("sentiment", model=FakeBackend(), searcher=Scripted([(good, None)]), db=str(tmp_path / "g.db"))
-    # a tie on dev with manual-1 (both always right) keeps the search's own best
+    db = str(tmp_path / "g.db")
+    doc = search("sentiment", model=FakeBackend(), searcher=Scripted([(good, None)]), db=db, **WHOLE_DEV)
+    # picking on the whole dev split, a tie with manual-1 (both always right) keeps the search's own best
     assert doc["best"]["picked"] == "search" and doc["best"]["name"] == "good-1"
 
 
@@ -67,7 +68,11 @@ def test_candidates_rank_by_dev_examples_scored_then_score_and_carry_n(tmp_path)
     full = Candidate(instruction="Give the writer's opinion.", name="full")
     task = load_task("sentiment")
     doc = search(
-        "sentiment", model=FakeBackend(), searcher=Scripted([(lucky, 2), (full, None)]), db=str(tmp_path / "r.db")
+        "sentiment",
+        model=FakeBackend(),
+        searcher=Scripted([(lucky, 2), (full, None)]),
+        db=str(tmp_path / "r.db"),
+        **WHOLE_DEV,
     )
     names = [c["name"] for c in doc["candidates"]]
     assert names == ["full", "lucky"]  # the whole dev split outranks 2 examples, whatever their mean

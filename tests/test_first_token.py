@@ -178,7 +178,7 @@ def test_search_budget_counts_one_call_per_example_and_gold_prob_selection_works
             model=backend(srv.url, scoring="logprobs"),
             searcher="baseline",
             budget=Budget(max_calls=30),
-            selection=Selection(select_by="gold_prob"),
+            selection=Selection(select_by="gold_prob", gate=None),  # every candidate on all 12 dev examples
             db=str(tmp_path / "b.db"),
         )
     # two candidates on 12 examples each: 24 calls, and a third would pass the budget

@@ -18,6 +18,7 @@ from promptsearch.candidates import Candidate
 from promptsearch.cli import app
 from promptsearch.errors import PromptSearchError
 from promptsearch.runner import run_eval, run_search
+from promptsearch.selection import Selection
 from promptsearch.tasks.builtin import sentiment
 from servers import LogprobServer, ScriptedServer
 
@@ -156,7 +157,8 @@ def test_dollars_and_budgets(tmp_path, monkeypatch):
 
     with ScriptedServer() as srv:
         b = backend(srv.url, prices_path=get_settings().prices_path)
-        doc = run_search(small_sentiment(n_dev=10), model=b, budget=Budget(max_dollars=0.05))
+        whole = Selection.whole_dev()  # each candidate scored on all 10 dev examples
+        doc = run_search(small_sentiment(n_dev=10), model=b, budget=Budget(max_dollars=0.05), selection=whole)
         assert doc["stopped_by"].startswith("dollar budget of $0.0500")
         spent = doc["cost"]["search"]["dollars"]
         assert spent >= 0.05 and doc["cost"]["search"]["calls"] == 10  # one scoring (10 calls) carried it past, no more

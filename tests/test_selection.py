@@ -3,12 +3,14 @@ selection score, the seeded confirmation fold the search never sees, and the gat
 the best baseline unless the search's best leads it there with an interval above zero."""
 
 import hashlib
+import json
 import math
+from dataclasses import replace
 
 import pytest
 from clitools import invoke, one_line_error
 
-from fakes import GOLD, flat, query_of
+from fakes import GOLD, WHOLE_DEV, flat, query_of
 from promptsearch import search
 from promptsearch.backends.base import Backend, Capabilities, LoglikResult
 from promptsearch.candidates import Candidate
@@ -90,6 +92,8 @@ def rules(**extra) -> Rules:
 
 
 def run(cand: Candidate, backend: Rules, tmp_path, **kw) -> dict:
+    """A run picking the old way (accuracy, whole dev) unless `kw` changes a setting."""
+    kw = {**WHOLE_DEV, **kw}
     return search("sentiment", model=backend, searcher=Returns(cand), db=str(tmp_path / "s.db"), seed=SEED, **kw)
 
 
@@ -194,6 +198,50 @@ def test_old_documents_parse_without_confirmation(tmp_path):
     assert Selection.of(None) == Selection()
 
 
+def test_the_measured_defaults_and_off(tmp_path, fake_backend_registered):
+    """By default a run picks by gold-label probability where labels are scored, behind a gate
+    at 0.9 with racing at 0.8 (measured: benchmarks/selection.py); `off` picks on the whole dev
+    split; a harness that generates answers picks by accuracy without being asked."""
+    cand = Candidate(instruction="Lucky words.", name="lucky-1")
+    doc = search("sentiment", model=rules(**{"Lucky words": lucky}), searcher=Returns(cand), db=str(tmp_path / "d.db"))
+    sel, conf = doc["record"]["selection"], doc["confirmation"]
+    assert (sel["select_by"], sel["gate"], sel["race_level"]) == ("gold_prob", 0.9, 0.8)
+    assert conf["score"] == "gold_prob" and conf["level"] == 0.9
+    assert doc["candidates"][0]["dev_n"] == len(conf["select_ids"]) < len(TASK.dev)
+    db = str(tmp_path / "c.db")
+    off = invoke("run", "--model", "fake:x", "--db", db, "--gate", "off", "--race-level", "none", "--json")
+    plain = json.loads(off.output)
+    assert plain["confirmation"] is None and plain["record"]["selection"]["gate"] is None
+    assert plain["record"]["selection"]["race_level"] is None and plain["best"]["dev"]["n"] == len(TASK.dev)
+    cot = json.loads(invoke("run", "--model", "fake:x", "--db", db, "--harness", "cot", "--json").output)
+    assert cot["record"]["selection"]["select_by"] == "accuracy" and cot["confirmation"]["score"] == "accuracy"
+    assert "is not a number" in one_line_error(invoke("run", "--model", "fake:x", "--gate", "high"))
+    assert Selection.whole_dev() == Selection(**WHOLE_DEV) and Selection(gate="off").gate is None
+
+
+def test_a_dev_split_too_small_to_halve_runs_without_the_gate():
+    from promptsearch.selection import MIN_GATE_DEV, plan
+
+    said = []
+    small = replace(TASK, dev=TASK.dev[: MIN_GATE_DEV - 1])
+    chosen = plan(small, Selection(), 0, False, said.append)
+    assert chosen.split is None and chosen.selection.gate is None and chosen.record()["gate"] is None
+    n = MIN_GATE_DEV - 1
+    assert said == [f"No gate: dev has {n} examples, fewer than the {MIN_GATE_DEV} it needs to hold half out"]
+
+
+def test_a_returned_baseline_with_the_searchs_prompt_has_its_test_rows(tmp_path):
+    """A search whose best is the manual prompt itself, gated and not passed: the run returns the
+    baseline, and its test scores are stored under the name it returns (reports read them so)."""
+    from promptsearch.store.db import Store
+
+    manual = Candidate(instruction=TASK.instructions[0], name="own-1")
+    doc = run(manual, rules(), tmp_path, gate=0.9)
+    assert doc["best"]["name"] == "manual-1" and doc["search_best"]["name"] == "own-1"
+    names = {t.candidate for t in Store(str(tmp_path / "s.db")).run_tests(doc["run_id"])}
+    assert {"manual-1", "own-1", "empty"} <= names
+
+
 def nested(rate: float):
     """Right on the inputs whose fixed number is below `rate`: a lower rate is right on a
     subset of a higher one's examples."""
@@ -237,9 +285,11 @@ def test_searchers_rank_by_the_selection_score(tmp_path):
             ]
 
     backend = Surer({"*": baseline_right}, sure=0.6)
-    plain = search("sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"))
+    plain = search("sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"), **WHOLE_DEV)
     assert plain["search_best"]["name"] == "empty"  # all three equally accurate: the first wins ties
-    surer = search("sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"), select_by="gold_prob")
+    surer = search(
+        "sentiment", model=backend, searcher="baseline", db=str(tmp_path / "b.db"), select_by="gold_prob", gate=None
+    )
     assert surer["search_best"]["name"] == "4-shot" and surer["best"]["name"] == "4-shot"
 
 

@@ -288,8 +288,8 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["record"]["searcher_notes"]["readout"]["ids"]
-    out = tmp_path / "adapter"
-    res = runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db])
+    out = tmp_path / "adapter"  # two steps rarely pass the gate; --search-best is the learned prompt either way
+    res = runner.invoke(app, ["export", doc["run_id"], "--search-best", "--output", str(out), "--db", db])
     assert res.exit_code == 0, res.output
     be = HFBackend(str(tiny_model))
     loaded = PeftModel.from_pretrained(be.model, str(out))
@@ -298,7 +298,7 @@ def test_cli_soft_run_exports_a_peft_adapter_and_a_discrete_run_exports_json(tin
     finally:
         _unwrap(loaded)
     # the exported vectors are the very prompt the run scored (same fingerprint)
-    assert SoftPrompt(vectors=vec).fingerprint() == doc["best"]["candidate"]["soft_prompt"]
+    assert SoftPrompt(vectors=vec).fingerprint() == doc["search_best"]["candidate"]["soft_prompt"]
     again = runner.invoke(app, ["export", doc["run_id"], "--output", str(out), "--db", db])
     assert again.exit_code == 2 and "already exists" in again.output
     # a discrete run (AutoPrompt) exports JSON with its template and trigger; an empty best has nothing
@@ -420,6 +420,10 @@ def test_init_best_starts_from_the_stored_discrete_prompt(tiny_model, tmp_path):
                 "search_width=2",
                 "--shots",
                 "0",
+                "--gate",
+                "off",  # picked as before the gate (whole dev, accuracy): a dev tie keeps the trigger
+                "--select-by",
+                "accuracy",
                 "--db",
                 db,
                 "--json",

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from promptsearch.cli import app
 from promptsearch.errors import PromptSearchError
+from promptsearch.selection import Selection
 from promptsearch.store import Store
 from promptsearch.sweep.executors import LocalExecutor, RayExecutor
 from promptsearch.sweep.run import run_sweep
@@ -169,11 +170,14 @@ def test_grids_and_tasks_with_changes(tmp_path, tiny_model):
     assert len(spec.trials) == 2 * 2 + 2 * 1
     assert {t.harness for t in spec.trials} == {"zero-shot", "calibrate"}
     assert {t.config().get("baseline_shots") for t in spec.trials} == {None, 0}
-    # a spec without the new keys keeps its trials' keys: baseline_shots left out of the config
-    assert "baseline_shots" not in plain.trials[0].config() and "selection" not in plain.trials[0].config()
-    gated = load_spec(write_spec(tmp_path, tiny_model, selection={"gate": 0.9, "select_by": "gold_prob"}))
-    assert gated.trials[0].config()["selection"] == {"gate": 0.9, "select_by": "gold_prob"}
-    assert run_arguments(gated.trials[0].config())["selection"] == {"gate": 0.9, "select_by": "gold_prob"}
+    # a spec without baseline_shots keeps its trials' keys; every selection setting is in the key,
+    # defaults included, so a trial made under other defaults is not taken for this one
+    assert "baseline_shots" not in plain.trials[0].config()
+    assert plain.trials[0].config()["selection"] == Selection().to_dict()
+    gated = load_spec(write_spec(tmp_path, tiny_model, selection={"gate": "off", "select_by": "gold_prob"}))
+    wanted = Selection(select_by="gold_prob", gate=None).to_dict()
+    assert gated.trials[0].config()["selection"] == wanted and wanted["gate"] is None
+    assert run_arguments(gated.trials[0].config())["selection"] == wanted
     assert gated.trials[0].key() != plain.trials[0].key()
     assert plain.trials[0].key() == load_spec(write_spec(tmp_path, tiny_model)).trials[0].key()
     trial = next(t for t in spec.trials if t.task.startswith("{"))

@@ -79,17 +79,17 @@ def run(
     db: Optional[str] = DbOpt,
     as_json: bool = JsonOpt,
     select_by: str = typer.Option(
-        "accuracy",
+        "auto",
         "--select-by",
-        help="What picks the run's answer: accuracy (the task's metric) or gold_prob (the gold label's probability, "
-        "for label tasks scored by log-likelihood). Reports keep the task's metric.",
+        help="What picks the run's answer: gold_prob (the gold label's probability) or accuracy (the task's "
+        "metric); auto: gold_prob where labels are scored, else accuracy. Reports keep the task's metric.",
     ),
-    gate: Optional[float] = typer.Option(
-        None,
+    gate: str = typer.Option(
+        "0.9",
         "--gate",
         metavar="LEVEL",
         help="Hold out half of dev to confirm the search's best; it replaces the best baseline only when the "
-        "paired interval at LEVEL (e.g. 0.9) of its lead there is above zero (default: no gate).",
+        "paired interval at LEVEL of its lead there is above zero; off: pick on the whole dev split.",
     ),
     select_on: str = typer.Option(
         "dev",
@@ -97,12 +97,12 @@ def run(
         help="dev, or train+dev: the search also selects on train examples held out of its train (no demo, "
         "proposer or training step sees them); searchers that train on train (soft, autoprompt, rl) stay on dev.",
     ),
-    race_level: Optional[float] = typer.Option(
-        None,
+    race_level: str = typer.Option(
+        "0.8",
         "--race-level",
         metavar="LEVEL",
-        help="Racing (ape, demos) drops a candidate below the cut only when a paired interval at LEVEL (e.g. 0.8) "
-        "says it is behind the leader (default: by rank alone).",
+        help="Racing (ape, demos) drops a candidate below the cut only when a paired interval at LEVEL says it is "
+        "behind the leader; off: by rank alone.",
     ),
     resume: Optional[str] = typer.Option(
         None,

@@ -186,7 +186,10 @@ def export(
         )
         return
     if not (cand.get("instruction") or cand.get("demos") or cand.get("trigger") or cand.get("knn")):
-        raise PromptSearchError(f"Run {doc.run_id}: the best prompt is the empty prompt; there is nothing to export.")
+        hint = "" if search_best or not doc.best.returned_baseline else "; --search-best exports the search's own best"
+        raise PromptSearchError(
+            f"Run {doc.run_id}: the best prompt is the empty prompt; there is nothing to export{hint}."
+        )
     rec = doc.record
     out = {
         "run_id": doc.run_id,

@@ -21,6 +21,7 @@ class SearchContext:
     workdir: Path | None = None  # the run's folder, for searchers that checkpoint (None: keep nothing)
     resuming: bool = False  # continue from the last checkpoint in `workdir`
     runs: Any = None  # the stored runs, read-only (`runs.runs(task=..., limit=...)`); None: none to read
+    task_hash: str = ""  # the whole task's hash (the searched task may hold only the gate's selection fold of dev)
 
 
 @dataclass

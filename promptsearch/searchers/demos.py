@@ -110,4 +110,7 @@ class DemoSearcher(Searcher):
             return "", "none"
         if mode == "task":
             return (task.instructions[0] if task.instructions else ""), "task"
-        return best_stored_prompt(task, context.runs, evaluator.backend.model_id, "instruction=best", triggers=False)
+        model = evaluator.backend.model_id
+        return best_stored_prompt(
+            task, context.runs, model, "instruction=best", triggers=False, task_hash=context.task_hash
+        )

@@ -160,7 +160,9 @@ class MIPROSearcher(Searcher):
         out = list(dict.fromkeys([*task.instructions, ""]))
         notes["sources"]["manual"] = len(task.instructions)
         try:
-            text, source = best_stored_prompt(task, context.runs, evaluator.backend.model_id, "mipro", triggers=False)
+            text, source = best_stored_prompt(
+                task, context.runs, evaluator.backend.model_id, "mipro", triggers=False, task_hash=context.task_hash
+            )
             if text not in out:
                 out.append(text)
                 notes["sources"]["stored"] = source

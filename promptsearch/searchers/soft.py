@@ -71,7 +71,7 @@ class SoftPromptSearcher(Searcher):
         cfg = self.config
         backend = local_model(evaluator.backend, "Soft prompts need")  # the model, its head, soft hidden states
         model, tok = backend.model, backend.tokenizer
-        init_text, init_from = _init_text(task, cfg, context.runs, backend)
+        init_text, init_from = _init_text(task, cfg, context, backend)
         if init_text is not None and not cfg.truncate:
             n = len(tok(init_text, add_special_tokens=False).input_ids)
             if n > cfg.num_virtual_tokens:
@@ -168,14 +168,16 @@ class SoftPromptSearcher(Searcher):
         return Outcome(best.candidate, best.mean, stopped, notes)
 
 
-def _init_text(task: Task, cfg, runs, backend) -> tuple[str | None, dict | None]:
+def _init_text(task: Task, cfg, context, backend) -> tuple[str | None, dict | None]:
     """The text prompt tuning starts from, and for init=best the stored run it came from."""
     if cfg.init == "text":
         return cfg.init_text or (task.instructions[0] if task.instructions else GENERIC_INIT), None
     if cfg.init != "best":
         return None, None
     try:
-        return best_stored_prompt(task, runs, backend.model_id, "init=best", skip=("soft",))
+        return best_stored_prompt(
+            task, context.runs, backend.model_id, "init=best", skip=("soft",), task_hash=context.task_hash
+        )
     except PromptSearchError as e:
         raise PromptSearchError(f"{e} Or use init=text.") from None
 

@@ -193,7 +193,7 @@ class Store:
     @_guarded("storing the run")
     def save_document(self, doc: RunDocument, tests, started: float) -> None:
         """A run document (runner.py) with its candidates and every test scoring (`tests`:
-        EvalResults), in one transaction."""
+        (finalist name, EvalResult) pairs), in one transaction."""
         best = doc.best
         run = Run(
             id=doc.run_id,
@@ -223,8 +223,8 @@ class Store:
             for c in doc.candidates
         ]
         rows = [
-            TestResult(run_id=run.id, candidate=r.candidate.name, example_id=eid, score=s, prediction=p)
-            for r in tests
+            TestResult(run_id=run.id, candidate=name, example_id=eid, score=s, prediction=p)
+            for name, r in tests
             for eid, s, p in zip(r.example_ids, r.scores, r.predictions)
         ]
         self.save_run(run, cands, rows)

@@ -13,7 +13,7 @@
     resources: {num_cpus: 1, num_gpus: 0}   # per trial, for Ray
     retries: 2                     # a trial whose worker dies is started again this many times
     baseline_shots: 0              # the k-shot baseline each run scores beside its best (default: the searcher's)
-    selection: {select_by: gold_prob, gate: 0.9, race_level: 0.8}   # how each run picks (README; default: none)
+    selection: {gate: off, race_level: off}   # how each run picks (README; default: auto, gate 0.9, racing 0.8)
     grids:                         # optional: several grids in one sweep, each one changing the keys above
       - {searchers: [ape], harnesses: [calibrate]}
 
@@ -56,10 +56,13 @@ class Trial:
 
     def config(self) -> dict[str, Any]:
         d = asdict(self)
-        d["options"], d["budget"], d["selection"] = dict(self.options), dict(self.budget), dict(self.selection)
-        for k in ("baseline_shots", "selection"):  # left out, so trials of specs without them keep their keys
-            if not d[k] and d[k] != 0:
-                del d[k]
+        from promptsearch.selection import Selection
+
+        d["options"], d["budget"] = dict(self.options), dict(self.budget)
+        # every setting, defaults included: a trial made under other selection defaults is not this one
+        d["selection"] = Selection.of(dict(self.selection)).to_dict()
+        if d["baseline_shots"] is None:  # left out, so trials of specs without it keep their keys
+            del d["baseline_shots"]
         return d
 
     def key(self) -> str:

@@ -29,8 +29,9 @@ def collect(store, rows: dict[str, SweepTrial]) -> dict[tuple[str, str], dict]:
         mine = {t.example_id: t.score for t in tests if t.candidate == best.name}
         bar = {t.example_id: t.score for t in tests if t.candidate == "manual-1"}
         label = doc.label + ("" if config["harness"] == "zero-shot" else f" · {config['harness']}")
-        if config.get("selection"):  # gated or otherwise selected runs are rows of their own
-            label += " · " + ", ".join(f"{k}={v}" for k, v in sorted(config["selection"].items()))
+        changed = _changed_selection(config.get("selection"))
+        if changed:  # runs picked otherwise than by default are rows of their own
+            label += " · " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
         cell = cells.setdefault(
             (label, task_name(config["task"])), {"tests": [], "scores": [], "bar": [], "own": [], "returned": []}
         )
@@ -106,3 +107,14 @@ def plot(cells: dict[tuple[str, str], dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _changed_selection(selection: dict | None) -> dict:
+    """The selection settings a trial changed from the defaults (trials of older sweeps list
+    only what their spec gave)."""
+    from promptsearch.selection import Selection
+
+    if not selection:
+        return {}
+    defaults = Selection().to_dict()
+    return {k: v for k, v in Selection.of(selection).to_dict().items() if v != defaults[k]}
