@@ -50,6 +50,7 @@ def test_a_search_worse_than_a_baseline_on_dev_returns_the_baseline_and_says_so(
     shown = " ".join(runner.invoke(app, ["show", doc["run_id"], "--db", db]).output.split())
     assert "The search did not beat the baseline on dev" in shown and "returns the baseline" in shown
     assert f"1.000 ({dev_n})" in shown and "search's best: worse-1" in shown
+    assert "Search's own best (worse-1): Say a word." in shown  # its prompt, as export --search-best gives it
     html = tmp_path / "w.html"
     assert runner.invoke(app, ["report", doc["run_id"], "--db", db, "--output", str(html)]).exit_code == 0
     assert "id='picked-baseline'" in html.read_text()

@@ -219,6 +219,8 @@ def print_run(con, doc: RunDocument) -> None:
     con.print(table)
     best, sb = doc.best, doc.search_best
     con.print(f"[bold green]Best prompt[/bold green] ({escape(best.name)}): {escape(best.prompt)}")
+    if best.returned_baseline and sb.name != best.name:  # what export --search-best gives
+        con.print(f"[bold]Search's own best[/bold] ({escape(sb.name)}): {escape(sb.prompt)}")
     conf = doc.confirmation
     if conf is not None:
         color = "green" if conf.passed else "yellow"
