@@ -211,7 +211,17 @@ def matched(results: dict, a: str = "before", b: str = "after") -> str:
             f"{way}: test minus best baseline {statistics.mean(diffs):+.4f}, winners' dev-test gap "
             f"{statistics.mean(gaps):+.4f}, below the best baseline with CI < 0 in {worse}"
         )
-    return f"- {len(pairs)} (dataset, searcher) pairs run {a} and {b}: " + "; ".join(out)
+    by_dataset: dict[str, list[float]] = {}
+    for p in pairs:
+        by_dataset.setdefault(p.rsplit("/", 1)[0], []).append(results[f"{p}/{b}"]["test"] - results[f"{p}/{a}"]["test"])
+    cols = ", ".join(f"{d} {statistics.mean(v):+.4f} ({len(v)})" for d, v in sorted(by_dataset.items()))
+    every = [x for v in by_dataset.values() for x in v]
+    cols += f"; {b} higher in {sum(x > 0.0005 for x in every)}, lower in {sum(x < -0.0005 for x in every)}"
+    return (
+        f"- {len(pairs)} (dataset, searcher) pairs run {a} and {b}: " + "; ".join(out) + f". Test of {b} minus "
+        f"{a}, per dataset (pairs): {cols}; mean of datasets "
+        f"{statistics.mean(statistics.mean(v) for v in by_dataset.values()):+.4f}"
+    )
 
 
 def pooled(results: dict) -> str:
