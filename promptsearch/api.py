@@ -21,9 +21,9 @@ def search(
     scorer: str | Scorer | None = None,
     harness: str | None = None,
     db: str | None = None,
-    select_by: str = "auto",
-    gate: float | None = 0.9,
-    race_level: float | None = 0.8,
+    select_by: str = "accuracy",
+    gate: float | None = None,
+    race_level: float | None = None,
     select_on: str = "dev",
     **options: Any,
 ) -> dict[str, Any]:
@@ -32,9 +32,9 @@ def search(
     `task`: a Task, a built-in name, or a path. `model`: "embedded" (default), "hf:<id or path>",
     or a backend object. `scorer`: a registered name or any `(prediction, example) -> float`.
     `harness`: e.g. "fewshot:k=4", "cot", "sc:n=5,temperature=0.7", or "fewshot:k=4+cot+sc:n=5".
-    `select_by` ("auto": gold_prob where labels are scored, else accuracy; "accuracy";
-    "gold_prob"), `gate` (a level, 0.9; None: pick on the whole dev split), `race_level`
-    (racing's level, 0.8; None: by rank) and `select_on` ("dev" or "train+dev"): how the run
+    `select_by` ("accuracy", "gold_prob", or "auto": gold_prob where labels are scored),
+    `gate` (a level such as 0.9, or None: pick on the whole dev split), `race_level` (racing's
+    level such as 0.8, or None: by rank) and `select_on` ("dev" or "train+dev"): how the run
     picks its answer (README, "How a run picks its answer").
     Searcher options go as keyword arguments (e.g. `shots=8`). Returns the run document
     (schema `promptsearch.run/1`); the run is stored in the database.

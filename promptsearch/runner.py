@@ -125,7 +125,7 @@ def run_search(
     dollars the real run would spend. `resume` continues an interrupted run of a searcher
     that checkpoints (its id, printed when it started), with the arguments it started with.
     `selection`: the selection score, the gate and racing's level (selection.py; default:
-    `Selection()`, gold_prob where labels are scored, a gate at 0.9, racing at 0.8)."""
+    `Selection()`, accuracy on the whole dev split, racing by rank)."""
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     if resume is not None:
         run_id, args = resumable_args(resume, db)

@@ -198,25 +198,33 @@ def test_old_documents_parse_without_confirmation(tmp_path):
     assert Selection.of(None) == Selection()
 
 
-def test_the_measured_defaults_and_off(tmp_path, fake_backend_registered):
-    """By default a run picks by gold-label probability where labels are scored, behind a gate
-    at 0.9 with racing at 0.8 (measured: benchmarks/selection.py); `off` picks on the whole dev
-    split; a harness that generates answers picks by accuracy without being asked."""
+def test_the_defaults_the_gated_pick_and_off(tmp_path, fake_backend_registered):
+    """By default a run picks on the whole dev split by accuracy (what the measurements kept,
+    benchmarks/selection.py); `Selection.gated()` is the measured alternative: gold-label
+    probability where labels are scored, a gate at 0.9, racing at 0.8; a harness that generates
+    answers makes `auto` accuracy without being asked; off/none turn a level off."""
+    assert Selection() == Selection.whole_dev() == Selection(**WHOLE_DEV)
     cand = Candidate(instruction="Lucky words.", name="lucky-1")
-    doc = search("sentiment", model=rules(**{"Lucky words": lucky}), searcher=Returns(cand), db=str(tmp_path / "d.db"))
+    backend = rules(**{"Lucky words": lucky})
+    plain = search("sentiment", model=backend, searcher=Returns(cand), db=str(tmp_path / "p.db"), seed=SEED)
+    assert plain["confirmation"] is None and plain["best"]["dev"]["n"] == len(TASK.dev)
+    gated = {"select_by": "auto", "gate": 0.9, "race_level": 0.8}
+    assert Selection(**gated) == Selection.gated()
+    doc = search("sentiment", model=backend, searcher=Returns(cand), db=str(tmp_path / "d.db"), seed=SEED, **gated)
     sel, conf = doc["record"]["selection"], doc["confirmation"]
     assert (sel["select_by"], sel["gate"], sel["race_level"]) == ("gold_prob", 0.9, 0.8)
     assert conf["score"] == "gold_prob" and conf["level"] == 0.9
     assert doc["candidates"][0]["dev_n"] == len(conf["select_ids"]) < len(TASK.dev)
     db = str(tmp_path / "c.db")
     off = invoke("run", "--model", "fake:x", "--db", db, "--gate", "off", "--race-level", "none", "--json")
-    plain = json.loads(off.output)
-    assert plain["confirmation"] is None and plain["record"]["selection"]["gate"] is None
-    assert plain["record"]["selection"]["race_level"] is None and plain["best"]["dev"]["n"] == len(TASK.dev)
-    cot = json.loads(invoke("run", "--model", "fake:x", "--db", db, "--harness", "cot", "--json").output)
+    quiet = json.loads(off.output)
+    assert quiet["confirmation"] is None and quiet["record"]["selection"]["gate"] is None
+    assert quiet["record"]["selection"]["race_level"] is None and quiet["best"]["dev"]["n"] == len(TASK.dev)
+    args = ["--harness", "cot", "--select-by", "auto", "--gate", "0.9", "--json"]
+    cot = json.loads(invoke("run", "--model", "fake:x", "--db", db, *args).output)
     assert cot["record"]["selection"]["select_by"] == "accuracy" and cot["confirmation"]["score"] == "accuracy"
     assert "is not a number" in one_line_error(invoke("run", "--model", "fake:x", "--gate", "high"))
-    assert Selection.whole_dev() == Selection(**WHOLE_DEV) and Selection(gate="off").gate is None
+    assert Selection(gate="off").gate is None and Selection(gate=False).gate is None  # YAML reads off as false
 
 
 def test_a_dev_split_too_small_to_halve_runs_without_the_gate():
@@ -224,7 +232,7 @@ def test_a_dev_split_too_small_to_halve_runs_without_the_gate():
 
     said = []
     small = replace(TASK, dev=TASK.dev[: MIN_GATE_DEV - 1])
-    chosen = plan(small, Selection(), 0, False, said.append)
+    chosen = plan(small, Selection.gated(), 0, False, said.append)
     assert chosen.split is None and chosen.selection.gate is None and chosen.record()["gate"] is None
     n = MIN_GATE_DEV - 1
     assert said == [f"No gate: dev has {n} examples, fewer than the {MIN_GATE_DEV} it needs to hold half out"]

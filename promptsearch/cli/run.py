@@ -79,17 +79,17 @@ def run(
     db: Optional[str] = DbOpt,
     as_json: bool = JsonOpt,
     select_by: str = typer.Option(
-        "auto",
+        "accuracy",
         "--select-by",
-        help="What picks the run's answer: gold_prob (the gold label's probability) or accuracy (the task's "
-        "metric); auto: gold_prob where labels are scored, else accuracy. Reports keep the task's metric.",
+        help="What picks the run's answer: accuracy (the task's metric), gold_prob (the gold label's probability, "
+        "for label tasks), or auto (gold_prob where labels are scored, else accuracy). Reports keep the metric.",
     ),
     gate: str = typer.Option(
-        "0.9",
+        "off",
         "--gate",
         metavar="LEVEL",
         help="Hold out half of dev to confirm the search's best; it replaces the best baseline only when the "
-        "paired interval at LEVEL of its lead there is above zero; off: pick on the whole dev split.",
+        "paired interval at LEVEL (e.g. 0.9) of its lead there is above zero (default off: the whole dev split).",
     ),
     select_on: str = typer.Option(
         "dev",
@@ -98,11 +98,11 @@ def run(
         "proposer or training step sees them); searchers that train on train (soft, autoprompt, rl) stay on dev.",
     ),
     race_level: str = typer.Option(
-        "0.8",
+        "off",
         "--race-level",
         metavar="LEVEL",
-        help="Racing (ape, demos) drops a candidate below the cut only when a paired interval at LEVEL says it is "
-        "behind the leader; off: by rank alone.",
+        help="Racing (ape, demos) drops a candidate below the cut only when a paired interval at LEVEL (e.g. 0.8) "
+        "says it is behind the leader (default off: by rank alone).",
     ),
     resume: Optional[str] = typer.Option(
         None,

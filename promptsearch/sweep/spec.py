@@ -13,7 +13,7 @@
     resources: {num_cpus: 1, num_gpus: 0}   # per trial, for Ray
     retries: 2                     # a trial whose worker dies is started again this many times
     baseline_shots: 0              # the k-shot baseline each run scores beside its best (default: the searcher's)
-    selection: {gate: off, race_level: off}   # how each run picks (README; default: auto, gate 0.9, racing 0.8)
+    selection: {select_by: auto, gate: 0.9}   # how each run picks (README; default: accuracy, no gate)
     grids:                         # optional: several grids in one sweep, each one changing the keys above
       - {searchers: [ape], harnesses: [calibrate]}
 
