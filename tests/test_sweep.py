@@ -170,10 +170,11 @@ def test_grids_and_tasks_with_changes(tmp_path, tiny_model):
     assert len(spec.trials) == 2 * 2 + 2 * 1
     assert {t.harness for t in spec.trials} == {"zero-shot", "calibrate"}
     assert {t.config().get("baseline_shots") for t in spec.trials} == {None, 0}
-    # a spec without baseline_shots keeps its trials' keys; every selection setting is in the key,
-    # defaults included, so a trial made under other defaults is not taken for this one
-    assert "baseline_shots" not in plain.trials[0].config()
-    assert plain.trials[0].config()["selection"] == Selection().to_dict()
+    # a spec without the new keys keeps its trials' keys: left out of the config, and so is a
+    # selection that is the whole-dev pick they were made with; any other is there in full
+    assert "baseline_shots" not in plain.trials[0].config() and "selection" not in plain.trials[0].config()
+    same = load_spec(write_spec(tmp_path, tiny_model, selection={"gate": "off", "select_by": "accuracy"}))
+    assert same.trials[0].key() == plain.trials[0].key() and Selection() == Selection.whole_dev()
     gated = load_spec(write_spec(tmp_path, tiny_model, selection={"gate": "off", "select_by": "gold_prob"}))
     wanted = Selection(select_by="gold_prob", gate=None).to_dict()
     assert gated.trials[0].config()["selection"] == wanted and wanted["gate"] is None

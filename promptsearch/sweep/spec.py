@@ -59,10 +59,15 @@ class Trial:
         from promptsearch.selection import Selection
 
         d["options"], d["budget"] = dict(self.options), dict(self.budget)
-        # every setting, defaults included: a trial made under other selection defaults is not this one
-        d["selection"] = Selection.of(dict(self.selection)).to_dict()
         if d["baseline_shots"] is None:  # left out, so trials of specs without it keep their keys
             del d["baseline_shots"]
+        # every setting, resolved; the whole-dev pick (how trials of specs without `selection` were
+        # made) is left out, so their keys stay, whatever the defaults become
+        chosen = Selection.of(dict(self.selection))
+        if chosen == Selection.whole_dev():
+            del d["selection"]
+        else:
+            d["selection"] = chosen.to_dict()
         return d
 
     def key(self) -> str:
