@@ -142,22 +142,29 @@ def run(args) -> None:
         )
 
 
+def summary(rows: dict) -> tuple[list[str], float, float]:
+    """(runs below the best baseline with CI < 0, mean test minus the best baseline, mean
+    dev-test gap of the winners) over result rows by key. A run that is the best baseline
+    itself counts 0."""
+    worse = [k for k, v in rows.items() if v["vs_best_baseline"] and v["vs_best_baseline"]["ci_high"] < 0]
+    diffs = [v["vs_best_baseline"]["diff"] if v["vs_best_baseline"] else 0.0 for v in rows.values()]
+    gaps = [v["gap"] for v in rows.values() if v["gap"] is not None]
+    return worse, statistics.mean(diffs), statistics.mean(gaps)
+
+
 def table(results: dict) -> str:
     lines = []
     for variant in VARIANTS:
         rows = {k: v for k, v in results.items() if k.endswith("/" + variant)}
         if not rows:
             continue
-        worse = [k for k, v in rows.items() if v["vs_best_baseline"] and v["vs_best_baseline"]["ci_high"] < 0]
+        worse, diff, gap = summary(rows)
         better = [k for k, v in rows.items() if v["vs_best_baseline"] and v["vs_best_baseline"]["ci_low"] > 0]
-        gaps = [v["gap"] for v in rows.values() if v["gap"] is not None]
-        diffs = [v["vs_best_baseline"]["diff"] for v in rows.values() if v["vs_best_baseline"]]
         returned_base = sum(v["returned_baseline"] for v in rows.values())
         lines.append(
             f"- **{variant}** ({len(rows)} runs): returned a baseline in {returned_base}; worse than the best "
             f"baseline with CI below zero in {len(worse)} ({', '.join(worse) or 'none'}); better with CI above "
-            f"zero in {len(better)}; mean test minus best baseline {statistics.mean(diffs):+.4f}; winners' mean "
-            f"dev-test gap {statistics.mean(gaps):+.4f}"
+            f"zero in {len(better)}; mean test minus best baseline {diff:+.4f}; winners' mean dev-test gap {gap:+.4f}"
         )
     what = "returned and its test, minus best baseline [CI], gap"
     header = "| dataset | searcher | " + " | ".join(f"{v}: {what}" for v in VARIANTS)
@@ -179,9 +186,9 @@ def table(results: dict) -> str:
 
 
 def stored_as(store, run_id: str, name: str, tests: dict) -> str:
-    """The name a finalist's test scores are stored under: a returned baseline whose prompt is
-    the same as a search candidate's (mipro's first candidate is often the manual prompt) is
-    scored on test once, under the candidate's name."""
+    """The name a finalist's test scores are stored under. Runs stored before
+    `Finalists.named_tests` kept a returned baseline whose prompt is the search's best (mipro's
+    first candidate is often the manual prompt) only under the candidate's name."""
     if name in tests:
         return name
     from promptsearch.document import RunDocument
@@ -203,13 +210,10 @@ def matched(results: dict, a: str = "before", b: str = "after") -> str:
         return ""
     out = []
     for way in (a, b):
-        rows = [results[f"{p}/{way}"] for p in pairs]
-        diffs = [r["vs_best_baseline"]["diff"] if r["vs_best_baseline"] else 0.0 for r in rows]
-        gaps = [r["gap"] for r in rows if r["gap"] is not None]
-        worse = sum(bool(r["vs_best_baseline"] and r["vs_best_baseline"]["ci_high"] < 0) for r in rows)
+        worse, diff, gap = summary({f"{p}/{way}": results[f"{p}/{way}"] for p in pairs})
         out.append(
-            f"{way}: test minus best baseline {statistics.mean(diffs):+.4f}, winners' dev-test gap "
-            f"{statistics.mean(gaps):+.4f}, below the best baseline with CI < 0 in {worse}"
+            f"{way}: test minus best baseline {diff:+.4f}, winners' dev-test gap {gap:+.4f}, "
+            f"below the best baseline with CI < 0 in {len(worse)}"
         )
     by_dataset: dict[str, list[float]] = {}
     for p in pairs:

@@ -140,8 +140,7 @@ def run_search(
     harness = harness if isinstance(harness, Harness) else parse_harness(harness)
     setup = prepare(task, model, scorer, db, dry_run=dry_run)
     task, budget, say, started = setup.task, budget or Budget(), phase or (lambda _m: None), time.time()
-    _check_selection(selection, harness, task, setup.backend)
-    selection = selection.resolved(not harness.generates(task, setup.backend.label_scoring != "generate"))
+    selection = _resolved_selection(selection, harness, task, setup.backend)
     chosen = plan(task, selection, seed, searcher_obj.trains_on_train, say)  # the confirmation fold stays unseen
     searched, split = chosen.searched, chosen.split
     evaluator = Evaluator(
@@ -188,14 +187,20 @@ def _model_record(setup) -> dict:
     return out
 
 
-def _check_selection(selection: Selection, harness: Harness, task: Task, backend) -> None:
-    """A selection score the run cannot compute is one line before anything is written."""
-    if selection.select_by == "gold_prob" and harness.generates(task, backend.label_scoring != "generate"):
+def _resolved_selection(selection: Selection, harness: Harness, task: Task, backend) -> Selection:
+    """`auto` made concrete; a selection score the run cannot compute is one line before
+    anything is written. The backend is asked how it scores labels only when it matters (a
+    server may be probed for it)."""
+    if selection.select_by == "accuracy":
+        return selection
+    scores_labels = bool(task.labels) and not harness.generates(task, backend.label_scoring != "generate")
+    if selection.select_by == "gold_prob" and not scores_labels:
         raise PromptSearchError(
             "--select-by gold_prob needs label scores (log-likelihoods or first-token log-probabilities), and with "
             f"harness '{harness.spec}' on "
             f"task '{task.name}' answers are generated; use --select-by accuracy."
         )
+    return selection.resolved(scores_labels)
 
 
 def _searcher(searcher: str | Searcher, options: dict[str, str] | None) -> Searcher:
